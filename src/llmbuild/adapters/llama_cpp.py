@@ -1,0 +1,57 @@
+"""llama.cpp: the HF -> GGUF converter from the pinned llama-cpp-python sdist, and the quantizer
+and runtime of the installed llama-cpp-python. Both are the same llama.cpp version."""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.metadata
+import sys
+from pathlib import Path
+
+from .. import PACKAGE_DIR
+from ..errors import ToolError
+from ..quant_types import QUANT_TYPES
+from .process import run_logged
+
+CONVERTER_DIR = PACKAGE_DIR / "_llama_cpp"
+
+
+def converter() -> Path:
+    script = CONVERTER_DIR / "convert_hf_to_gguf.py"
+    stamp = CONVERTER_DIR / "VERSION"
+    installed = importlib.metadata.version("llama_cpp_python")
+    if not script.is_file() or not stamp.is_file():
+        raise ToolError(f"llama.cpp's converter is missing ({script}). It is unpacked when llmbuild is installed: "
+                        f"run the set-up command in README.md again.")
+    unpacked = stamp.read_text().strip()
+    if unpacked != installed:
+        raise ToolError(f"the converter comes from llama-cpp-python {unpacked} but {installed} is installed; "
+                        f"converter and quantizer must be the same llama.cpp. Re-run the set-up command in README.md.")
+    return script
+
+
+def convert(hf_folder: Path, outfile: Path, outtype: str, log: Path) -> None:
+    argv = [sys.executable, str(converter()), str(hf_folder), "--outfile", str(outfile), "--outtype", outtype]
+    run_logged(argv, log, what="convert_hf_to_gguf.py", env={"HF_HUB_OFFLINE": "1"})
+    if not outfile.is_file():
+        raise ToolError(f"convert_hf_to_gguf.py wrote no {outfile.name}; see {log.name}")
+
+
+def quantize(source: Path, target: Path, quant: str, nthread: int = 0) -> None:
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, QUANT_TYPES[quant].llama_ftype)
+    params.nthread = nthread
+    status = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), ctypes.byref(params))
+    if status != 0 or not target.is_file():
+        raise ToolError(f"llama.cpp's quantizer failed on {source.name} -> {quant} (status {status})")
+
+
+def load(gguf: Path, n_ctx: int, seed: int = 0):
+    import llama_cpp
+
+    try:
+        return llama_cpp.Llama(model_path=str(gguf), n_ctx=n_ctx, seed=seed, verbose=False)
+    except (ValueError, RuntimeError) as err:
+        raise ToolError(f"llama.cpp cannot load {gguf.name}: {err}") from None

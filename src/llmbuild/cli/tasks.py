@@ -1,0 +1,66 @@
+"""A plan -> doit task dicts. Planning stays light: stage modules (torch, transformers,
+LLaMA-Factory) are imported only inside actions, when a task really runs."""
+
+from __future__ import annotations
+
+import importlib
+from functools import partial
+from typing import Iterator
+
+from doit.exceptions import TaskFailed
+
+from ..errors import LlmbuildError
+from ..plan.graph import Plan
+from ..plan.stages import STAGES
+from ..stages.context import StageContext
+from ..store import Store
+from .. import outputs as package
+
+
+def tasks_for(plans: list[Plan]) -> Iterator[dict]:
+    seen: set[str] = set()
+    for stage, spec in STAGES.items():
+        yield {"basename": stage, "name": None, "doc": spec.doc}
+    yield {"basename": "package", "name": None, "doc": "Link every output of a variant under build/out/<variant>/"}
+    for plan in plans:
+        store = Store(plan.store)
+        for stage, node in plan.nodes.items():
+            if node.task_name in seen:  # shared by several variants of a sweep: one task
+                continue
+            seen.add(node.task_name)
+            yield {
+                "basename": stage,
+                "name": node.key[:8],
+                "doc": f"{STAGES[stage].doc} [{plan.variant}]",
+                "actions": [(run_stage, [plan, stage])],
+                "task_dep": [plan.nodes[up].task_name for up in STAGES[stage].upstream],
+                "uptodate": [partial(store.is_complete, stage, node.key)],
+                "clean": [partial(store.remove, stage, node.key)],
+                "verbosity": 2,
+            }
+        yield {
+            "basename": "package",
+            "name": plan.variant,
+            "doc": f"Link the outputs of {plan.variant} under {package.out_dir(plan)}",
+            "actions": [(package.link_outputs, [plan])],
+            "task_dep": [node.task_name for node in plan.nodes.values()],
+            "uptodate": [partial(package.is_current, plan)],
+            "clean": [partial(package.remove, plan)],
+            "verbosity": 2,
+        }
+
+
+def run_stage(plan: Plan, stage: str):
+    """doit action: build one artifact; user errors end the task with their message only."""
+    node = plan.nodes[stage]
+    store = Store(plan.store)
+    inputs = {up: store.path(up, key) for up, key in node.payload["upstream"].items()}
+    manifest = {"key": node.key, "variant": plan.variant, **node.payload}
+    module = importlib.import_module(f"llmbuild.stages.{stage}")
+    try:
+        with store.building(stage, node.key, manifest) as out:
+            ctx = StageContext(cfg=plan.composed.cfg, root=plan.root, key=node.key, inputs=inputs, out=out)
+            module.run(ctx)
+    except LlmbuildError as err:
+        return TaskFailed(f"{stage}: {err}")
+    return None

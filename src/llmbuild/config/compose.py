@@ -1,0 +1,203 @@
+"""Compose a build configuration with Hydra's compose API, and explain failures to people.
+
+Overrides arrive exactly as Hydra's command line takes them (`quant=q8_0`, `lora.r=16`,
+`+train.extra.foo=1`, `~smoke`); `recipe=NAME` selects `recipes/NAME.yaml`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException, MissingConfigException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from ..errors import ConfigError
+from . import schema
+from .validate import validate
+
+RECIPE_GROUP = "recipes"
+
+
+@dataclass(frozen=True)
+class Composed:
+    """A resolved configuration and how it was chosen."""
+
+    cfg: DictConfig               # resolved, read-only, schema-typed
+    choices: dict[str, Any]       # config group -> option picked (after defaults and overrides)
+    overrides: tuple[str, ...]    # what the user typed, normalised
+
+    @property
+    def recipe(self) -> str:
+        return str(self.choices.get(RECIPE_GROUP) or "none")
+
+    def to_container(self) -> dict[str, Any]:
+        return OmegaConf.to_container(self.cfg, resolve=True, enum_to_str=True)
+
+
+def normalise_overrides(overrides: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """`recipe=NAME` is the user's spelling of the `recipes` config group."""
+    out = []
+    for item in overrides:
+        out.append(re.sub(r"^recipe=", f"{RECIPE_GROUP}=", item))
+    return tuple(out)
+
+
+def compose(root: Path, overrides: list[str] | tuple[str, ...] = ()) -> Composed:
+    """Compose `conf/config.yaml` + recipe + overrides into a validated configuration."""
+    root = Path(root).resolve()
+    overrides = normalise_overrides(overrides)
+    schema.register()
+    GlobalHydra.instance().clear()
+    hydra_overrides = [f"hydra.searchpath=[file://{root}]", *overrides]
+    try:
+        with initialize_config_dir(config_dir=str(root / "conf"), version_base="1.3", job_name="llmbuild"):
+            full = hydra_compose(config_name="config", overrides=hydra_overrides, return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise _explain(err, root, overrides) from None
+    finally:
+        GlobalHydra.instance().clear()
+    choices = dict(OmegaConf.to_container(full.hydra.runtime.choices))
+    with _open_struct(full):
+        del full["hydra"]
+    try:
+        OmegaConf.to_container(full, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as err:
+        raise _explain(err, root, overrides) from None
+    OmegaConf.resolve(full)
+    OmegaConf.set_readonly(full, True)
+    composed = Composed(cfg=full, choices=choices, overrides=overrides)
+    validate(composed.cfg, root, _source_hint(root, choices))
+    return composed
+
+
+class _open_struct:
+    def __init__(self, cfg: DictConfig):
+        self.cfg = cfg
+
+    def __enter__(self):
+        OmegaConf.set_struct(self.cfg, False)
+
+    def __exit__(self, *exc):
+        OmegaConf.set_struct(self.cfg, True)
+
+
+def _source_hint(root: Path, choices: dict[str, Any]):
+    """Return a function naming the file a key most likely came from, for error messages."""
+
+    def hint(key: str) -> str:
+        group = key.split(".")[0]
+        candidates = []
+        recipe = choices.get(RECIPE_GROUP)
+        if recipe:
+            candidates.append(root / RECIPE_GROUP / f"{recipe}.yaml")
+        if group in choices and choices[group] and not isinstance(choices[group], list):
+            candidates.append(root / "conf" / group / f"{choices[group]}.yaml")
+        for path in candidates:
+            if path.is_file() and _mentions(path, key, group, path.parent.name == RECIPE_GROUP):
+                return str(path.relative_to(root))
+        return "conf/config.yaml or the command line"
+
+    return hint
+
+
+def _mentions(path: Path, key: str, group: str, is_global: bool) -> bool:
+    try:
+        node = OmegaConf.load(path)
+    except Exception:
+        return False
+    dotted = key if is_global else key[len(group) + 1:]
+    return bool(dotted) and OmegaConf.select(node, dotted, default=None) is not None
+
+
+def _explain(err: Exception, root: Path, overrides: tuple[str, ...]) -> ConfigError:
+    """Turn Hydra/OmegaConf errors into one message: the key, where it came from, the fix."""
+    cause = err
+    while cause.__cause__ is not None and not isinstance(cause, OmegaConfBaseException):
+        cause = cause.__cause__
+    text = str(err).strip()
+    if isinstance(err, MissingConfigException) or "Could not find" in text or "could not be found" in text:
+        return ConfigError(_missing_option_message(text, root, overrides))
+    full_key = getattr(cause, "full_key", None) or _key_from_text(text)
+    if not full_key:
+        return ConfigError(f"configuration error: {_first_line(text)}")
+    where = _where(full_key, root, overrides)
+    problem = _first_line(str(cause))
+    if "not in" in problem or "Could not override" in text and "No match" in text:
+        parent, _, leaf = full_key.rpartition(".")
+        valid = _schema_fields(parent)
+        close = difflib.get_close_matches(leaf, valid, n=1)
+        suggestion = f" Did you mean '{parent + '.' if parent else ''}{close[0]}'?" if close else ""
+        listing = f" Valid keys under '{parent or '(top level)'}': {', '.join(valid)}." if valid else ""
+        return ConfigError(f"unknown config key '{full_key}' in {where}.{suggestion}{listing}")
+    if "Missing mandatory value" in problem:
+        return ConfigError(f"config key '{full_key}' has no value ({where}): set it, e.g. `doit build {full_key}=...`")
+    return ConfigError(f"bad value for config key '{full_key}' in {where}: {problem}")
+
+
+def _where(full_key: str, root: Path, overrides: tuple[str, ...]) -> str:
+    for item in overrides:
+        name = item.lstrip("+~").split("=", 1)[0]
+        if name == full_key or full_key.startswith(name + "."):
+            return f"the command-line override '{item}'"
+    group = full_key.split(".")[0]
+    files = []
+    for path in sorted((root / "conf" / group).glob("*.yaml")) + sorted((root / RECIPE_GROUP).glob("*.yaml")):
+        if _mentions(path, full_key, group, path.parent.name == RECIPE_GROUP):
+            files.append(str(path.relative_to(root)))
+    if files:
+        return " or ".join(files)
+    return "conf/config.yaml"
+
+
+def _missing_option_message(text: str, root: Path, overrides: tuple[str, ...]) -> str:
+    match = re.search(r"Could not find '([^']+)/([^']+)'", text) or re.search(r"In '[^']*': Could not load '([^']+)/([^']+)'", text)
+    if match:
+        group, option = match.groups()
+        group = group.strip("/")
+        folder = root / ("conf" if group != RECIPE_GROUP else "") / group
+        available = sorted(p.stem for p in folder.glob("*.yaml"))
+        close = difflib.get_close_matches(option, available, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        shown_group = "recipe" if group == RECIPE_GROUP else group
+        return (f"no config '{option}' in group '{shown_group}' (looked for {folder.relative_to(root)}/{option}.yaml)."
+                f"{hint} Available: {', '.join(available)}.")
+    return f"configuration error: {_first_line(text)}"
+
+
+def _key_from_text(text: str) -> str | None:
+    match = re.search(r"full_key: ([\w.\[\]-]+)", text) or re.search(r"Key '([\w.-]+)'", text)
+    return match.group(1) if match else None
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
+def _schema_fields(dotted_parent: str) -> list[str]:
+    node: Any = schema.BuildConfig
+    for part in [p for p in dotted_parent.split(".") if p]:
+        if not is_dataclass(node):
+            return []
+        match = {f.name: f for f in fields(node)}.get(part)
+        if match is None:
+            return []
+        node = _field_type(node, match.name)
+    return [f.name for f in fields(node)] if is_dataclass(node) else []
+
+
+def _field_type(cls: type, name: str) -> Any:
+    import typing
+
+    hint = typing.get_type_hints(cls)[name]
+    for arg in (*getattr(hint, "__args__", ()), hint):
+        if is_dataclass(arg):
+            return arg
+    return hint

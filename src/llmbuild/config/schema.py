@@ -1,0 +1,140 @@
+"""Structured-config schemas: one dataclass per config group, registered in Hydra's ConfigStore.
+
+Struct mode stays on, so a misspelt key or a wrong type stops composition; `validate` adds the
+rules a type cannot say. Field comments are what users read when they open this file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class DatasetFormat(str, Enum):
+    alpaca = "alpaca"      # {"instruction", "input", "output", "system"?, "history"?}
+    sharegpt = "sharegpt"  # {"conversations": [{"from": "human"|"gpt"|"function_call"|"observation", "value"}], "system"?, "tools"?}
+    openai = "openai"      # {"messages": [{"role", "content", "tool_calls"?}], "tools"?}
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING                 # readable model name, used in GGUF file names: SmolLM2-135M-Instruct
+    path: Optional[str] = None          # local HF folder, a .gguf file (first shard if split), or pkg:<module>/<file>
+    hub_id: Optional[str] = None        # Hugging Face id, used when `path` is unset and the hub is reachable
+    revision: Optional[str] = None      # hub revision (commit, tag); pin it so the cache key means one thing
+    chat_format: str = "chatml"         # the model's own chat template family (templates/chat/<family>.jinja)
+    trust_remote_code: bool = False
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING                 # name registered in LLaMA-Factory's dataset_info.json
+    path: str = MISSING                 # JSON or JSONL file; relative paths start at the project root
+    format: DatasetFormat = DatasetFormat.openai
+    max_samples: Optional[int] = None   # use only the first N rows (quick experiments)
+
+
+@dataclass
+class LoraConfig:
+    r: int = 8                          # rank: higher is more capacity, more memory, more overfitting
+    alpha: Optional[int] = None         # scaling; None lets LLaMA-Factory use 2 * r
+    dropout: float = 0.0
+    target: List[str] = field(default_factory=lambda: ["all"])  # module names, or ["all"] for every linear layer
+    rslora: bool = False                # rank-stabilised scaling alpha / sqrt(r)
+    dora: bool = False
+    quantization_bit: Optional[int] = None  # 4 or 8: QLoRA through bitsandbytes (GPU only)
+
+
+@dataclass
+class TrainConfig:
+    stage: str = "sft"
+    per_device_train_batch_size: int = 1
+    gradient_accumulation_steps: int = 1   # effective batch = batch size x accumulation x devices
+    learning_rate: float = 1.0e-4
+    num_train_epochs: float = 3.0
+    max_steps: int = -1                 # > 0 overrides num_train_epochs
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0           # used when warmup_steps is 0
+    lr_scheduler_type: str = "cosine"
+    optim: str = "adamw_torch"
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    cutoff_len: int = 1024              # tokens per sample; longer samples are truncated
+    logging_steps: int = 10
+    save_steps: int = 500
+    gradient_checkpointing: bool = False  # less activation memory, about 30% slower
+    bf16: bool = False                  # Ampere or newer GPUs
+    fp16: bool = False
+    preprocessing_num_workers: Optional[int] = None
+    extra: Dict[str, Any] = field(default_factory=dict)  # any other LLaMA-Factory argument, passed through
+
+
+@dataclass
+class QuantConfig:
+    type: str = "q4_k_m"                # llama.cpp file type, lower case: f16, bf16, q8_0, q6_k, q5_k_m, q4_k_m, ...
+    convert_type: str = "f16"           # what convert_hf_to_gguf.py writes before quantizing: f16, bf16 or f32
+    nthread: int = 0                    # 0: all cores
+
+
+@dataclass
+class PromptConfig:
+    template: Optional[str] = None      # chat family (chatml, qwen, llama3, alpaca); None keeps model.chat_format
+    system: str = ""                    # default system prompt: trained with, and the Modelfile SYSTEM
+    temperature: float = 0.7
+    top_p: float = 0.9
+    top_k: int = 40
+    repeat_penalty: float = 1.1
+    num_ctx: int = 2048
+    num_predict: int = -1               # -1: until a stop token
+    stop: List[str] = field(default_factory=list)  # extra stop strings; the template's own are always added
+
+
+@dataclass
+class OllamaTarget:
+    model_name: Optional[str] = None    # name for `ollama create`; default: the variant name
+
+
+@dataclass
+class TargetConfig:
+    ollama: Optional[OllamaTarget] = None
+
+
+@dataclass
+class SmokeConfig:
+    questions: List[str] = field(default_factory=list)  # asked of the quantized GGUF after every build
+    max_tokens: int = 96
+    n_ctx: int = 1024
+
+
+@dataclass
+class BuildConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
+    smoke: SmokeConfig = field(default_factory=SmokeConfig)
+    store: str = "build"                # artifact store; relative paths start at the project root
+
+
+GROUP_SCHEMAS = {
+    "model": ModelConfig,
+    "dataset": DatasetConfig,
+    "lora": LoraConfig,
+    "train": TrainConfig,
+    "quant": QuantConfig,
+    "prompt": PromptConfig,
+    "target": TargetConfig,
+    "smoke": SmokeConfig,
+}
+
+
+def register() -> None:
+    ConfigStore.instance().store(name="schema", node=BuildConfig)

@@ -1,0 +1,94 @@
+"""Readable names for a variant's artifacts: build/out/<variant>/ holds relative links into the
+content-addressed store, the resolved config and the stage keys."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import yaml
+
+from .naming import gguf_file
+from .plan.graph import Plan
+
+RECORD = "keys.json"
+
+
+def out_dir(plan: Plan) -> Path:
+    return plan.store / "out" / plan.variant
+
+
+def _links(plan: Plan) -> dict[str, Path]:
+    cfg = plan.composed.cfg
+    path = {stage: plan.store / stage / node.key for stage, node in plan.nodes.items()}
+    return {
+        "base": path["base"],
+        "dataset": path["data"] / "dataset",
+        "adapter": path["train"] / "adapter",
+        "merged": path["merge"] / "merged",
+        gguf_file(cfg.model.name, cfg.quant.convert_type): path["convert"] / gguf_file(cfg.model.name, cfg.quant.convert_type),
+        gguf_file(cfg.model.name, cfg.quant.type): path["quantize"] / gguf_file(cfg.model.name, cfg.quant.type),
+        "ollama": path["render"],
+        "smoke.md": path["smoke"] / "answers.md",
+    }
+
+
+def _record(plan: Plan) -> dict:
+    return {"variant": plan.variant, "keys": {stage: node.key for stage, node in plan.nodes.items()}}
+
+
+def is_current(plan: Plan) -> bool:
+    try:
+        return json.loads((out_dir(plan) / RECORD).read_text()) == _record(plan)
+    except (FileNotFoundError, ValueError):
+        return False
+
+
+def link_outputs(plan: Plan) -> None:
+    target = out_dir(plan)
+    remove(plan)
+    target.mkdir(parents=True)
+    for name, dest in _links(plan).items():
+        os.symlink(os.path.relpath(dest, target), target / name)
+    resolved = plan.composed.to_container()
+    (target / "config.yaml").write_text(
+        f"# resolved configuration of {plan.variant}; overrides: {' '.join(plan.composed.overrides) or '(none)'}\n"
+        + yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    (target / RECORD).write_text(json.dumps(_record(plan), indent=2) + "\n")
+
+
+def remove(plan: Plan) -> None:
+    shutil.rmtree(out_dir(plan), ignore_errors=True)
+
+
+def summary(plan: Plan) -> str:
+    """Where every output of the variant is, for the end of `doit build`."""
+    cwd = Path.cwd()
+    base = out_dir(plan)
+
+    def show(p: Path) -> str:
+        try:
+            return str(p.relative_to(cwd))
+        except ValueError:
+            return str(p)
+
+    cfg = plan.composed.cfg
+    quant_name = gguf_file(cfg.model.name, cfg.quant.type)
+    rows = [
+        ("adapter (LoRA)", base / "adapter"),
+        ("merged HF model", base / "merged"),
+        (f"GGUF {cfg.quant.convert_type}", base / gguf_file(cfg.model.name, cfg.quant.convert_type)),
+        (f"GGUF {cfg.quant.type}", base / quant_name),
+        ("Ollama folder", base / "ollama"),
+        ("Modelfile", base / "ollama" / "Modelfile"),
+        ("smoke answers", base / "smoke.md"),
+        ("resolved config", base / "config.yaml"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{plan.variant}: outputs in {show(base)}/"]
+    lines += [f"  {label:<{width}}  {show(path)}" for label, path in rows]
+    model = (cfg.target.ollama.model_name if cfg.target.ollama else None) or plan.variant
+    lines.append(f"  run it:  ollama create {model} -f {show(base / 'ollama' / 'Modelfile')}")
+    return "\n".join(lines)

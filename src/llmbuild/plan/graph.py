@@ -1,0 +1,73 @@
+"""A composed configuration -> its build graph: one node (stage, key) per stage. Pure."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config.compose import Composed
+from ..config.validate import chat_family
+from ..store import DigestCache
+from .keys import input_fingerprints, make_key, payload
+from .stages import ORDER, STAGES
+
+
+@dataclass(frozen=True)
+class Node:
+    stage: str
+    key: str
+    payload: dict[str, Any]
+
+    @property
+    def task_name(self) -> str:
+        return f"{self.stage}:{self.key[:8]}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    variant: str
+    composed: Composed
+    nodes: dict[str, Node]       # stage -> node, in build order
+    root: Path
+    store: Path
+
+    def upstream(self, stage: str) -> dict[str, Node]:
+        return {name: self.nodes[name] for name in STAGES[stage].upstream}
+
+
+def variant_name(composed: Composed) -> str:
+    """A readable, stable name: the recipe, then the user's overrides (`demo_quant-q8_0`)."""
+    parts = [composed.recipe]
+    for item in composed.overrides:
+        if item.startswith(("recipes=", "store=")):
+            continue
+        parts.append(re.sub(r"[^\w.+-]+", "-", item.lstrip("+~").replace("=", "-")).strip("-"))
+    return "_".join(parts)
+
+
+def template_digests(stage: str, family: str, root: Path, digests: DigestCache) -> dict[str, str]:
+    out = {}
+    for pattern in STAGES[stage].templates:
+        relative = pattern.format(family=family)
+        path = root / "templates" / relative
+        out[relative] = digests.digest(path) if path.is_file() else "missing"
+    return out
+
+
+def build_plan(composed: Composed, root: Path, digests: DigestCache | None = None) -> Plan:
+    root = Path(root).resolve()
+    cfg = composed.cfg
+    store = Path(cfg.store) if Path(cfg.store).is_absolute() else root / cfg.store
+    digests = digests or DigestCache(store / ".cache" / "digests.json")
+    family = chat_family(cfg)
+    nodes: dict[str, Node] = {}
+    for stage in ORDER:
+        spec = STAGES[stage]
+        upstream = {name: nodes[name].key for name in spec.upstream}
+        body = payload(spec, cfg, upstream, input_fingerprints(stage, cfg, root, digests),
+                       template_digests(stage, family, root, digests))
+        nodes[stage] = Node(stage, make_key(body), body)
+    digests.save()
+    return Plan(variant_name(composed), composed, nodes, root, store)

@@ -1,0 +1,90 @@
+"""Stage keys: a short hash of everything that decides a stage's output. Pure and fast: no model
+file is read (input files are fingerprinted through the size/mtime digest cache)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from ..errors import ConfigError
+from ..store import DigestCache
+from .stages import StageSpec
+
+KEY_LENGTH = 16
+
+
+def config_slice(cfg: DictConfig, reads: tuple[str, ...]) -> dict[str, Any]:
+    out = {}
+    for key in reads:
+        value = OmegaConf.select(cfg, key, default=None)
+        if isinstance(value, DictConfig) or OmegaConf.is_list(value):
+            value = OmegaConf.to_container(value, resolve=True, enum_to_str=True)
+        elif hasattr(value, "value"):  # enums
+            value = value.value
+        out[key] = value
+    return out
+
+
+@lru_cache(maxsize=None)
+def tool_version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def make_key(payload: dict[str, Any]) -> str:
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:KEY_LENGTH]
+
+
+def payload(spec: StageSpec, cfg: DictConfig, upstream: dict[str, str], inputs: dict[str, str],
+            templates: dict[str, str]) -> dict[str, Any]:
+    return {
+        "stage": spec.name,
+        "version": spec.version,
+        "config": config_slice(cfg, spec.reads),
+        "upstream": dict(upstream),
+        "inputs": dict(inputs),
+        "templates": dict(templates),
+        "tools": {name: tool_version(name) for name in spec.tools},
+    }
+
+
+def resolve_model_path(value: str, root: Path) -> Path:
+    """`pkg:<module>/<file>` -> the file inside an installed package (found without importing it)."""
+    if value.startswith("pkg:"):
+        module, _, relative = value[4:].partition("/")
+        spec = importlib.util.find_spec(module)
+        if spec is None or not spec.submodule_search_locations:
+            raise ConfigError(f"model.path = {value!r}: the Python package '{module}' is not installed. "
+                              f"Install it (pip install {module.replace('_', '-')}) or point model.path at a file.")
+        return Path(list(spec.submodule_search_locations)[0]) / relative
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def input_fingerprints(stage: str, cfg: DictConfig, root: Path, digests: DigestCache) -> dict[str, str]:
+    """Digests of the files a stage reads from outside the store."""
+    if stage == "base" and cfg.model.path:
+        path = resolve_model_path(cfg.model.path, root)
+        if not path.exists():
+            raise ConfigError(
+                f"model.path = {cfg.model.path!r}: {path} does not exist. Point model.path at an HF model "
+                f"folder (config.json + weights + tokenizer) or a .gguf file.")
+        return {"model": digests.fingerprint(path)}
+    if stage == "data":
+        path = root / cfg.dataset.path if not Path(cfg.dataset.path).is_absolute() else Path(cfg.dataset.path)
+        if not path.is_file():
+            raise ConfigError(
+                f"dataset.path = {cfg.dataset.path!r}: no such file ({path}). Put the dataset there or set "
+                f"dataset.path to a JSON/JSONL file.")
+        return {"dataset": digests.digest(path)}
+    return {}

@@ -1,0 +1,75 @@
+"""What each stage reads, what it depends on and which tools it calls: the facts keys are made of.
+
+Pure data. A stage's key changes exactly when one of these changes: a config key it reads, an
+upstream key, a template file it renders, its `version` (bump it when the stage's output changes
+for the same inputs), or the version of a tool it calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    doc: str                                # first line of `doit list`
+    reads: tuple[str, ...] = ()             # config keys (a group name means all of it)
+    upstream: tuple[str, ...] = ()
+    tools: tuple[str, ...] = ()             # Python distributions whose versions enter the key
+    templates: tuple[str, ...] = ()         # files under templates/, "{family}" filled in
+    version: str = "1"
+
+
+STAGES: dict[str, StageSpec] = {s.name: s for s in (
+    StageSpec(
+        "base", "Import the base model as an HF folder (local folder, hub id, or GGUF with its own tokenizer)",
+        reads=("model.path", "model.hub_id", "model.revision", "model.trust_remote_code"),
+        tools=("transformers", "gguf", "tokenizers", "torch"),
+    ),
+    StageSpec(
+        "data", "Validate the dataset and write it for LLaMA-Factory (dataset_info.json)",
+        reads=("dataset",),
+    ),
+    StageSpec(
+        "train", "Fine-tune a LoRA adapter with llamafactory-cli train",
+        reads=("lora", "train", "prompt.template", "prompt.system", "model.chat_format", "model.trust_remote_code"),
+        upstream=("base", "data"),
+        tools=("llamafactory", "transformers", "peft", "trl", "datasets", "accelerate", "torch"),
+        templates=("chat/{family}.jinja",),
+    ),
+    StageSpec(
+        "merge", "Merge the adapter into the base with llamafactory-cli export; write the chat template",
+        reads=("prompt.template", "prompt.system", "model.chat_format"),
+        upstream=("base", "train"),
+        tools=("llamafactory", "transformers", "peft", "torch", "jinja2"),
+        templates=("chat/{family}.jinja",),
+    ),
+    StageSpec(
+        "convert", "Convert the merged model to GGUF with llama.cpp's convert_hf_to_gguf.py",
+        reads=("quant.convert_type", "model.name"),
+        upstream=("merge",),
+        tools=("llama_cpp_python", "torch", "transformers", "numpy", "sentencepiece"),
+    ),
+    StageSpec(
+        "quantize", "Quantize the GGUF with llama.cpp's quantizer (llama_model_quantize)",
+        reads=("quant.type", "model.name"),
+        upstream=("convert",),
+        tools=("llama_cpp_python",),
+    ),
+    StageSpec(
+        "render", "Render the Ollama Modelfile (TEMPLATE, SYSTEM, PARAMETERs) beside the quantized GGUF",
+        reads=("prompt", "model.chat_format", "target"),
+        upstream=("quantize",),
+        tools=("jinja2",),
+        templates=("ollama/{family}.gotmpl", "Modelfile.j2"),
+    ),
+    StageSpec(
+        "smoke", "Chat with the quantized GGUF in llama.cpp: answers and tokens/s",
+        reads=("smoke", "prompt.system"),
+        upstream=("quantize",),
+        tools=("llama_cpp_python",),
+    ),
+)}
+
+ORDER = tuple(STAGES)

@@ -1,0 +1,49 @@
+"""base: the base model as an HF folder, from a local folder, a GGUF file or a hub id."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..adapters import gguf_import
+from ..errors import StageError
+from ..plan.keys import resolve_model_path
+from .context import StageContext
+
+
+def run(ctx: StageContext) -> None:
+    model = ctx.cfg.model
+    if model.path:
+        source = resolve_model_path(model.path, ctx.root)
+        if source.is_file() and source.suffix == ".gguf":
+            ctx.say(f"importing {source.name}: weights through transformers, tokenizer rebuilt from the GGUF")
+            info = gguf_import.import_gguf(source, ctx.out)
+            ctx.say(f"tokenizer: {info['vocab_size']} tokens, pre-tokenizer '{info['pre_tokenizer']}'")
+            return
+        if source.is_dir():
+            _link_folder(source, ctx.out)
+            return
+        raise StageError(f"model.path = {model.path!r} is neither an HF model folder nor a .gguf file")
+    _download(model.hub_id, model.revision, ctx.out)
+
+
+def _link_folder(source: Path, out: Path) -> None:
+    """Reference a local HF folder without copying gigabytes; its files are part of the key."""
+    if not (source / "config.json").is_file():
+        raise StageError(f"{source} has no config.json: model.path must be an HF model folder or a .gguf file")
+    for item in source.iterdir():
+        if not item.name.startswith("."):
+            os.symlink(item.resolve(), out / item.name)
+
+
+def _download(hub_id: str, revision: str | None, out: Path) -> None:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        snapshot_download(repo_id=hub_id, revision=revision, local_dir=out)
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
+        raise StageError(
+            f"cannot download '{hub_id}' from the Hugging Face hub ({type(err).__name__}). Without network, put "
+            f"the model on disk and point model.path at it, e.g. `doit build model.path=/models/{hub_id.split('/')[-1]}`"
+        ) from None

@@ -1,0 +1,127 @@
+"""The content-addressed artifact store: `<store>/<stage>/<key>/`.
+
+An artifact is complete when its `manifest.json` exists: it is built in a temporary folder beside
+its final place and renamed there in one step, so a crash, an error or Ctrl-C never leaves a
+folder that a later build would trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+MANIFEST = "manifest.json"
+_CHUNK = 1 << 20
+
+
+class Store:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def path(self, stage: str, key: str) -> Path:
+        return self.root / stage / key
+
+    def is_complete(self, stage: str, key: str) -> bool:
+        return (self.path(stage, key) / MANIFEST).is_file()
+
+    def manifest(self, stage: str, key: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.path(stage, key) / MANIFEST).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+
+    @contextmanager
+    def building(self, stage: str, key: str, manifest: dict[str, Any]) -> Iterator[Path]:
+        """Yield an empty folder to build into; on success it becomes the artifact, else it goes."""
+        final = self.path(stage, key)
+        tmp = final.parent / f".{key}.tmp-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        started = time.time()
+        try:
+            yield tmp
+            manifest = dict(manifest)
+            manifest["seconds"] = round(time.time() - started, 3)
+            manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            manifest["files"] = {
+                str(p.relative_to(tmp)): {"size": p.stat().st_size, "sha256": file_sha256(p)}
+                for p in sorted(tmp.rglob("*")) if p.is_file() and not p.is_symlink()
+            }
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            if final.exists():  # an incomplete leftover without manifest
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def remove(self, stage: str, key: str) -> None:
+        shutil.rmtree(self.path(stage, key), ignore_errors=True)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class DigestCache:
+    """sha256 of input files, re-hashed only when size or mtime change (doit's MD5 checker does the
+    same), so a no-op build of a multi-GB model reads no weights."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._entries: dict[str, list] | None = None
+        self._dirty = False
+
+    def _load(self) -> dict[str, list]:
+        if self._entries is None:
+            try:
+                self._entries = json.loads(self.path.read_text(encoding="utf-8"))
+            except (FileNotFoundError, ValueError):
+                self._entries = {}
+        return self._entries
+
+    def digest(self, file: Path) -> str:
+        file = Path(file).resolve()
+        stat = file.stat()
+        entries = self._load()
+        cached = entries.get(str(file))
+        if cached and cached[0] == stat.st_size and cached[1] == stat.st_mtime_ns:
+            return cached[2]
+        value = file_sha256(file)
+        entries[str(file)] = [stat.st_size, stat.st_mtime_ns, value]
+        self._dirty = True
+        return value
+
+    def fingerprint(self, path: Path) -> str:
+        """One digest for a file or a whole folder (relative names + contents)."""
+        path = Path(path)
+        if path.is_file():
+            return self.digest(path)
+        digest = hashlib.sha256()
+        for file in sorted(p for p in path.rglob("*") if p.is_file() and not _ignored(p, path)):
+            digest.update(str(file.relative_to(path)).encode() + b"\0" + self.digest(file).encode() + b"\0")
+        return digest.hexdigest()
+
+    def save(self) -> None:
+        if not self._dirty:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(self._entries), encoding="utf-8")
+        os.replace(tmp, self.path)
+        self._dirty = False
+
+
+def _ignored(file: Path, top: Path) -> bool:
+    return any(part.startswith(".") for part in file.relative_to(top).parts)
