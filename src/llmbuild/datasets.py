@@ -204,11 +204,15 @@ def _openai(data: dict, place: str) -> dict:
     return row
 
 
-def dataset_info(name: str, fmt: str, file_name: str) -> dict:
-    """LLaMA-Factory's dataset_info.json entry for what `to_llamafactory` wrote."""
+def dataset_info(name: str, fmt: str, file_name: str, rows: list[dict]) -> dict:
+    """LLaMA-Factory's dataset_info.json entry for what `to_llamafactory` wrote. Optional columns
+    are declared only when some row has them (LLaMA-Factory fails on a declared, absent column)."""
+    present = set().union(*(row.keys() for row in rows))
     if fmt == "alpaca":
-        columns = {"prompt": "instruction", "query": "input", "response": "output", "system": "system",
-                   "history": "history"}
-        return {name: {"file_name": file_name, "formatting": "alpaca", "columns": columns}}
-    columns = {"messages": "conversations", "system": "system", "tools": "tools"}
-    return {name: {"file_name": file_name, "formatting": "sharegpt", "columns": columns}}
+        columns = {"prompt": "instruction", "query": "input", "response": "output"}
+        optional = {"system": "system", "history": "history"}
+    else:
+        columns = {"messages": "conversations"}
+        optional = {"system": "system", "tools": "tools"}
+    columns.update({k: v for k, v in optional.items() if v in present})
+    return {name: {"file_name": file_name, "formatting": fmt, "columns": columns}}

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import LlmbuildError
+
 MANIFEST = "manifest.json"
 _CHUNK = 1 << 20
 
@@ -58,6 +60,13 @@ class Store:
             if final.exists():  # an incomplete leftover without manifest
                 shutil.rmtree(final)
             os.replace(tmp, final)
+        except LlmbuildError as err:
+            # keep what the tools wrote (logs) for inspection, under a name no build trusts
+            failed = final.parent / f"{key}.failed"
+            shutil.rmtree(failed, ignore_errors=True)
+            os.replace(tmp, failed)
+            err.args = tuple(str(a).replace(str(tmp), str(failed)) for a in err.args)
+            raise
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)

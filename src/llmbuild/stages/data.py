@@ -29,6 +29,6 @@ def run(ctx: StageContext) -> None:
     folder = ctx.out / "dataset"
     folder.mkdir()
     (folder / FILE_NAME).write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    info = datasets.dataset_info(config.name, layout, FILE_NAME)
+    info = datasets.dataset_info(config.name, layout, FILE_NAME, rows)
     (folder / "dataset_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     ctx.say(f"{len(rows)} rows from {shown} ({fmt}) -> LLaMA-Factory {layout} dataset '{config.name}'")

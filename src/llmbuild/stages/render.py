@@ -31,9 +31,10 @@ def run(ctx: StageContext) -> None:
     _check_quotable("prompt.system", cfg.prompt.system, '"""')
     for token in stop:
         _check_quotable(f"stop token {token!r}", token, '"')
-    variant_name = (cfg.target.ollama.model_name if cfg.target.ollama else None) or ctx.out.parent.parent.name
+    # the artifact is shared by every variant that needs it, so it names none of them
+    model_name = (cfg.target.ollama.model_name if cfg.target.ollama else None) or "<name>"
     text = _environment(ctx.root).get_template("Modelfile.j2").render(
-        variant=variant_name, stage_key=ctx.key, family=family.name, model_name=variant_name,
+        model=cfg.model.name, stage_key=ctx.key, family=family.name, model_name=model_name,
         gguf_file=gguf.name, template=template, system=cfg.prompt.system,
         temperature=cfg.prompt.temperature, top_p=cfg.prompt.top_p, top_k=cfg.prompt.top_k,
         repeat_penalty=cfg.prompt.repeat_penalty, num_ctx=cfg.prompt.num_ctx,
