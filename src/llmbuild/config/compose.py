@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -62,6 +63,8 @@ def compose(root: Path, overrides: list[str] | tuple[str, ...] = ()) -> Composed
             full = hydra_compose(config_name="config", overrides=hydra_overrides, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as err:
         raise _explain(err, root, overrides) from None
+    except yaml.YAMLError as err:
+        raise _explain_yaml(err, root) from None
     finally:
         GlobalHydra.instance().clear()
     choices = dict(OmegaConf.to_container(full.hydra.runtime.choices))
@@ -74,7 +77,7 @@ def compose(root: Path, overrides: list[str] | tuple[str, ...] = ()) -> Composed
     OmegaConf.resolve(full)
     OmegaConf.set_readonly(full, True)
     composed = Composed(cfg=full, choices=choices, overrides=overrides)
-    validate(composed.cfg, root, _source_hint(root, choices))
+    validate(composed.cfg, root, _source_hint(root, choices, overrides))
     return composed
 
 
@@ -89,10 +92,13 @@ class _open_struct:
         OmegaConf.set_struct(self.cfg, True)
 
 
-def _source_hint(root: Path, choices: dict[str, Any]):
+def _source_hint(root: Path, choices: dict[str, Any], overrides: tuple[str, ...]):
     """Return a function naming the file a key most likely came from, for error messages."""
 
     def hint(key: str) -> str:
+        typed = _override_for(key, overrides)
+        if typed:
+            return typed
         group = key.split(".")[0]
         candidates = []
         recipe = choices.get(RECIPE_GROUP)
@@ -120,20 +126,21 @@ def _mentions(path: Path, key: str, group: str, is_global: bool) -> bool:
 def _explain(err: Exception, root: Path, overrides: tuple[str, ...]) -> ConfigError:
     """Turn Hydra/OmegaConf errors into one message: the key, where it came from, the fix."""
     cause = err
-    while cause.__cause__ is not None and not isinstance(cause, OmegaConfBaseException):
-        cause = cause.__cause__
+    while not isinstance(cause, OmegaConfBaseException) and (cause.__cause__ or cause.__context__):
+        cause = cause.__cause__ or cause.__context__
     text = str(err).strip()
     if isinstance(err, MissingConfigException) or "Could not find" in text or "could not be found" in text:
         return ConfigError(_missing_option_message(text, root, overrides))
     full_key = getattr(cause, "full_key", None) or _key_from_text(text)
     if not full_key:
         return ConfigError(f"configuration error: {_first_line(text)}")
-    where = _where(full_key, root, overrides)
+    where = _where(full_key, root, overrides, _file_named_by_hydra(text, root))
     problem = _first_line(str(cause))
     if "not in" in problem or "Could not override" in text and "No match" in text:
         parent, _, leaf = full_key.rpartition(".")
         valid = _schema_fields(parent)
-        close = difflib.get_close_matches(leaf, valid, n=1)
+        close = [schema.FAMILIAR_NAMES[leaf]] if schema.FAMILIAR_NAMES.get(leaf) in valid else \
+            difflib.get_close_matches(leaf, valid, n=1)
         suggestion = f" Did you mean '{parent + '.' if parent else ''}{close[0]}'?" if close else ""
         listing = f" Valid keys under '{parent or '(top level)'}': {', '.join(valid)}." if valid else ""
         return ConfigError(f"unknown config key '{full_key}' in {where}.{suggestion}{listing}")
@@ -142,11 +149,32 @@ def _explain(err: Exception, root: Path, overrides: tuple[str, ...]) -> ConfigEr
     return ConfigError(f"bad value for config key '{full_key}' in {where}: {problem}")
 
 
-def _where(full_key: str, root: Path, overrides: tuple[str, ...]) -> str:
-    for item in overrides:
+def _override_for(full_key: str, overrides: tuple[str, ...]) -> str | None:
+    group = full_key.split(".")[0]
+    for item in reversed(overrides):  # the last one wins, as in Hydra
         name = item.lstrip("+~").split("=", 1)[0]
-        if name == full_key or full_key.startswith(name + "."):
+        if name == full_key or full_key.startswith(name + ".") or name == group:
             return f"the command-line override '{item}'"
+    return None
+
+
+def _file_named_by_hydra(text: str, root: Path) -> str | None:
+    """Hydra prefixes composition errors with "In 'group/option'": the file being merged."""
+    match = re.match(r"In '([^']+)'", text)
+    if not match:
+        return None
+    for candidate in (root / "conf" / f"{match.group(1)}.yaml", root / f"{match.group(1)}.yaml"):
+        if candidate.is_file():
+            return str(candidate.relative_to(root))
+    return None
+
+
+def _where(full_key: str, root: Path, overrides: tuple[str, ...], named: str | None = None) -> str:
+    typed = _override_for(full_key, overrides)
+    if typed:
+        return typed
+    if named:
+        return named
     group = full_key.split(".")[0]
     files = []
     for path in sorted((root / "conf" / group).glob("*.yaml")) + sorted((root / RECIPE_GROUP).glob("*.yaml")):
@@ -155,6 +183,20 @@ def _where(full_key: str, root: Path, overrides: tuple[str, ...]) -> str:
     if files:
         return " or ".join(files)
     return "conf/config.yaml"
+
+
+def _explain_yaml(err: yaml.YAMLError, root: Path) -> ConfigError:
+    mark = getattr(err, "problem_mark", None)
+    if mark is None:
+        return ConfigError(f"a config file is not valid YAML: {err}")
+    try:
+        name = str(Path(mark.name).resolve().relative_to(root))
+    except ValueError:
+        name = mark.name
+    problem = getattr(err, "problem", None) or "not valid YAML"
+    context = getattr(err, "context_mark", None)
+    earlier = f" (see also line {context.line + 1})" if context is not None and context.name == mark.name else ""
+    return ConfigError(f"{name} line {mark.line + 1}, column {mark.column + 1}: {problem}{earlier}. Fix the YAML.")
 
 
 def _missing_option_message(text: str, root: Path, overrides: tuple[str, ...]) -> str:

@@ -124,6 +124,14 @@ class BuildConfig:
     store: str = "build"                # artifact store; relative paths start at the project root
 
 
+# names users bring from LLaMA-Factory / PEFT / Unsloth -> the key here, for "did you mean"
+FAMILIAR_NAMES = {
+    "rank": "r", "lora_rank": "r", "lora_alpha": "alpha", "lora_dropout": "dropout", "lora_target": "target",
+    "target_modules": "target", "use_rslora": "rslora", "use_dora": "dora", "load_in_4bit": "quantization_bit",
+    "batch_size": "per_device_train_batch_size", "lr": "learning_rate", "epochs": "num_train_epochs",
+    "max_seq_length": "cutoff_len", "random_state": "seed", "quantization_method": "type",
+}
+
 GROUP_SCHEMAS = {
     "model": ModelConfig,
     "dataset": DatasetConfig,

@@ -43,7 +43,8 @@ def variant_name(composed: Composed) -> str:
     for item in composed.overrides:
         if item.startswith(("recipes=", "store=")):
             continue
-        parts.append(re.sub(r"[^\w.+-]+", "-", item.lstrip("+~").replace("=", "-")).strip("-"))
+        readable = ("no-" + item[1:]) if item.startswith("~") else item.lstrip("+")
+        parts.append(re.sub(r"[^\w.+-]+", "-", readable.replace("=", "-")).strip("-"))
     return "_".join(parts)
 
 

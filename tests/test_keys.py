@@ -1,0 +1,109 @@
+"""Stage keys: a change invalidates exactly the stages that read it, and nothing else."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmbuild.config.compose import compose
+from llmbuild.plan import keys
+from llmbuild.plan.graph import build_plan
+from llmbuild.plan.stages import ORDER
+
+ROOT = Path(__file__).resolve().parent.parent
+DOWNSTREAM_OF_TRAIN = {"train", "merge", "convert", "quantize", "render", "smoke"}
+
+
+def changed(plan_a, plan_b) -> set[str]:
+    return {s for s in ORDER if plan_a.nodes[s].key != plan_b.nodes[s].key}
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("quant=q8_0", {"quantize", "render", "smoke"}),
+    ("quant.convert_type=bf16", {"convert", "quantize", "render", "smoke"}),
+    ("prompt.temperature=0.2", {"render"}),
+    ("prompt.top_k=20", {"render"}),
+    ("prompt.num_ctx=4096", {"render"}),
+    ("+prompt.stop=[END]", {"render"}),
+    ("prompt.system=Be terse.", {"train", "merge", "convert", "quantize", "render", "smoke"}),
+    ("lora.r=16", DOWNSTREAM_OF_TRAIN),
+    ("train.learning_rate=5e-4", DOWNSTREAM_OF_TRAIN),
+    ("dataset.max_samples=10", {"data"} | DOWNSTREAM_OF_TRAIN),
+    ("smoke.max_tokens=32", {"smoke"}),
+    ("quant.nthread=1", set()),
+    ("store=elsewhere", set()),
+])
+def test_one_key_change_invalidates_exactly_its_readers(plan_for, override, expected):
+    assert changed(plan_for(), plan_for(override)) == expected
+
+
+def test_same_config_same_keys(plan_for):
+    assert {s: n.key for s, n in plan_for().nodes.items()} == {s: n.key for s, n in plan_for().nodes.items()}
+
+
+def test_dataset_content_is_part_of_the_key(tmp_path):
+    data = tmp_path / "d.jsonl"
+    row = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    data.write_text(json.dumps(row) + "\n")
+    first = build_plan(compose(ROOT, [f"store={tmp_path}/s", f"dataset.path={data}"]), ROOT)
+    data.write_text(json.dumps(row) + "\n" + json.dumps(row) + "\n")
+    second = build_plan(compose(ROOT, [f"store={tmp_path}/s", f"dataset.path={data}"]), ROOT)
+    assert changed(first, second) == {"data"} | DOWNSTREAM_OF_TRAIN
+
+
+def test_tokenizer_file_of_a_local_model_is_part_of_the_key(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "tokenizer.json").write_text('{"v": 1}')
+    args = [f"store={tmp_path}/s", "model=local", f"model.path={model}", "model.name=M"]
+    first = build_plan(compose(ROOT, args), ROOT)
+    (model / "tokenizer.json").write_text('{"v": 2}')
+    second = build_plan(compose(ROOT, args), ROOT)
+    assert changed(first, second) == {"base"} | DOWNSTREAM_OF_TRAIN
+
+
+def test_chat_template_source_is_part_of_train_and_merge_keys(plan_for, monkeypatch):
+    before = plan_for()
+    real = keys.payload
+
+    def edited(spec, cfg, upstream, inputs, templates):
+        return real(spec, cfg, upstream, inputs, {k: "edited" for k in templates})
+
+    monkeypatch.setattr("llmbuild.plan.graph.payload", edited)
+    after = plan_for()
+    assert {"train", "merge", "render"} <= changed(before, after)
+    assert "data" not in changed(before, after) and "base" not in changed(before, after)
+
+
+def test_tool_versions_are_part_of_the_key(plan_for, monkeypatch):
+    before = plan_for()
+    real = keys.tool_version
+    monkeypatch.setattr(keys, "tool_version", lambda d: "9.9" if d == "llama_cpp_python" else real(d))
+    after = plan_for()
+    assert changed(before, after) == {"convert", "quantize", "render", "smoke"}
+
+
+def test_planning_reads_no_model_file_twice(plan_for, monkeypatch):
+    plan_for()  # fills the digest cache
+    calls = []
+    monkeypatch.setattr("llmbuild.store.file_sha256", lambda path: calls.append(path) or "x")
+    plan_for()
+    assert calls == [], "a no-op plan must trust size/mtime and re-hash nothing"
+
+
+def test_planning_imports_no_heavy_library():
+    code = (
+        "import sys; from pathlib import Path; from llmbuild.config.compose import compose;"
+        "from llmbuild.plan.graph import build_plan; from llmbuild.cli.tasks import tasks_for;"
+        f"plan = build_plan(compose(Path({str(ROOT)!r}), ['store=/tmp/llmbuild-plan-test']), Path({str(ROOT)!r}));"
+        "list(tasks_for([plan]));"
+        "heavy = [m for m in ('torch', 'transformers', 'llamafactory', 'llama_cpp', 'peft') if m in sys.modules];"
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
