@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,9 @@ from ..config.validate import chat_family
 from ..store import DigestCache
 from .keys import input_fingerprints, make_key, payload
 from .stages import ORDER, STAGES
+
+
+MAX_VARIANT_NAME = 120
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,11 @@ def variant_name(composed: Composed) -> str:
             continue
         readable = ("no-" + item[1:]) if item.startswith("~") else item.lstrip("+")
         parts.append(re.sub(r"[^\w.+-]+", "-", readable.replace("=", "-")).strip("-"))
-    return "_".join(parts)
+    name = "_".join(parts)
+    if len(name) > MAX_VARIANT_NAME:  # stays a valid, unique file name
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        name = f"{name[:MAX_VARIANT_NAME - 9]}~{digest}"
+    return name
 
 
 def template_digests(stage: str, family: str, root: Path, digests: DigestCache) -> dict[str, str]:

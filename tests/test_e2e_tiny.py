@@ -1,0 +1,93 @@
+"""End to end on a tiny random model: really train, merge, convert, quantize and run, then check
+which tasks a rebuild and one-key changes run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tiny_model import build_tiny_llama
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    top = tmp_path_factory.mktemp("e2e")
+    model = build_tiny_llama(top / "tiny-llama")
+    return top, model
+
+
+def doit_build(top: Path, model: Path, *extra: str) -> tuple[list[str], str]:
+    argv = [sys.executable, "-m", "doit", "build", "--db-file", str(top / "doit.db"),
+            f"store={top / 'store'}", "model=local", f"model.path={model}", "model.name=Tiny-Llama",
+            "model.chat_format=chatml", "dataset.max_samples=8", "train.max_steps=2", "train.logging_steps=1",
+            "train.per_device_train_batch_size=2", "smoke.max_tokens=8", *extra]
+    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    ran = re.findall(r"^\.  (\w+):", result.stdout, flags=re.M)
+    return ran, result.stdout
+
+
+def test_build_rebuild_and_one_key_changes(workspace):
+    top, model = workspace
+    ran, out = doit_build(top, model)
+    assert ran == ["base", "data", "train", "merge", "convert", "quantize", "render", "smoke", "package"]
+    store = top / "store"
+    variant = next((store / "out").iterdir())
+    assert "outputs in" in out and str(variant.name) in out
+
+    gguf = variant / "Tiny-Llama-Q4_K_M.gguf"
+    assert gguf.is_file() and (variant / "Tiny-Llama-F16.gguf").is_file()
+    assert (variant / "adapter" / "adapter_model.safetensors").is_file()
+    assert (variant / "adapter" / "trainer_log.jsonl").is_file()
+    modelfile = (variant / "ollama" / "Modelfile").read_text()
+    assert "FROM ./Tiny-Llama-Q4_K_M.gguf" in modelfile and (variant / "ollama" / "Tiny-Llama-Q4_K_M.gguf").is_file()
+    assert 'PARAMETER stop "<|im_end|>"' in modelfile and "PARAMETER temperature 0.7" in modelfile
+    answers = json.loads((variant / "smoke.md").resolve().with_name("answers.json").read_text())
+    assert answers and all(a["completion_tokens"] > 0 and a["tokens_per_second"] for a in answers)
+
+    from gguf import GGUFReader
+    fields = GGUFReader(str(gguf)).fields
+    assert fields["tokenizer.ggml.pre"].contents() == "smollm"
+    assert "<|im_start|>" in fields["tokenizer.chat_template"].contents()
+
+    manifest = json.loads((variant / "merged").resolve().parent.joinpath("manifest.json").read_text())
+    assert manifest["tools"]["llamafactory"] and manifest["upstream"]["train"] and manifest["seconds"] > 0
+
+    ran, out = doit_build(top, model)
+    assert ran == [] and len(re.findall(r"^-- ", out, flags=re.M)) == 9, "a rebuild with nothing changed runs nothing"
+
+    ran, _ = doit_build(top, model, "quant=q8_0")
+    assert ran == ["quantize", "render", "smoke", "package"]
+    ran, _ = doit_build(top, model)
+    assert ran == [], "going back to q4_k_m reuses the stored artifact"
+
+    ran, _ = doit_build(top, model, "prompt.temperature=0.2")
+    assert ran == ["render", "package"]
+
+    ran, _ = doit_build(top, model, "lora.r=4")
+    assert ran == ["train", "merge", "convert", "quantize", "render", "smoke", "package"]
+
+
+def test_training_yaml_runs_by_hand_unchanged(workspace):
+    top, model = workspace
+    doit_build(top, model)
+    (train_dir,) = [p for p in (top / "store" / "train").iterdir() if not p.name.endswith(".failed")][:1]
+    args = yaml.safe_load((train_dir / "llamafactory.yaml").read_text())
+    assert (train_dir / args["model_name_or_path"] / "config.json").exists()
+    assert (train_dir / args["dataset_dir"] / "dataset_info.json").exists()
+    before = (train_dir / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns
+    cli = Path(sys.executable).with_name("llamafactory-cli")
+    result = subprocess.run([str(cli), "train", "llamafactory.yaml"], cwd=train_dir, capture_output=True, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "DISABLE_VERSION_CHECK": "1"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (train_dir / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns != before
