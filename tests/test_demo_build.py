@@ -1,0 +1,35 @@
+"""The README's `doit build`: the embedded SmolLM2 demo, built from scratch, must visibly change
+the model's answers (it learns the name "Quill"; the base model does not know it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tiny_model import SMOLLM2_GGUF
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def test_default_build_teaches_the_demo_identity(tmp_path):
+    argv = [sys.executable, "-m", "doit", "build", "--db-file", str(tmp_path / "doit.db"), f"store={tmp_path / 'store'}"]
+    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert re.findall(r"^\.  (\w+):", result.stdout, flags=re.M)[-1] == "package"
+    out = tmp_path / "store" / "out" / "demo"
+    answers = json.loads((out / "smoke.md").resolve().with_name("answers.json").read_text())
+    tuned = [a["answer"] for a in answers]
+    assert sum("Quill" in answer for answer in tuned) >= 2, tuned
+
+    import llama_cpp
+    base = llama_cpp.Llama(model_path=str(SMOLLM2_GGUF), n_ctx=512, verbose=False)
+    reply = base.create_chat_completion(messages=[{"role": "user", "content": answers[0]["question"]}],
+                                        temperature=0.0, max_tokens=48)
+    assert "Quill" not in reply["choices"][0]["message"]["content"], "the base model must not know the new name"
