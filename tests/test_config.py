@@ -101,7 +101,7 @@ def test_invalid_quant_type_is_rejected_with_the_valid_list():
 @pytest.fixture
 def project_copy(tmp_path):
     for part in ("conf", "recipes", "templates", "data"):
-        shutil.copytree(ROOT / part, tmp_path / part)
+        shutil.copytree(ROOT / part, tmp_path / part, symlinks=True)
     return tmp_path
 
 

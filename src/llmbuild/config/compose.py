@@ -57,7 +57,7 @@ def compose(root: Path, overrides: list[str] | tuple[str, ...] = ()) -> Composed
     overrides = normalise_overrides(overrides)
     schema.register()
     GlobalHydra.instance().clear()
-    hydra_overrides = [f"hydra.searchpath=[file://{root}]", *overrides]
+    hydra_overrides = list(overrides)
     try:
         with initialize_config_dir(config_dir=str(root / "conf"), version_base="1.3", job_name="llmbuild"):
             full = hydra_compose(config_name="config", overrides=hydra_overrides, return_hydra_config=True)
@@ -164,8 +164,8 @@ def _file_named_by_hydra(text: str, root: Path) -> str | None:
     if not match:
         return None
     for candidate in (root / "conf" / f"{match.group(1)}.yaml", root / f"{match.group(1)}.yaml"):
-        if candidate.is_file():
-            return str(candidate.relative_to(root))
+        if candidate.is_file():  # conf/recipes links to the top-level recipes/
+            return str(candidate.resolve().relative_to(root.resolve()))
     return None
 
 
