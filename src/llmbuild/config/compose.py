@@ -6,6 +6,7 @@ Overrides arrive exactly as Hydra's command line takes them (`quant=q8_0`, `lora
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 from dataclasses import dataclass, fields, is_dataclass
@@ -15,7 +16,10 @@ from typing import Any
 import yaml
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -53,30 +57,122 @@ def normalise_overrides(overrides: list[str] | tuple[str, ...]) -> tuple[str, ..
 
 def compose(root: Path, overrides: list[str] | tuple[str, ...] = ()) -> Composed:
     """Compose `conf/config.yaml` + recipe + overrides into a validated configuration."""
+    return compose_many(root, [tuple(overrides)])[0]
+
+
+def compose_many(root: Path, variants: list[tuple[str, ...]]) -> list[Composed]:
+    """Compose several override lists (a sweep) in one Hydra session.
+
+    Hydra recomposes the defaults list only once per distinct config-group selection; value
+    overrides are applied to a copy of that composition with Hydra's own override code, exactly
+    as a full compose would apply them. Planning a sweep stays fast this way.
+    """
     root = Path(root).resolve()
-    overrides = normalise_overrides(overrides)
     schema.register()
     GlobalHydra.instance().clear()
-    hydra_overrides = list(overrides)
+    results = []
     try:
         with initialize_config_dir(config_dir=str(root / "conf"), version_base="1.3", job_name="llmbuild"):
-            full = hydra_compose(config_name="config", overrides=hydra_overrides, return_hydra_config=True)
-    except (HydraException, OmegaConfBaseException) as err:
-        raise _explain(err, root, overrides) from None
+            loader = GlobalHydra.instance().config_loader()
+            parser = OverridesParser.create(config_loader=loader)
+            by_groups: dict[tuple[str, ...], tuple[DictConfig, dict[str, Any]]] = {}
+            for variant in variants:
+                overrides = normalise_overrides(variant)
+                try:
+                    parsed = parser.parse_overrides(list(overrides))
+                    groups = tuple(o.input_line for o in parsed if _selects_group(o, loader))
+                    if groups not in by_groups:
+                        by_groups[groups] = _compose_groups(groups)
+                    base, choices = by_groups[groups]
+                    cfg = copy.deepcopy(base)
+                    ConfigLoaderImpl._apply_overrides_to_config(
+                        [o for o in parsed if not _selects_group(o, loader)], cfg)
+                except (HydraException, OmegaConfBaseException) as err:
+                    raise _explain(err, root, overrides) from None
+                results.append(_finish(cfg, choices, overrides, root))
     except yaml.YAMLError as err:
         raise _explain_yaml(err, root) from None
     finally:
         GlobalHydra.instance().clear()
+    return results
+
+
+def sweep_overrides(root: Path, overrides: list[str] | tuple[str, ...]) -> list[str]:
+    """The overrides that are sweeps (`lora.r=8,16`, `range(...)`, `glob(...)`), parsed by Hydra."""
+    parsed = _parse(root, normalise_overrides(overrides), expand=False)
+    return [o.input_line for o in parsed if o.is_sweep_override()]
+
+
+def expand_sweep(root: Path, overrides: list[str] | tuple[str, ...]) -> list[tuple[str, ...]]:
+    """One override list per variant: Hydra's basic sweeper (cartesian product of swept keys)."""
+    parsed = _parse(root, normalise_overrides(overrides), expand=True)
+    return [tuple(job) for job in BasicSweeper.split_arguments(parsed, max_batch_size=None)[0]]
+
+
+def _parse(root: Path, overrides: tuple[str, ...], expand: bool):
+    root = Path(root).resolve()
+    schema.register()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(root / "conf"), version_base="1.3", job_name="llmbuild"):
+            parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+            parsed = parser.parse_overrides(list(overrides))
+            if expand:  # glob() lists the group's options while Hydra is initialised
+                return [_Expanded(o) for o in parsed]
+            return parsed
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(f"cannot parse the overrides: {_first_line(str(err))}") from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+class _Expanded:
+    """An override whose sweep values were listed while Hydra was initialised."""
+
+    def __init__(self, override):
+        self._key = override.get_key_element()
+        self._sweep = override.is_sweep_override()
+        if self._sweep and not override.is_discrete_sweep():
+            raise ConfigError(f"'{override.input_line}': interval sweeps need a sweeper that samples; "
+                              f"use a list, range(...) or choice(...)")
+        self._values = list(override.sweep_string_iterator()) if self._sweep else [override.get_value_element_as_str()]
+
+    def is_sweep_override(self) -> bool:
+        return self._sweep
+
+    def is_discrete_sweep(self) -> bool:
+        return True
+
+    def get_key_element(self) -> str:
+        return self._key
+
+    def sweep_string_iterator(self):
+        return iter(self._values)
+
+    def get_value_element_as_str(self) -> str:
+        return self._values[0]
+
+
+def _selects_group(override, loader) -> bool:
+    return override.package is not None or loader.repository.group_exists(override.key_or_group)
+
+
+def _compose_groups(groups: tuple[str, ...]) -> tuple[DictConfig, dict[str, Any]]:
+    full = hydra_compose(config_name="config", overrides=list(groups), return_hydra_config=True)
     choices = dict(OmegaConf.to_container(full.hydra.runtime.choices))
     with _open_struct(full):
         del full["hydra"]
+    return full, choices
+
+
+def _finish(cfg: DictConfig, choices: dict[str, Any], overrides: tuple[str, ...], root: Path) -> Composed:
     try:
-        OmegaConf.to_container(full, resolve=True, throw_on_missing=True)
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as err:
         raise _explain(err, root, overrides) from None
-    OmegaConf.resolve(full)
-    OmegaConf.set_readonly(full, True)
-    composed = Composed(cfg=full, choices=choices, overrides=overrides)
+    OmegaConf.resolve(cfg)
+    OmegaConf.set_readonly(cfg, True)
+    composed = Composed(cfg=cfg, choices=choices, overrides=overrides)
     validate(composed.cfg, root, _source_hint(root, choices, overrides))
     return composed
 
