@@ -155,8 +155,13 @@ def _llama_cpp_detector():
 
 
 @pytest.fixture(scope="module")
-def chktxt() -> str:
-    return _llama_cpp_detector()[1]
+def detector():
+    return _llama_cpp_detector()
+
+
+@pytest.fixture(scope="module")
+def chktxt(detector) -> str:
+    return detector[1]
 
 
 @pytest.fixture(scope="module")
@@ -189,9 +194,11 @@ def test_original_gguf_is_smollm(gguf_fields):
     assert gguf_fields["tokenizer.ggml.pre"] == "smollm"
 
 
-def test_llama_cpp_detection_in_process(hf_tokenizer, gguf_fields):
-    """llama.cpp's own detection function, applied to the rebuilt tokenizer (in memory and reloaded)."""
-    detect, _ = _llama_cpp_detector()
+def test_llama_cpp_detection_in_process(hf_tokenizer, gguf_fields, detector):
+    """llama.cpp's own detection function, applied to the rebuilt tokenizer (in memory and reloaded).
+    Note: for this vocab the hash cannot tell 'smollm' from plain GPT-2 splitting (no merges join ASCII
+    digits), so the Digits step is proven by the id tests below (non-ASCII numerals after spaces)."""
+    detect, _ = detector
     try:
         detected = detect(hf_tokenizer)
     except NotImplementedError:

@@ -1,10 +1,20 @@
-"""doit commands added by llmbuild (registered in pyproject.toml under [tool.doit.plugins.command])."""
+"""doit commands added by llmbuild (registered in pyproject.toml under [tool.doit.plugins.command]).
+
+Each sets how the command line's Hydra overrides are read, then lets doit load dodo.py."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+from doit.cmd_base import Command, DoitCmdBase
+from doit.exceptions import InvalidCommand
 from doit.cmd_run import Run
 
-from .. import outputs
+from .. import explain, outputs, review, sweep_report
+from ..config.compose import compose
+from ..errors import LlmbuildError
+from ..plan.graph import build_plan
 from . import overrides, session
 
 
@@ -17,6 +27,7 @@ class Build(Run):
                        "doit options such as -n 2 (parallel) come before them.")
 
     def execute(self, params, args):
+        session.mode = "build"
         overrides.add_positional(args)  # Hydra forms without '=' (doit already took the key=value ones)
         result = super().execute(params, [])
         if result == 0:
@@ -24,3 +35,131 @@ class Build(Run):
                 print()
                 print(outputs.summary(plan))
         return result
+
+
+class Sweep(Run):
+    name = "sweep"
+    doc_purpose = "build every variant of a Hydra sweep in one graph (shared stages run once)"
+    doc_usage = "[doit options] KEY=V1,V2 [KEY=range(a,b,step)] [group=glob(pattern)] ..."
+    doc_description = ("Several swept keys give their cartesian product, e.g.\n"
+                       "  doit sweep lora.r=8,16,32 quant=q4_k_m,q8_0\n"
+                       "Stages whose keys coincide are one task: the base model is imported once,\n"
+                       "training runs once per lora.r. Add -n 2 to run independent tasks in parallel.")
+
+    def execute(self, params, args):
+        session.mode = "sweep"
+        overrides.add_positional(args)
+        result = super().execute(params, [])
+        if result == 0 and session.plans:
+            table = sweep_report.rows(session.plans)
+            folder = sweep_report.write(session.plans[0].store, overrides.current(), table)
+            print()
+            print(sweep_report.markdown(table), end="")
+            print(f"summary: {folder / 'summary.md'} and summary.csv")
+        return result
+
+
+class Plan(DoitCmdBase):
+    name = "plan"
+    doc_purpose = "show what a build or sweep would run, and why, without running anything"
+    doc_usage = "[overrides or sweep]"
+    doc_description = "Example: doit plan quant=q5_k_m   |   doit plan lora.r=8,16,32 quant=q4_k_m,q8_0"
+    cmd_options = ()
+
+    def execute(self, params, args):
+        session.mode = "any"
+        overrides.add_positional(args)
+        return super().execute(params, [])
+
+    def _execute(self):
+        print(explain.render_plan(session.plans))
+        return 0
+
+
+def _project_root() -> Path:
+    """The folder with conf/config.yaml: here or above (these commands do not load dodo.py)."""
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "conf" / "config.yaml").is_file() and (folder / "dodo.py").is_file():
+            return folder
+    raise InvalidCommand(msg="not inside an llmbuild project (no conf/config.yaml and dodo.py here or above)")
+
+
+def _take(args: list[str], name: str) -> str | None:
+    """Remove `name=value` from the override list and return the value."""
+    for item in list(args):
+        if item.startswith(f"{name}="):
+            args.remove(item)
+            return item.split("=", 1)[1]
+    return None
+
+
+class Diff(Command):
+    name = "diff"
+    doc_purpose = "compare two resolved configurations: changed keys and the stages they rebuild"
+    doc_usage = "[recipe=A] [overrides] [other=B | base=GIT-REV] [format=md|json]"
+    doc_description = ("  doit diff recipe=demo other=toolcall-qwen7b   two recipes\n"
+                       "  doit diff recipe=demo lora.r=16                 the recipe against overrides\n"
+                       "  doit diff recipe=demo base=main                 the same recipe at a git revision\n"
+                       "Markdown is ready for a pull-request comment; format=json for tools.")
+
+    @staticmethod
+    def _plan(root: Path, args: list[str], revision: str | None):
+        store = f"store={root / 'build'}"  # shares the digest cache; nothing is built
+        if revision is None:
+            return build_plan(compose(root, [*args, store]), root, strict=False)
+        with review.project_at(root, revision) as old_root:
+            return build_plan(compose(old_root, [*args, store]), old_root, strict=False)
+
+    def execute(self, params, args):
+        root = _project_root()
+        given = overrides.current() + list(args)
+        other, revision, fmt = _take(given, "other"), _take(given, "base"), _take(given, "format") or "md"
+        recipe_args = [a for a in given if a.startswith(("recipe=", "recipes="))]
+        rest = [a for a in given if a not in recipe_args]
+        if other and revision:
+            raise InvalidCommand(msg="give either other=RECIPE or base=GIT-REVISION, not both")
+        if revision:  # the same overrides, then and now
+            sides = ((given, revision), (given, None))
+        elif other:   # two recipes under the same overrides
+            sides = ((given, None), ([*rest, f"recipe={other}"], None))
+        else:         # the recipe as committed against the recipe plus overrides
+            sides = ((recipe_args, None), (given, None))
+        try:
+            before, after = (self._plan(root, args_, rev) for args_, rev in sides)
+        except LlmbuildError as err:
+            raise InvalidCommand(msg=str(err)) from None
+        labels = tuple((" ".join(args_) or "(defaults)") + (f" @ {rev}" if rev else "") for args_, rev in sides)
+        document = review.diff_document(before, after, labels)
+        if fmt == "json":
+            print(json.dumps(document, indent=2, ensure_ascii=False, default=str))
+        elif fmt == "md":
+            print(review.diff_markdown(document), end="")
+        else:
+            raise InvalidCommand(msg=f"format={fmt!r}: use md or json")
+        return 0
+
+
+class Lock(Command):
+    name = "lock"
+    doc_purpose = "write recipes/NAME.lock.yaml: resolved config, stage keys and tool versions"
+    doc_usage = "recipe=NAME"
+    doc_description = ("Commit the lock with the recipe: a change to the recipe, a shared config group,\n"
+                       "a template or a tool version then shows in the pull request. pytest fails on a\n"
+                       "stale lock.")
+
+    def execute(self, params, args):
+        root = _project_root()
+        given = overrides.current() + list(args)
+        recipe = _take(given, "recipe") or _take(given, "recipes")
+        if not recipe or given:
+            raise InvalidCommand(msg="usage: doit lock recipe=NAME (a lock describes the recipe as committed: "
+                                     "put other settings into the recipe)")
+        try:
+            plan = review.plan_recipe(root, recipe, root / "build")
+        except LlmbuildError as err:
+            raise InvalidCommand(msg=str(err)) from None
+        path = review.lock_path(root, recipe)
+        path.write_text(review.lock_text(plan), encoding="utf-8")
+        print(f"wrote {path.relative_to(root)}")
+        return 0

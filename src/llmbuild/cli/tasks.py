@@ -14,6 +14,7 @@ from ..plan.graph import Plan
 from ..plan.stages import STAGES
 from ..stages.context import StageContext
 from ..store import Store
+from . import locks
 from .. import outputs as package
 
 
@@ -51,16 +52,23 @@ def tasks_for(plans: list[Plan]) -> Iterator[dict]:
 
 
 def run_stage(plan: Plan, stage: str):
-    """doit action: build one artifact; user errors end the task with their message only."""
+    """doit action: build one artifact; user errors end the task with their message only.
+
+    Each artifact is built under a file lock, so two doit processes sharing a store (or `-n`
+    workers) never build the same key at once; the second finds it complete and stops."""
     node = plan.nodes[stage]
     store = Store(plan.store)
     inputs = {up: store.path(up, key) for up, key in node.payload["upstream"].items()}
     manifest = {"key": node.key, "variant": plan.variant, **node.payload}
     module = importlib.import_module(f"llmbuild.stages.{stage}")
     try:
-        with store.building(stage, node.key, manifest) as out:
-            ctx = StageContext(cfg=plan.composed.cfg, root=plan.root, key=node.key, inputs=inputs, out=out)
-            module.run(ctx)
+        with locks.artifact(store, stage, node.key), locks.slots(store, stage, plan.composed.cfg):
+            if store.is_complete(stage, node.key):
+                print(f"  {stage} {node.key[:8]} was built meanwhile by another process")
+                return None
+            with store.building(stage, node.key, manifest) as out:
+                ctx = StageContext(cfg=plan.composed.cfg, root=plan.root, key=node.key, inputs=inputs, out=out)
+                module.run(ctx)
     except LlmbuildError as err:
         return TaskFailed(f"{stage}: {err}")
     return None

@@ -112,6 +112,13 @@ class SmokeConfig:
 
 
 @dataclass
+class JobsConfig:
+    # with `doit -n N`, how many trainings may run at once; each already uses every CPU core or
+    # the whole GPU, so more than one only pays off with spare devices. Not part of any key.
+    train_at_once: int = 1
+
+
+@dataclass
 class BuildConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -121,6 +128,7 @@ class BuildConfig:
     prompt: PromptConfig = field(default_factory=PromptConfig)
     target: TargetConfig = field(default_factory=TargetConfig)
     smoke: SmokeConfig = field(default_factory=SmokeConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
     store: str = "build"                # artifact store; relative paths start at the project root
 
 

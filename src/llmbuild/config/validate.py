@@ -57,5 +57,7 @@ def validate(cfg: DictConfig, root: Path, where: Callable[[str], str]) -> None:
             fail(f"train.{name}", cfg.train[name], "must be positive", "Use 1 or more.")
     if not 0.0 <= cfg.train.warmup_ratio < 1.0:
         fail("train.warmup_ratio", cfg.train.warmup_ratio, "must be in [0, 1)", "0.03 to 0.1 is usual.")
+    if cfg.jobs.train_at_once < 1:
+        fail("jobs.train_at_once", cfg.jobs.train_at_once, "must be at least 1", "Use 1 unless you have spare GPUs.")
     if cfg.smoke.max_tokens <= 0:
         fail("smoke.max_tokens", cfg.smoke.max_tokens, "must be positive", "Use e.g. 96.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ class Plan:
     nodes: dict[str, Node]       # stage -> node, in build order
     root: Path
     store: Path
+    digests: DigestCache = field(repr=False, compare=False)
 
     def upstream(self, stage: str) -> dict[str, Node]:
         return {name: self.nodes[name] for name in STAGES[stage].upstream}
@@ -65,7 +66,8 @@ def template_digests(stage: str, family: str, root: Path, digests: DigestCache) 
     return out
 
 
-def build_plan(composed: Composed, root: Path, digests: DigestCache | None = None) -> Plan:
+def build_plan(composed: Composed, root: Path, digests: DigestCache | None = None, strict: bool = True) -> Plan:
+    save_digests = digests is None
     root = Path(root).resolve()
     cfg = composed.cfg
     store = Path(cfg.store) if Path(cfg.store).is_absolute() else root / cfg.store
@@ -75,8 +77,9 @@ def build_plan(composed: Composed, root: Path, digests: DigestCache | None = Non
     for stage in ORDER:
         spec = STAGES[stage]
         upstream = {name: nodes[name].key for name in spec.upstream}
-        body = payload(spec, cfg, upstream, input_fingerprints(stage, cfg, root, digests),
+        body = payload(spec, cfg, upstream, input_fingerprints(stage, cfg, root, digests, strict),
                        template_digests(stage, family, root, digests))
         nodes[stage] = Node(stage, make_key(body), body)
-    digests.save()
-    return Plan(variant_name(composed), composed, nodes, root, store)
+    if save_digests:
+        digests.save()
+    return Plan(variant_name(composed), composed, nodes, root, store, digests)

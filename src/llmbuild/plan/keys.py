@@ -13,16 +13,24 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..config.validate import chat_family
 from ..errors import ConfigError
 from ..store import DigestCache
 from .stages import StageSpec
 
 KEY_LENGTH = 16
 
+# values derived from several keys, read under these names: `prompt.template: null` and an
+# explicit `prompt.template: chatml` on a ChatML model are the same build
+DERIVED = {"chat_format": chat_family}
+
 
 def config_slice(cfg: DictConfig, reads: tuple[str, ...]) -> dict[str, Any]:
     out = {}
     for key in reads:
+        if key in DERIVED:
+            out[key] = DERIVED[key](cfg)
+            continue
         value = OmegaConf.select(cfg, key, default=None)
         if isinstance(value, DictConfig) or OmegaConf.is_list(value):
             value = OmegaConf.to_container(value, resolve=True, enum_to_str=True)
@@ -71,10 +79,14 @@ def resolve_model_path(value: str, root: Path) -> Path:
     return path if path.is_absolute() else root / path
 
 
-def input_fingerprints(stage: str, cfg: DictConfig, root: Path, digests: DigestCache) -> dict[str, str]:
-    """Digests of the files a stage reads from outside the store."""
+def input_fingerprints(stage: str, cfg: DictConfig, root: Path, digests: DigestCache,
+                       strict: bool = True) -> dict[str, str]:
+    """Digests of the files a stage reads from outside the store. Not strict: a missing file is
+    fingerprinted as missing (for locks and diffs of recipes whose data is not here yet)."""
     if stage == "base" and cfg.model.path:
         path = resolve_model_path(cfg.model.path, root)
+        if not path.exists() and not strict:
+            return {"model": "missing"}
         if not path.exists():
             raise ConfigError(
                 f"model.path = {cfg.model.path!r}: {path} does not exist. Point model.path at an HF model "
@@ -82,6 +94,8 @@ def input_fingerprints(stage: str, cfg: DictConfig, root: Path, digests: DigestC
         return {"model": digests.fingerprint(path)}
     if stage == "data":
         path = root / cfg.dataset.path if not Path(cfg.dataset.path).is_absolute() else Path(cfg.dataset.path)
+        if not path.is_file() and not strict:
+            return {"dataset": "missing"}
         if not path.is_file():
             raise ConfigError(
                 f"dataset.path = {cfg.dataset.path!r}: no such file ({path}). Put the dataset there or set "

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 class StageSpec:
     name: str
     doc: str                                # first line of `doit list`
-    reads: tuple[str, ...] = ()             # config keys (a group name means all of it)
+    reads: tuple[str, ...] = ()             # config keys (a group name means all of it); see keys.DERIVED
     upstream: tuple[str, ...] = ()
     tools: tuple[str, ...] = ()             # Python distributions whose versions enter the key
     templates: tuple[str, ...] = ()         # files under templates/, "{family}" filled in
@@ -33,14 +33,14 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
     ),
     StageSpec(
         "train", "Fine-tune a LoRA adapter with llamafactory-cli train",
-        reads=("lora", "train", "prompt.template", "prompt.system", "model.chat_format", "model.trust_remote_code"),
+        reads=("lora", "train", "chat_format", "prompt.system", "model.trust_remote_code"),
         upstream=("base", "data"),
         tools=("llamafactory", "transformers", "peft", "trl", "datasets", "accelerate", "torch"),
         templates=("chat/{family}.jinja",),
     ),
     StageSpec(
         "merge", "Merge the adapter into the base with llamafactory-cli export; write the chat template",
-        reads=("prompt.template", "prompt.system", "model.chat_format"),
+        reads=("chat_format", "prompt.system"),
         upstream=("base", "train"),
         tools=("llamafactory", "transformers", "peft", "torch", "jinja2"),
         templates=("chat/{family}.jinja",),
@@ -59,7 +59,8 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
     ),
     StageSpec(
         "render", "Render the Ollama Modelfile (TEMPLATE, SYSTEM, PARAMETERs) beside the quantized GGUF",
-        reads=("prompt", "model.chat_format", "target"),
+        reads=("chat_format", "prompt.system", "prompt.temperature", "prompt.top_p", "prompt.top_k",
+               "prompt.repeat_penalty", "prompt.num_ctx", "prompt.num_predict", "prompt.stop", "target"),
         upstream=("quantize",),
         tools=("jinja2",),
         templates=("ollama/{family}.gotmpl", "Modelfile.j2"),

@@ -1,0 +1,84 @@
+"""After a sweep: one row per variant (swept values, final train loss, GGUF size, smoke tokens/s,
+output folder), printed and written as CSV and Markdown into the store."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from pathlib import Path
+
+from .naming import gguf_file
+from .outputs import out_dir
+from .plan.graph import Plan
+
+
+def swept_values(plans: list[Plan]) -> list[dict[str, str]]:
+    """Per variant, the overrides whose value differs between variants."""
+    parsed = [dict(item.split("=", 1) for item in p.composed.overrides if "=" in item) for p in plans]
+    keys = [k for k in dict.fromkeys(k for row in parsed for k in row)
+            if len({row.get(k) for row in parsed}) > 1]
+    return [{("recipe" if k == "recipes" else k): row.get(k, "") for k in keys} for row in parsed]
+
+
+def rows(plans: list[Plan]) -> list[dict[str, object]]:
+    out = []
+    for plan, values in zip(plans, swept_values(plans)):
+        cfg = plan.composed.cfg
+        quantized = plan.store / "quantize" / plan.nodes["quantize"].key / gguf_file(cfg.model.name, cfg.quant.type)
+        out.append({
+            "variant": plan.variant,
+            **values,
+            "final_train_loss": _final_loss(plan.store / "train" / plan.nodes["train"].key / "adapter" / "trainer_log.jsonl"),
+            "gguf_mib": round(quantized.stat().st_size / 2**20, 1) if quantized.is_file() else None,
+            "smoke_tokens_per_s": _tokens_per_second(plan.store / "smoke" / plan.nodes["smoke"].key / "answers.json"),
+            "output": str(out_dir(plan)),
+        })
+    return out
+
+
+def _final_loss(log: Path):
+    """The last logged training loss; for runs shorter than logging_steps, LLaMA-Factory's average."""
+    try:
+        losses = [json.loads(line)["loss"] for line in log.read_text().splitlines() if '"loss"' in line]
+        if losses:
+            return round(losses[-1], 4)
+        return round(json.loads(log.with_name("train_results.json").read_text())["train_loss"], 4)
+    except (FileNotFoundError, ValueError, KeyError):
+        return None
+
+
+def _tokens_per_second(answers: Path):
+    try:
+        values = [a["tokens_per_second"] for a in json.loads(answers.read_text()) if a.get("tokens_per_second")]
+    except (FileNotFoundError, ValueError):
+        return None
+    return round(sum(values) / len(values), 1) if values else None
+
+
+def markdown(table: list[dict[str, object]]) -> str:
+    if not table:
+        return ""
+    header = list(table[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join("" if row[h] is None else str(row[h]) for h in header) + " |" for row in table]
+    return "\n".join(lines) + "\n"
+
+
+def sweep_name(args: list[str]) -> str:
+    name = re.sub(r"[^\w.,+-]+", "-", "_".join(a.replace("=", "-") for a in args)).strip("-") or "sweep"
+    if len(name) > 100:
+        name = name[:91] + "~" + hashlib.sha256(name.encode()).hexdigest()[:8]
+    return name
+
+
+def write(store: Path, args: list[str], table: list[dict[str, object]]) -> Path:
+    folder = store / "sweeps" / sweep_name(args)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "summary.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    (folder / "summary.md").write_text(f"# Sweep: {' '.join(args)}\n\n" + markdown(table), encoding="utf-8")
+    return folder
