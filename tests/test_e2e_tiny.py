@@ -91,3 +91,46 @@ def test_training_yaml_runs_by_hand_unchanged(workspace):
                             env={**os.environ, "HF_HUB_OFFLINE": "1", "DISABLE_VERSION_CHECK": "1"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (train_dir / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns != before
+
+
+def run_doit(top: Path, model: Path, command: str, *extra: str, db: str = "doit.db", wait: bool = True):
+    argv = [sys.executable, "-m", "doit", command, *extra, "--db-file", str(top / db),
+            "model=local", f"model.path={model}", "model.name=Tiny-Llama", "model.chat_format=chatml",
+            "dataset.max_samples=8", "train.max_steps=2", "train.per_device_train_batch_size=2", "smoke.max_tokens=8"]
+    if not wait:
+        return subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+
+
+def test_parallel_sweep_shares_stages_and_trains_one_at_a_time(workspace):
+    top, model = workspace
+    result = run_doit(top, model, "sweep", "-n", "2", f"store={top / 'sweep'}", "lora.r=2,4", "quant=q4_k_m,q8_0",
+                      db="sweep.db")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    ran = re.findall(r"^\.  (\w+):", result.stdout, flags=re.M)
+    counts = {stage: ran.count(stage) for stage in set(ran)}
+    assert counts == {"base": 1, "data": 1, "train": 2, "merge": 2, "convert": 2, "quantize": 4, "render": 4,
+                      "smoke": 4, "package": 4}
+    spans = []
+    for manifest in (top / "sweep" / "train").glob("*/manifest.json"):
+        data = json.loads(manifest.read_text())
+        end = manifest.stat().st_mtime
+        spans.append((end - data["seconds"], end))
+    spans.sort()
+    assert spans[0][1] <= spans[1][0] + 1.0, f"two trainings overlapped: {spans}"
+    summary = top / "sweep" / "sweeps"
+    (folder,) = list(summary.iterdir())
+    table = (folder / "summary.md").read_text()
+    assert table.count("| demo_") == 4 and "final_train_loss" in table and (folder / "summary.csv").is_file()
+
+
+def test_two_doit_processes_share_one_store_safely(workspace):
+    top, model = workspace
+    store = f"store={top / 'shared'}"
+    first = run_doit(top, model, "build", store, "lora.r=6", db="a.db", wait=False)
+    second = run_doit(top, model, "build", store, "lora.r=6", db="b.db", wait=False)
+    outputs = [p.communicate()[0] for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outputs[0][-3000:] + outputs[1][-3000:]
+    trained = sum(len(re.findall(r"'train_runtime'", out)) for out in outputs)
+    assert trained == 1, "the second process must reuse the first one's training, not repeat it"
+    assert len([p for p in (top / "shared" / "train").iterdir() if not p.name.startswith(".")]) == 1

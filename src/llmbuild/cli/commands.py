@@ -82,7 +82,7 @@ def _project_root() -> Path:
     for folder in (here, *here.parents):
         if (folder / "conf" / "config.yaml").is_file() and (folder / "dodo.py").is_file():
             return folder
-    raise InvalidCommand(msg="not inside an llmbuild project (no conf/config.yaml and dodo.py here or above)")
+    raise InvalidCommand("not inside an llmbuild project (no conf/config.yaml and dodo.py here or above)")
 
 
 def _take(args: list[str], name: str) -> str | None:
@@ -118,7 +118,7 @@ class Diff(Command):
         recipe_args = [a for a in given if a.startswith(("recipe=", "recipes="))]
         rest = [a for a in given if a not in recipe_args]
         if other and revision:
-            raise InvalidCommand(msg="give either other=RECIPE or base=GIT-REVISION, not both")
+            raise InvalidCommand("give either other=RECIPE or base=GIT-REVISION, not both")
         if revision:  # the same overrides, then and now
             sides = ((given, revision), (given, None))
         elif other:   # two recipes under the same overrides
@@ -128,7 +128,7 @@ class Diff(Command):
         try:
             before, after = (self._plan(root, args_, rev) for args_, rev in sides)
         except LlmbuildError as err:
-            raise InvalidCommand(msg=str(err)) from None
+            raise InvalidCommand(str(err)) from None
         labels = tuple((" ".join(args_) or "(defaults)") + (f" @ {rev}" if rev else "") for args_, rev in sides)
         document = review.diff_document(before, after, labels)
         if fmt == "json":
@@ -136,7 +136,7 @@ class Diff(Command):
         elif fmt == "md":
             print(review.diff_markdown(document), end="")
         else:
-            raise InvalidCommand(msg=f"format={fmt!r}: use md or json")
+            raise InvalidCommand(f"format={fmt!r}: use md or json")
         return 0
 
 
@@ -153,12 +153,12 @@ class Lock(Command):
         given = overrides.current() + list(args)
         recipe = _take(given, "recipe") or _take(given, "recipes")
         if not recipe or given:
-            raise InvalidCommand(msg="usage: doit lock recipe=NAME (a lock describes the recipe as committed: "
+            raise InvalidCommand("usage: doit lock recipe=NAME (a lock describes the recipe as committed: "
                                      "put other settings into the recipe)")
         try:
             plan = review.plan_recipe(root, recipe, root / "build")
         except LlmbuildError as err:
-            raise InvalidCommand(msg=str(err)) from None
+            raise InvalidCommand(str(err)) from None
         path = review.lock_path(root, recipe)
         path.write_text(review.lock_text(plan), encoding="utf-8")
         print(f"wrote {path.relative_to(root)}")

@@ -80,6 +80,10 @@ def compose_many(root: Path, variants: list[tuple[str, ...]]) -> list[Composed]:
                 overrides = normalise_overrides(variant)
                 try:
                     parsed = parser.parse_overrides(list(overrides))
+                    swept = [o.input_line for o in parsed if o.is_sweep_override()]
+                    if swept:
+                        raise ConfigError(f"{' '.join(swept)} is a sweep, which names several configurations; "
+                                          f"here it must be one value (use `doit sweep` or `doit plan` to sweep)")
                     groups = tuple(o.input_line for o in parsed if _selects_group(o, loader))
                     if groups not in by_groups:
                         by_groups[groups] = _compose_groups(groups)
@@ -301,7 +305,7 @@ def _missing_option_message(text: str, root: Path, overrides: tuple[str, ...]) -
         group, option = match.groups()
         group = group.strip("/")
         folder = root / ("conf" if group != RECIPE_GROUP else "") / group
-        available = sorted(p.stem for p in folder.glob("*.yaml"))
+        available = sorted(p.stem for p in folder.glob("*.yaml") if not p.name.endswith(".lock.yaml"))
         close = difflib.get_close_matches(option, available, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         shown_group = "recipe" if group == RECIPE_GROUP else group

@@ -1,0 +1,126 @@
+"""Sweeps, plan, diff and lock, checked on plans: no tool runs here."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llmbuild import explain, review
+from llmbuild.cli.session import make_plans
+from llmbuild.cli.tasks import tasks_for
+from llmbuild.errors import ConfigError
+from llmbuild.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def task_counts(plans) -> Counter:
+    return Counter(t["basename"] for t in tasks_for(plans) if t.get("name"))
+
+
+def test_sweep_shares_upstream_stages_in_one_graph(tmp_path):
+    plans = make_plans(ROOT, ["lora.r=8,16,32", "quant=q4_k_m,q8_0", f"store={tmp_path}"], "sweep")
+    assert len(plans) == 6
+    assert task_counts(plans) == {"base": 1, "data": 1, "train": 3, "merge": 3, "convert": 3,
+                                  "quantize": 6, "render": 6, "smoke": 6, "package": 6}
+
+
+def test_sweep_grammar_is_hydras(tmp_path):
+    store = f"store={tmp_path}"
+    assert [p.composed.cfg.lora.r for p in make_plans(ROOT, ["lora.r=range(8,33,8)", store], "sweep")] == [8, 16, 24, 32]
+    assert {p.composed.cfg.quant.type for p in make_plans(ROOT, ["quant=glob(q4_k*)", store], "sweep")} == {"q4_k_m", "q4_k_s"}
+    assert [p.composed.cfg.lora.r for p in make_plans(ROOT, ["lora.r=choice(4,8)", store], "sweep")] == [4, 8]
+
+
+def test_variant_names_are_stable_and_show_the_swept_values(tmp_path):
+    plans = make_plans(ROOT, ["lora.r=8,16", "quant=q8_0", f"store={tmp_path}"], "sweep")
+    assert [p.variant for p in plans] == ["demo_lora.r-8_quant-q8_0", "demo_lora.r-16_quant-q8_0"]
+    again = make_plans(ROOT, ["lora.r=8,16", "quant=q8_0", f"store={tmp_path}"], "sweep")
+    assert [p.variant for p in again] == [p.variant for p in plans]
+
+
+def test_build_refuses_a_sweep_and_names_doit_sweep(tmp_path):
+    with pytest.raises(ConfigError, match=r"lora\.r=8,16 is a sweep.*doit sweep"):
+        make_plans(ROOT, ["lora.r=8,16", f"store={tmp_path}"], "build")
+
+
+def fake_build(plan, seconds=3.0):
+    """Record every artifact of a plan as built (empty), as if a build had run."""
+    store = Store(plan.store)
+    for stage, node in plan.nodes.items():
+        if not store.is_complete(stage, node.key):
+            with store.building(stage, node.key, {"key": node.key, **node.payload}):
+                pass
+            manifest = store.path(stage, node.key) / "manifest.json"
+            data = json.loads(manifest.read_text())
+            data["seconds"] = seconds
+            manifest.write_text(json.dumps(data))
+
+
+def test_plan_says_why_in_config_terms_and_estimates_cost(tmp_path):
+    (built,) = make_plans(ROOT, [f"store={tmp_path}"])
+    fake_build(built, seconds=4.0)
+    (changed,) = make_plans(ROOT, ["quant=q8_0", f"store={tmp_path}"])
+    statuses = {s.stage: s for s in explain.explain(changed)}
+    assert all(statuses[s].up_to_date for s in ("base", "data", "train", "merge", "convert"))
+    assert statuses["quantize"].reasons == ("quant.type: 'q4_k_m' -> 'q8_0'",)
+    assert statuses["render"].reasons == ("upstream quantize is rebuilt",)
+    assert statuses["quantize"].estimate_seconds == 4.0
+    text = explain.render_plan([changed])
+    assert "Would run 1 quantize, 1 render, 1 smoke (about 12 s from earlier builds)" in text
+
+
+def test_plan_names_tool_version_changes(tmp_path, monkeypatch):
+    (built,) = make_plans(ROOT, [f"store={tmp_path}"])
+    fake_build(built)
+    from llmbuild.plan import keys
+    real = keys.tool_version
+    monkeypatch.setattr(keys, "tool_version", lambda d: "0.3.99" if d == "llama_cpp_python" else real(d))
+    (later,) = make_plans(ROOT, [f"store={tmp_path}"])
+    reasons = {s.stage: s.reasons for s in explain.explain(later)}
+    assert f"llama_cpp_python {real('llama_cpp_python')} -> 0.3.99" in reasons["convert"]
+
+
+def test_plan_of_a_new_store_says_never_built(tmp_path):
+    (plan,) = make_plans(ROOT, [f"store={tmp_path}"])
+    assert explain.explain(plan)[0].reasons[0].startswith("never built")
+
+
+def test_diff_lists_keys_and_the_stages_they_rebuild(tmp_path):
+    (before,) = make_plans(ROOT, [f"store={tmp_path}"])
+    (after,) = make_plans(ROOT, ["prompt.temperature=0.2", "lora.r=16", f"store={tmp_path}"])
+    doc = review.diff_document(before, after, ("a", "b"))
+    assert doc["changes"] == [{"key": "lora.r", "before": 8, "after": 16},
+                              {"key": "prompt.temperature", "before": 0.7, "after": 0.2}]
+    assert doc["rebuild"] == ["train", "merge", "convert", "quantize", "render", "smoke"]
+    markdown = review.diff_markdown(doc)
+    assert "| `lora.r` | `8` | `16` |" in markdown and "reused: base, data" in markdown
+
+
+def test_diff_against_a_git_revision_reads_that_revisions_files():
+    with review.project_at(ROOT, "HEAD") as old_root:
+        assert (old_root / "conf" / "config.yaml").read_text() == (ROOT / "conf" / "config.yaml").read_text()
+
+
+def test_resolved_config_hides_secrets(tmp_path):
+    (plan,) = make_plans(ROOT, ["+train.extra.hub_token=hf_abc123", f"store={tmp_path}"])
+    assert review.resolved(plan.composed)["train"]["extra"]["hub_token"] == "***"
+
+
+@pytest.mark.parametrize("lock", sorted((ROOT / "recipes").glob("*.lock.yaml")), ids=lambda p: p.name)
+def test_committed_lock_files_are_up_to_date(lock, tmp_path):
+    recipe = lock.name.removesuffix(".lock.yaml")
+    fresh = review.lock_document(review.plan_recipe(ROOT, recipe, tmp_path))
+    committed = yaml.safe_load(lock.read_text())
+    assert committed == json.loads(json.dumps(fresh)), (
+        f"{lock.relative_to(ROOT)} is out of date: run `doit lock recipe={recipe}` and commit it")
+
+
+def test_every_recipe_has_a_lock():
+    recipes = {p.stem for p in (ROOT / "recipes").glob("*.yaml") if not p.name.endswith(".lock.yaml")}
+    locks = {p.name.removesuffix(".lock.yaml") for p in (ROOT / "recipes").glob("*.lock.yaml")}
+    assert recipes == locks, "run `doit lock recipe=NAME` for each recipe and commit the lock"
