@@ -71,8 +71,8 @@ def test_chat_template_source_is_part_of_train_and_merge_keys(plan_for, monkeypa
     before = plan_for()
     real = keys.payload
 
-    def edited(spec, cfg, upstream, inputs, templates):
-        return real(spec, cfg, upstream, inputs, {k: "edited" for k in templates})
+    def edited(spec, cfg, upstream, inputs, templates, *rest):
+        return real(spec, cfg, upstream, inputs, {k: "edited" for k in templates}, *rest)
 
     monkeypatch.setattr("llmbuild.plan.graph.payload", edited)
     after = plan_for()

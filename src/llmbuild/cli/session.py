@@ -6,7 +6,7 @@ from pathlib import Path
 
 from doit.exceptions import InvalidDodoFile
 
-from ..config.compose import compose_many, expand_sweep, sweep_overrides
+from ..config.compose import compose_many, expand_sweep
 from ..errors import ConfigError, LlmbuildError
 from ..plan.graph import Plan, build_plan
 from ..store import DigestCache
@@ -28,11 +28,12 @@ def plan_current(root: Path) -> list[Plan]:
 
 
 def make_plans(root: Path, args: list[str], how: str = "any") -> list[Plan]:
-    swept = sweep_overrides(root, args)
+    swept, variants = expand_sweep(root, args)
     if swept and how == "build":
         raise ConfigError(f"{' '.join(swept)} is a sweep; `doit build` builds one configuration. "
                           f"Run `doit sweep {' '.join(args)}` to build every variant in one graph.")
-    variants = expand_sweep(root, args) if swept else [tuple(args)]
+    if not swept:
+        variants = [tuple(args)]
     if swept:  # swept values first, so that variant names show them even when shortened
         keys = {item.split("=", 1)[0] for item in swept}
         variants = [tuple(sorted(v, key=lambda item: item.split("=", 1)[0] not in keys)) for v in variants]

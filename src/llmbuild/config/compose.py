@@ -26,6 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import ConfigError
 from . import schema
+from .cache import CompositionCache
 from .validate import validate
 
 RECIPE_GROUP = "recipes"
@@ -76,6 +77,7 @@ def compose_many(root: Path, variants: list[tuple[str, ...]]) -> list[Composed]:
             loader = GlobalHydra.instance().config_loader()
             parser = OverridesParser.create(config_loader=loader)
             by_groups: dict[tuple[str, ...], tuple[DictConfig, dict[str, Any]]] = {}
+            cache = CompositionCache(root)
             for variant in variants:
                 overrides = normalise_overrides(variant)
                 try:
@@ -86,7 +88,7 @@ def compose_many(root: Path, variants: list[tuple[str, ...]]) -> list[Composed]:
                                           f"here it must be one value (use `doit sweep` or `doit plan` to sweep)")
                     groups = tuple(o.input_line for o in parsed if _selects_group(o, loader))
                     if groups not in by_groups:
-                        by_groups[groups] = _compose_groups(groups)
+                        by_groups[groups] = cache.get(groups) or _compose_groups(groups, cache)
                     base, choices = by_groups[groups]
                     cfg = copy.deepcopy(base)
                     ConfigLoaderImpl._apply_overrides_to_config(
@@ -101,33 +103,25 @@ def compose_many(root: Path, variants: list[tuple[str, ...]]) -> list[Composed]:
     return results
 
 
-def sweep_overrides(root: Path, overrides: list[str] | tuple[str, ...]) -> list[str]:
-    """The overrides that are sweeps (`lora.r=8,16`, `range(...)`, `glob(...)`), parsed by Hydra."""
-    parsed = _parse(root, normalise_overrides(overrides), expand=False)
-    return [o.input_line for o in parsed if o.is_sweep_override()]
-
-
-def expand_sweep(root: Path, overrides: list[str] | tuple[str, ...]) -> list[tuple[str, ...]]:
-    """One override list per variant: Hydra's basic sweeper (cartesian product of swept keys)."""
-    parsed = _parse(root, normalise_overrides(overrides), expand=True)
-    return [tuple(job) for job in BasicSweeper.split_arguments(parsed, max_batch_size=None)[0]]
-
-
-def _parse(root: Path, overrides: tuple[str, ...], expand: bool):
+def expand_sweep(root: Path, overrides: list[str] | tuple[str, ...]) -> tuple[list[str], list[tuple[str, ...]]]:
+    """The swept overrides (`lora.r=8,16`, `range(...)`, `glob(...)`) and one override list per
+    variant, through Hydra's override parser and basic sweeper (cartesian product of swept keys)."""
     root = Path(root).resolve()
     schema.register()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(root / "conf"), version_base="1.3", job_name="llmbuild"):
             parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
-            parsed = parser.parse_overrides(list(overrides))
-            if expand:  # glob() lists the group's options while Hydra is initialised
-                return [_Expanded(o) for o in parsed]
-            return parsed
+            parsed = parser.parse_overrides(list(normalise_overrides(overrides)))
+            swept = [o.input_line for o in parsed if o.is_sweep_override()]
+            # glob() lists the group's options, so expand while Hydra is initialised
+            expanded = [_Expanded(o) for o in parsed]
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(f"cannot parse the overrides: {_first_line(str(err))}") from None
     finally:
         GlobalHydra.instance().clear()
+    variants = [tuple(job) for job in BasicSweeper.split_arguments(expanded, max_batch_size=None)[0]]
+    return swept, variants
 
 
 class _Expanded:
@@ -161,11 +155,12 @@ def _selects_group(override, loader) -> bool:
     return override.package is not None or loader.repository.group_exists(override.key_or_group)
 
 
-def _compose_groups(groups: tuple[str, ...]) -> tuple[DictConfig, dict[str, Any]]:
+def _compose_groups(groups: tuple[str, ...], cache: CompositionCache) -> tuple[DictConfig, dict[str, Any]]:
     full = hydra_compose(config_name="config", overrides=list(groups), return_hydra_config=True)
-    choices = dict(OmegaConf.to_container(full.hydra.runtime.choices))
+    choices = {k: v for k, v in OmegaConf.to_container(full.hydra.runtime.choices).items() if not k.startswith("hydra/")}
     with _open_struct(full):
         del full["hydra"]
+    cache.put(groups, full, choices)
     return full, choices
 
 

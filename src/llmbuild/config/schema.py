@@ -152,5 +152,11 @@ GROUP_SCHEMAS = {
 }
 
 
+_registered = False
+
+
 def register() -> None:
-    ConfigStore.instance().store(name="schema", node=BuildConfig)
+    global _registered
+    if not _registered:
+        ConfigStore.instance().store(name="schema", node=BuildConfig)
+        _registered = True

@@ -73,12 +73,13 @@ def build_plan(composed: Composed, root: Path, digests: DigestCache | None = Non
     store = Path(cfg.store) if Path(cfg.store).is_absolute() else root / cfg.store
     digests = digests or DigestCache(store / ".cache" / "digests.json")
     family = chat_family(cfg)
+    plain = composed.to_container()
     nodes: dict[str, Node] = {}
     for stage in ORDER:
         spec = STAGES[stage]
         upstream = {name: nodes[name].key for name in spec.upstream}
         body = payload(spec, cfg, upstream, input_fingerprints(stage, cfg, root, digests, strict),
-                       template_digests(stage, family, root, digests))
+                       template_digests(stage, family, root, digests), plain)
         nodes[stage] = Node(stage, make_key(body), body)
     if save_digests:
         digests.save()

@@ -25,17 +25,17 @@ KEY_LENGTH = 16
 DERIVED = {"chat_format": chat_family}
 
 
-def config_slice(cfg: DictConfig, reads: tuple[str, ...]) -> dict[str, Any]:
+def config_slice(cfg: DictConfig, reads: tuple[str, ...], plain: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The values of `reads`; `plain` is the same config as a dict, when the caller has it."""
+    plain = plain if plain is not None else OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     out = {}
     for key in reads:
         if key in DERIVED:
             out[key] = DERIVED[key](cfg)
             continue
-        value = OmegaConf.select(cfg, key, default=None)
-        if isinstance(value, DictConfig) or OmegaConf.is_list(value):
-            value = OmegaConf.to_container(value, resolve=True, enum_to_str=True)
-        elif hasattr(value, "value"):  # enums
-            value = value.value
+        value: Any = plain
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
         out[key] = value
     return out
 
@@ -54,11 +54,11 @@ def make_key(payload: dict[str, Any]) -> str:
 
 
 def payload(spec: StageSpec, cfg: DictConfig, upstream: dict[str, str], inputs: dict[str, str],
-            templates: dict[str, str]) -> dict[str, Any]:
+            templates: dict[str, str], plain: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "stage": spec.name,
         "version": spec.version,
-        "config": config_slice(cfg, spec.reads),
+        "config": config_slice(cfg, spec.reads, plain),
         "upstream": dict(upstream),
         "inputs": dict(inputs),
         "templates": dict(templates),

@@ -64,6 +64,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         upstream=("quantize",),
         tools=("jinja2",),
         templates=("ollama/{family}.gotmpl", "Modelfile.j2"),
+        version="2",  # stop tokens: EOS and EOT as llama.cpp resolves them
     ),
     StageSpec(
         "smoke", "Chat with the quantized GGUF in llama.cpp: answers and tokens/s",

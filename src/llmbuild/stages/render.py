@@ -14,7 +14,7 @@ from ..chat_families import FAMILIES
 from ..chat_template import ollama_template
 from ..config.validate import chat_family
 from ..errors import StageError
-from ..gguf_meta import token_text
+from ..gguf_meta import read_metadata
 from ..naming import gguf_file
 from .context import StageContext
 
@@ -24,7 +24,7 @@ def run(ctx: StageContext) -> None:
     family = FAMILIES[chat_family(cfg)]
     gguf = ctx.inputs["quantize"] / gguf_file(cfg.model.name, cfg.quant.type)
     _link_or_copy(gguf, ctx.out / gguf.name)
-    eos = token_text(gguf, "tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id")
+    eos = list(read_metadata(gguf).end_tokens)
     stop = list(dict.fromkeys([*family.stop, *eos, *cfg.prompt.stop]))
     template = ollama_template(ctx.root, family.name, eos_token=eos[0] if eos else "")
     _check_quotable("the Ollama TEMPLATE", template, '"""')
