@@ -17,13 +17,16 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+import llmbuild
+
 from . import schema
 
 
 def _fingerprint(root: Path, groups: tuple[str, ...]) -> str:
     digest = hashlib.sha256()
-    for dist in ("hydra-core", "omegaconf", "llmbuild"):
+    for dist in ("hydra-core", "omegaconf"):
         digest.update(importlib.metadata.version(dist).encode())
+    digest.update(llmbuild.__version__.encode())
     files = [Path(schema.__file__), *sorted((root / "conf").rglob("*.yaml"))]
     for path in files:
         stat = path.stat()  # follows conf/recipes -> recipes/
