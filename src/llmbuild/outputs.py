@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -63,6 +64,13 @@ def remove(plan: Plan) -> None:
     shutil.rmtree(out_dir(plan), ignore_errors=True)
 
 
+def ollama_name(plan: Plan) -> str:
+    """target.ollama.model_name, else the variant name made valid for Ollama ([a-z0-9._-], short)."""
+    cfg = plan.composed.cfg
+    configured = cfg.target.ollama.model_name if cfg.target.ollama else None
+    return configured or re.sub(r"[^a-z0-9._-]+", "-", plan.variant.lower()).strip("-.")[:64]
+
+
 def summary(plan: Plan) -> str:
     """Where every output of the variant is, for the end of `doit build`."""
     cwd = Path.cwd()
@@ -89,6 +97,5 @@ def summary(plan: Plan) -> str:
     width = max(len(r[0]) for r in rows)
     lines = [f"{plan.variant}: outputs in {show(base)}/"]
     lines += [f"  {label:<{width}}  {show(path)}" for label, path in rows]
-    model = (cfg.target.ollama.model_name if cfg.target.ollama else None) or plan.variant
-    lines.append(f"  run it:  ollama create {model} -f {show(base / 'ollama' / 'Modelfile')}")
+    lines.append(f"  run it:  ollama create {ollama_name(plan)} -f {show(base / 'ollama' / 'Modelfile')}")
     return "\n".join(lines)

@@ -69,7 +69,7 @@ def markdown(table: list[dict[str, object]]) -> str:
 def sweep_name(args: list[str]) -> str:
     name = re.sub(r"[^\w.,+-]+", "-", "_".join(a.replace("=", "-") for a in args)).strip("-") or "sweep"
     if len(name) > 100:
-        name = name[:91] + "~" + hashlib.sha256(name.encode()).hexdigest()[:8]
+        name = name[:91] + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
     return name
 
 

@@ -53,7 +53,7 @@ def variant_name(composed: Composed) -> str:
     name = "_".join(parts)
     if len(name) > MAX_VARIANT_NAME:  # stays a valid, unique file name
         digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-        name = f"{name[:MAX_VARIANT_NAME - 9]}~{digest}"
+        name = f"{name[:MAX_VARIANT_NAME - 9]}-{digest}"
     return name
 
 
