@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from . import review
 from .naming import gguf_file
 from .plan.graph import Plan
 
@@ -53,7 +54,7 @@ def link_outputs(plan: Plan) -> None:
     target.mkdir(parents=True)
     for name, dest in _links(plan).items():
         os.symlink(os.path.relpath(dest, target), target / name)
-    resolved = plan.composed.to_container()
+    resolved = review.resolved(plan.composed)  # secrets masked
     (target / "config.yaml").write_text(
         f"# resolved configuration of {plan.variant}; overrides: {' '.join(plan.composed.overrides) or '(none)'}\n"
         + yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True), encoding="utf-8")
@@ -61,6 +62,7 @@ def link_outputs(plan: Plan) -> None:
 
 
 def remove(plan: Plan) -> None:
+    """doit clean: remove the variant's readable links (not the artifacts they point to)."""
     shutil.rmtree(out_dir(plan), ignore_errors=True)
 
 

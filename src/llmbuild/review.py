@@ -27,14 +27,15 @@ NOT_LOCKED = ("store", "jobs")  # where and how fast to build, not what is built
 
 def resolved(composed: Composed) -> dict[str, Any]:
     """The fully resolved configuration, secrets replaced by '***'."""
-    return _redact(composed.to_container())
+    return redact(composed.to_container())
 
 
-def _redact(value: Any, key: str = "") -> Any:
+def redact(value: Any, key: str = "") -> Any:
+    """Mask values whose key looks like a credential (hub_token, api_key, password, ...)."""
     if isinstance(value, dict):
-        return {k: _redact(v, str(k)) for k, v in value.items()}
+        return {k: redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [_redact(v, key) for v in value]
+        return [redact(v, key) for v in value]
     return "***" if SECRET.search(key) and value not in (None, "") else value
 
 

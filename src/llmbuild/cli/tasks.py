@@ -4,11 +4,13 @@ LLaMA-Factory) are imported only inside actions, when a task really runs."""
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from functools import partial
 from typing import Iterator
 
 from doit.exceptions import TaskFailed
 
+from .. import review
 from ..errors import LlmbuildError
 from ..plan.graph import Plan
 from ..plan.stages import STAGES
@@ -36,7 +38,7 @@ def tasks_for(plans: list[Plan]) -> Iterator[dict]:
                 "actions": [(run_stage, [plan, stage])],
                 "task_dep": [plan.nodes[up].task_name for up in STAGES[stage].upstream],
                 "uptodate": [partial(store.is_complete, stage, node.key)],
-                "clean": [partial(store.remove, stage, node.key)],
+                "clean": [(remove_artifact, [plan.store, stage, node.key])],
                 "verbosity": 2,
             }
         yield {
@@ -46,9 +48,15 @@ def tasks_for(plans: list[Plan]) -> Iterator[dict]:
             "actions": [(package.link_outputs, [plan])],
             "task_dep": [node.task_name for node in plan.nodes.values()],
             "uptodate": [partial(package.is_current, plan)],
-            "clean": [partial(package.remove, plan)],
+            "clean": [(package.remove, [plan])],
             "verbosity": 2,
         }
+
+
+def remove_artifact(store: Path, stage: str, key: str) -> None:
+    """doit clean: delete one artifact from the store."""
+    Store(store).remove(stage, key)
+    print(f"  removed {store / stage / key}")
 
 
 def run_stage(plan: Plan, stage: str):
@@ -59,7 +67,8 @@ def run_stage(plan: Plan, stage: str):
     node = plan.nodes[stage]
     store = Store(plan.store)
     inputs = {up: store.path(up, key) for up, key in node.payload["upstream"].items()}
-    manifest = {"key": node.key, "variant": plan.variant, **node.payload}
+    manifest = {"key": node.key, "variant": plan.variant, **node.payload,
+                "config": review.redact(node.payload["config"])}  # the key hashed the real values
     module = importlib.import_module(f"llmbuild.stages.{stage}")
     try:
         with locks.artifact(store, stage, node.key), locks.slots(store, stage, plan.composed.cfg):

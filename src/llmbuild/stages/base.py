@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..adapters import gguf_import
+from ..adapters import gguf_import, hub
 from ..errors import StageError
 from ..plan.keys import resolve_model_path
 from .context import StageContext
@@ -24,7 +24,7 @@ def run(ctx: StageContext) -> None:
             _link_folder(source, ctx.out)
             return
         raise StageError(f"model.path = {model.path!r} is neither an HF model folder nor a .gguf file")
-    _download(model.hub_id, model.revision, ctx.out)
+    hub.download(model.hub_id, model.revision, ctx.out)
 
 
 def _link_folder(source: Path, out: Path) -> None:
@@ -34,16 +34,3 @@ def _link_folder(source: Path, out: Path) -> None:
     for item in source.iterdir():
         if not item.name.startswith("."):
             os.symlink(item.resolve(), out / item.name)
-
-
-def _download(hub_id: str, revision: str | None, out: Path) -> None:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    try:
-        snapshot_download(repo_id=hub_id, revision=revision, local_dir=out)
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
-        raise StageError(
-            f"cannot download '{hub_id}' from the Hugging Face hub ({type(err).__name__}). Without network, put "
-            f"the model on disk and point model.path at it, e.g. `doit build model.path=/models/{hub_id.split('/')[-1]}`"
-        ) from None
