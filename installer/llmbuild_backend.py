@@ -28,7 +28,7 @@ WANTED = ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "conversion/", "gg
 
 def _pinned_version() -> str:
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    match = re.search(r'"llama-cpp-python==([^"]+)"', text)
+    match = re.search(r'"llama-cpp-python(?:\[[^\]]*\])?==([^"]+)"', text)
     if not match:
         raise RuntimeError("pyproject.toml must pin llama-cpp-python with '=='")
     return match.group(1)

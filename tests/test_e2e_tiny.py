@@ -134,3 +134,50 @@ def test_two_doit_processes_share_one_store_safely(workspace):
     trained = sum(len(re.findall(r"'train_runtime'", out)) for out in outputs)
     assert trained == 1, "the second process must reuse the first one's training, not repeat it"
     assert len([p for p in (top / "shared" / "train").iterdir() if not p.name.startswith(".")]) == 1
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_doit_serve_answers_the_official_openai_client(workspace):
+    import time
+    import urllib.request
+
+    from openai import OpenAI
+
+    top, model = workspace
+    port = free_port()
+    server = run_doit(top, model, "serve", f"store={top / 'store'}", f"target.llamacpp.port={port}", wait=False)
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1)
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read()[-3000:]
+                time.sleep(0.5)
+        client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none")
+        (served,) = client.models.list().data
+        messages = [{"role": "user", "content": "Who are you?"}]
+        reply = client.chat.completions.create(model=served.id, messages=messages, max_tokens=8, temperature=0)
+        assert reply.choices[0].message.role == "assistant" and reply.usage.completion_tokens > 0
+
+        chunks = list(client.chat.completions.create(model=served.id, messages=messages, max_tokens=8, stream=True))
+        assert len(chunks) > 1 and any(c.choices and c.choices[0].delta.content for c in chunks)
+
+        tool = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
+                "parameters": {"type": "object", "properties": {"city": {"enum": ["Paris", "Rome"]}},
+                                                             "required": ["city"]}}}  # an enum: a random model ends it
+        called = client.chat.completions.create(
+            model=served.id, messages=[{"role": "user", "content": "Weather in Paris?"}], tools=[tool],
+            tool_choice={"type": "function", "function": {"name": "get_weather"}}, max_tokens=48, temperature=0)
+        (call,) = called.choices[0].message.tool_calls
+        assert call.type == "function" and call.function.name == "get_weather"
+        assert json.loads(call.function.arguments)["city"] in ("Paris", "Rome")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -102,8 +102,18 @@ def test_diff_lists_keys_and_the_stages_they_rebuild(tmp_path):
 
 
 def test_diff_against_a_git_revision_reads_that_revisions_files():
+    import subprocess
+    committed = subprocess.run(["git", "show", "HEAD:conf/config.yaml"], cwd=ROOT, capture_output=True,
+                               text=True, check=True).stdout
     with review.project_at(ROOT, "HEAD") as old_root:
-        assert (old_root / "conf" / "config.yaml").read_text() == (ROOT / "conf" / "config.yaml").read_text()
+        assert (old_root / "conf" / "config.yaml").read_text() == committed
+        assert (old_root / "conf" / "recipes" / "demo.yaml").is_file(), "the recipes link comes along"
+
+
+def test_unknown_revision_is_a_clear_error():
+    with pytest.raises(ConfigError, match="cannot read revision 'no-such-rev'"):
+        with review.project_at(ROOT, "no-such-rev"):
+            pass
 
 
 def test_resolved_config_hides_secrets(tmp_path):

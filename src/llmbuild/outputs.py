@@ -66,6 +66,11 @@ def remove(plan: Plan) -> None:
     shutil.rmtree(out_dir(plan), ignore_errors=True)
 
 
+def quantized_gguf(plan: Plan) -> Path:
+    cfg = plan.composed.cfg
+    return plan.store / "quantize" / plan.nodes["quantize"].key / gguf_file(cfg.model.name, cfg.quant.type)
+
+
 def ollama_name(plan: Plan) -> str:
     """target.ollama.model_name, else the variant name made valid for Ollama ([a-z0-9._-], short)."""
     cfg = plan.composed.cfg

@@ -12,7 +12,9 @@ from doit.exceptions import InvalidCommand
 from doit.cmd_run import Run
 
 from .. import explain, outputs, review, sweep_report
+from ..adapters import llama_cpp_server
 from ..config.compose import compose
+from ..config.schema import LlamacppTarget
 from ..errors import LlmbuildError
 from ..plan.graph import build_plan
 from . import overrides, session
@@ -163,3 +165,27 @@ class Lock(Command):
         path.write_text(review.lock_text(plan), encoding="utf-8")
         print(f"wrote {path.relative_to(root)}")
         return 0
+
+
+class Serve(Run):
+    name = "serve"
+    doc_purpose = "build the configured model if needed, then serve its GGUF over an OpenAI-compatible API"
+    doc_usage = "[overrides]"
+    doc_description = ("Starts llama-cpp-python's server on loopback (target.llamacpp.host/port, default\n"
+                       "127.0.0.1:8080) with the quantized GGUF and its own chat template, e.g.\n"
+                       "  doit serve quant=q8_0 target.llamacpp.port=8081\n"
+                       "Then: OpenAI(base_url='http://127.0.0.1:8080/v1', api_key='none').")
+
+    def execute(self, params, args):
+        session.mode = "build"
+        overrides.add_positional(args)
+        result = super().execute(params, [])
+        if result != 0 or not session.plans:
+            return result
+        (plan,) = session.plans
+        settings = plan.composed.cfg.target.llamacpp or LlamacppTarget()
+        alias = settings.model_alias or outputs.ollama_name(plan)
+        gguf = outputs.quantized_gguf(plan)
+        print(f"\nserving {gguf.name} as model '{alias}' on http://{settings.host}:{settings.port}/v1 (Ctrl-C stops)")
+        return llama_cpp_server.serve(llama_cpp_server.command(
+            gguf, alias, settings.host, settings.port, settings.n_ctx, settings.n_gpu_layers))

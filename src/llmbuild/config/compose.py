@@ -91,8 +91,8 @@ def compose_many(root: Path, variants: list[tuple[str, ...]]) -> list[Composed]:
                         by_groups[groups] = cache.get(groups) or _compose_groups(groups, cache)
                     base, choices = by_groups[groups]
                     cfg = copy.deepcopy(base)
-                    ConfigLoaderImpl._apply_overrides_to_config(
-                        [o for o in parsed if not _selects_group(o, loader)], cfg)
+                    for override in (o for o in parsed if not _selects_group(o, loader)):
+                        _apply(override, cfg)
                 except (HydraException, OmegaConfBaseException) as err:
                     raise _explain(err, root, overrides) from None
                 results.append(_finish(cfg, choices, overrides, root))
@@ -149,6 +149,16 @@ class _Expanded:
 
     def get_value_element_as_str(self) -> str:
         return self._values[0]
+
+
+def _apply(override, cfg: DictConfig) -> None:
+    """Hydra's own override code; it asserts (no message) when the key is under a null node."""
+    try:
+        ConfigLoaderImpl._apply_overrides_to_config([override], cfg)
+    except AssertionError:
+        parent = override.key_or_group.rsplit(".", 1)[0]
+        raise ConfigError(f"'{override.input_line}': '{parent}' is not selected (it is null), so it has no keys to "
+                          f"set. Select it first, e.g. target=[ollama,llamacpp] for target.llamacpp.") from None
 
 
 def _selects_group(override, loader) -> bool:

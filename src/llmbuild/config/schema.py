@@ -100,8 +100,18 @@ class OllamaTarget:
 
 
 @dataclass
+class LlamacppTarget:
+    host: str = "127.0.0.1"            # loopback: nothing outside this machine can reach it
+    port: int = 8080
+    n_ctx: int = 4096
+    n_gpu_layers: int = 0               # -1: all layers on the GPU (a GPU build of llama-cpp-python)
+    model_alias: Optional[str] = None   # the `model` name clients send; default: the variant name
+
+
+@dataclass
 class TargetConfig:
     ollama: Optional[OllamaTarget] = None
+    llamacpp: Optional[LlamacppTarget] = None
 
 
 @dataclass
@@ -131,6 +141,10 @@ class BuildConfig:
     jobs: JobsConfig = field(default_factory=JobsConfig)
     store: str = "build"                # artifact store; relative paths start at the project root
 
+
+# keys that change where or how a build runs or is served, never what is built: they stay out of
+# variant names (and store/jobs out of lock files)
+RUNTIME_KEYS = ("store", "jobs", "target.llamacpp")
 
 # names users bring from LLaMA-Factory / PEFT / Unsloth -> the key here, for "did you mean"
 FAMILIAR_NAMES = {

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config.compose import Composed
+from ..config.schema import RUNTIME_KEYS
 from ..config.validate import chat_family
 from ..store import DigestCache
 from .keys import input_fingerprints, make_key, payload
@@ -46,7 +47,8 @@ def variant_name(composed: Composed) -> str:
     """A readable, stable name: the recipe, then the user's overrides (`demo_quant-q8_0`)."""
     parts = [composed.recipe]
     for item in composed.overrides:
-        if item.startswith(("recipes=", "store=")):
+        key = item.lstrip("+~").split("=", 1)[0]
+        if key == "recipes" or key.startswith(RUNTIME_KEYS):
             continue
         readable = ("no-" + item[1:]) if item.startswith("~") else item.lstrip("+")
         parts.append(re.sub(r"[^\w.+-]+", "-", readable.replace("=", "-")).strip("-"))

@@ -60,7 +60,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
     StageSpec(
         "render", "Render the Ollama Modelfile (TEMPLATE, SYSTEM, PARAMETERs) beside the quantized GGUF",
         reads=("chat_format", "prompt.system", "prompt.temperature", "prompt.top_p", "prompt.top_k",
-               "prompt.repeat_penalty", "prompt.num_ctx", "prompt.num_predict", "prompt.stop", "target"),
+               "prompt.repeat_penalty", "prompt.num_ctx", "prompt.num_predict", "prompt.stop", "target.ollama"),
         upstream=("quantize",),
         tools=("jinja2",),
         templates=("ollama/{family}.gotmpl", "Modelfile.j2"),

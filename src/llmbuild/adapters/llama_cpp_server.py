@@ -1,0 +1,27 @@
+"""llama-cpp-python's OpenAI-compatible server (`python -m llama_cpp.server`) for a built GGUF.
+
+No --chat_format is given: the server then formats chats with the GGUF's own
+tokenizer.chat_template, the template the adapter was trained with.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def command(gguf: Path, alias: str, host: str, port: int, n_ctx: int, n_gpu_layers: int) -> list[str]:
+    return [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias,
+            "--host", host, "--port", str(port), "--n_ctx", str(n_ctx), "--n_gpu_layers", str(n_gpu_layers)]
+
+
+def serve(argv: list[str]) -> int:
+    """Run the server in the foreground until it exits or the user presses Ctrl-C."""
+    process = subprocess.Popen(argv)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait()
+        return 0
