@@ -51,7 +51,7 @@ def test_build_rebuild_and_one_key_changes(workspace):
     assert (variant / "adapter" / "trainer_log.jsonl").is_file()
     modelfile = (variant / "ollama" / "Modelfile").read_text()
     assert "FROM ./Tiny-Llama-Q4_K_M.gguf" in modelfile and (variant / "ollama" / "Tiny-Llama-Q4_K_M.gguf").is_file()
-    assert 'PARAMETER stop "<|im_end|>"' in modelfile and "PARAMETER temperature 0.7" in modelfile
+    assert "PARAMETER stop <|im_end|>" in modelfile and "PARAMETER temperature 0.7" in modelfile
     answers = json.loads((variant / "smoke.md").resolve().with_name("answers.json").read_text())
     assert answers and all(a["completion_tokens"] > 0 and a["tokens_per_second"] for a in answers)
 

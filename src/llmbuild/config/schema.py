@@ -27,6 +27,7 @@ class ModelConfig:
     hub_id: Optional[str] = None        # Hugging Face id, used when `path` is unset and the hub is reachable
     revision: Optional[str] = None      # hub revision (commit, tag); pin it so the cache key means one thing
     chat_format: str = "chatml"         # the model's own chat template family (templates/chat/<family>.jinja)
+    license: Optional[str] = None       # licence text or SPDX id, carried into the Modelfile's LICENSE
     trust_remote_code: bool = False
 
 
@@ -95,8 +96,15 @@ class PromptConfig:
 
 
 @dataclass
+class FewShotMessage:
+    role: str = MISSING                 # system, user or assistant
+    content: str = MISSING
+
+
+@dataclass
 class OllamaTarget:
     model_name: Optional[str] = None    # name for `ollama create`; default: the variant name
+    messages: List[FewShotMessage] = field(default_factory=list)  # MESSAGE turns: a few-shot start of every chat
 
 
 @dataclass

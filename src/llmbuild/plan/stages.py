@@ -60,11 +60,12 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
     StageSpec(
         "render", "Render the Ollama Modelfile (TEMPLATE, SYSTEM, PARAMETERs) beside the quantized GGUF",
         reads=("chat_format", "prompt.system", "prompt.temperature", "prompt.top_p", "prompt.top_k",
-               "prompt.repeat_penalty", "prompt.num_ctx", "prompt.num_predict", "prompt.stop", "target.ollama"),
+               "prompt.repeat_penalty", "prompt.num_ctx", "prompt.num_predict", "prompt.stop", "target.ollama",
+               "model.license", "model.name"),
         upstream=("quantize",),
         tools=("jinja2",),
         templates=("ollama/{family}.gotmpl", "Modelfile.j2"),
-        version="2",  # stop tokens: EOS and EOT as llama.cpp resolves them
+        version="3",  # 2: stop at EOS and EOT as llama.cpp resolves them; 3: quoting Ollama reads back
     ),
     StageSpec(
         "smoke", "Chat with the quantized GGUF in llama.cpp: answers and tokens/s",

@@ -7,9 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-
+from .. import modelfile
 from ..chat_families import FAMILIES
 from ..chat_template import ollama_template
 from ..config.validate import chat_family
@@ -24,36 +22,32 @@ def run(ctx: StageContext) -> None:
     family = FAMILIES[chat_family(cfg)]
     gguf = ctx.inputs["quantize"] / gguf_file(cfg.model.name, cfg.quant.type)
     _link_or_copy(gguf, ctx.out / gguf.name)
-    eos = list(read_metadata(gguf).end_tokens)
-    stop = list(dict.fromkeys([*family.stop, *eos, *cfg.prompt.stop]))
-    template = ollama_template(ctx.root, family.name, eos_token=eos[0] if eos else "")
-    _check_quotable("the Ollama TEMPLATE", template, '"""')
-    _check_quotable("prompt.system", cfg.prompt.system, '"""')
-    for token in stop:
-        _check_quotable(f"stop token {token!r}", token, '"')
-    # the artifact is shared by every variant that needs it, so it names none of them
-    model_name = (cfg.target.ollama.model_name if cfg.target.ollama else None) or "<name>"
-    text = _environment(ctx.root).get_template("Modelfile.j2").render(
-        model=cfg.model.name, stage_key=ctx.key, family=family.name, model_name=model_name,
-        gguf_file=gguf.name, template=template, system=cfg.prompt.system,
-        temperature=cfg.prompt.temperature, top_p=cfg.prompt.top_p, top_k=cfg.prompt.top_k,
-        repeat_penalty=cfg.prompt.repeat_penalty, num_ctx=cfg.prompt.num_ctx,
-        num_predict=cfg.prompt.num_predict, stop=stop,
+    end_tokens = list(read_metadata(gguf).end_tokens)
+    stop = list(dict.fromkeys([*family.stop, *end_tokens, *cfg.prompt.stop]))
+    prompt = cfg.prompt
+    ollama = cfg.target.ollama
+    name = (ollama.model_name if ollama else None) or "<name>"  # the artifact is shared: it names no variant
+    spec = modelfile.Modelfile(
+        gguf_file=gguf.name,
+        template=ollama_template(ctx.root, family.name, eos_token=end_tokens[0] if end_tokens else ""),
+        header=[f"Ollama Modelfile: {cfg.model.name} fine-tuned by llmbuild (render key {ctx.key}).",
+                f"  ollama create {name} -f Modelfile",
+                f"  ollama run {name}",
+                f"TEMPLATE is the {family.name} chat format the adapter was trained with."],
+        system=prompt.system,
+        parameters=[("temperature", prompt.temperature), ("top_p", prompt.top_p), ("top_k", prompt.top_k),
+                    ("repeat_penalty", prompt.repeat_penalty), ("num_ctx", prompt.num_ctx),
+                    *([("num_predict", prompt.num_predict)] if prompt.num_predict != -1 else []),
+                    *(("stop", token) for token in stop)],
+        messages=[(m.role, m.content) for m in (ollama.messages if ollama else [])],
+        license=cfg.model.license,
     )
+    try:
+        text = modelfile.render(spec, ctx.root / "templates")
+    except modelfile.ModelfileError as err:
+        raise StageError(str(err)) from None
     (ctx.out / "Modelfile").write_text(text, encoding="utf-8")
-    ctx.say(f"Modelfile: {family.name} TEMPLATE, stop {stop}, temperature {cfg.prompt.temperature}")
-
-
-def _environment(root: Path) -> ImmutableSandboxedEnvironment:
-    return ImmutableSandboxedEnvironment(loader=jinja2.FileSystemLoader(root / "templates"), trim_blocks=True,
-                                         lstrip_blocks=True, keep_trailing_newline=True,
-                                         undefined=jinja2.StrictUndefined, autoescape=False)
-
-
-def _check_quotable(what: str, text: str, quote: str) -> None:
-    # Modelfile strings have no escape sequences: the closing quote cannot appear inside
-    if quote in text:
-        raise StageError(f"{what} contains {quote}, which an Ollama Modelfile cannot quote. Remove it.")
+    ctx.say(f"Modelfile: {family.name} TEMPLATE, stop {stop}, temperature {prompt.temperature}")
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

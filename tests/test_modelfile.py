@@ -1,0 +1,79 @@
+"""Modelfile text: every value reads back exactly under Ollama's parsing rule; golden files make
+any change to the rendered file a reviewed diff (UPDATE_GOLDEN=1 pytest ... rewrites them)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from llmbuild import modelfile
+from llmbuild.chat_template import ollama_template
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+@pytest.mark.parametrize("text", [
+    "You are a helpful assistant.",
+    "two\nlines",
+    "  leading and trailing  ",
+    'She said "hi" to me',
+    'ends with a quote "',
+    '"starts with a quote',
+    'a """ block """ inside\nand more',
+    "tabs\tand\ttabs",
+    "<|im_end|>",
+    "中文系统提示：请简洁回答。",
+    "",
+])
+def test_quoted_values_read_back_exactly(text):
+    assert modelfile.read_back(modelfile.quote(text, "x")) == text
+
+
+def test_text_no_quoting_can_hold_is_an_error_not_a_broken_file():
+    with pytest.raises(modelfile.ModelfileError, match="prompt.system cannot be written"):
+        modelfile.quote('line one ends """\nline two ends "\nthree', "prompt.system")
+
+
+def test_read_back_follows_ollamas_rule():
+    assert modelfile.read_back("bare value with spaces") == "bare value with spaces"
+    assert modelfile.read_back('"""a\nb"""') == "a\nb"
+    assert modelfile.read_back('"a b"') == "a b"  # spaces never end a value
+    assert modelfile.read_back('"a" b') is None  # never closed: Ollama reports an unexpected end
+    assert modelfile.read_back('"a"\nb"') is None  # the value would end after the first line
+
+
+def test_parameters_are_checked_against_ollamas_reference():
+    assert modelfile.parameter_value("num_ctx", 2048.0) == "2048"
+    assert modelfile.parameter_value("temperature", 1) == "1.0"
+    assert modelfile.parameter_value("use_mmap", True) == "true"
+    assert modelfile.parameter_value("stop", "<|im_end|>") == "<|im_end|>"
+    with pytest.raises(modelfile.ModelfileError, match="not an Ollama PARAMETER"):
+        modelfile.parameter_value("max_tokens", 5)
+
+
+def golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text, encoding="utf-8")
+    assert text == path.read_text(encoding="utf-8"), f"{name} changed; if intended: UPDATE_GOLDEN=1 pytest {__file__}"
+
+
+@pytest.mark.parametrize("family, system, messages, license_", [
+    ("chatml", "You are a helpful assistant.", [], "Apache-2.0"),
+    ("qwen", 'You are Qwen.\nQuote tools with "name" keys.', [("user", "Hi"), ("assistant", "Hello! How can I help?")], None),
+    ("llama3", "", [], "Meta Llama 3 Community License (https://llama.meta.com/llama3/license)"),
+    ("alpaca", "Below is an instruction.", [], None),
+])
+def test_modelfile_golden(family, system, messages, license_):
+    spec = modelfile.Modelfile(
+        gguf_file="Model-Q4_K_M.gguf", template=ollama_template(ROOT, family, eos_token="</s>"),
+        header=["golden test"], system=system,
+        parameters=[("temperature", 0.7), ("top_p", 0.9), ("top_k", 40), ("repeat_penalty", 1.1), ("num_ctx", 2048),
+                    ("stop", "<|im_end|>"), ("stop", "</s>")],
+        messages=messages, license=license_)
+    text = modelfile.render(spec, ROOT / "templates")
+    golden(f"Modelfile.{family}", text)
+    assert modelfile.read_back(text.split("SYSTEM ", 1)[1].split("\n\nPARAMETER")[0]) == system if system else True
