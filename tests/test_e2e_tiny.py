@@ -181,3 +181,33 @@ def test_doit_serve_answers_the_official_openai_client(workspace):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_vllm_and_hf_targets_reuse_the_merged_model(workspace):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    top, model = workspace
+    doit_build(top, model)
+    ran, _ = doit_build(top, model, "target=[ollama,llamacpp,vllm,hf]")
+    assert ran == ["vllm", "hf", "package"], "new targets must not rebuild anything upstream"
+    variant = next(p for p in (top / "store" / "out").iterdir() if (p / "vllm").exists())
+
+    vllm = (variant / "vllm").resolve()
+    argv = json.loads((vllm / "vllm_command.json").read_text())
+    assert argv[:2] == ["vllm", "serve"] and (vllm / argv[2] / "config.json").is_file()
+    assert argv[argv.index("--served-model-name") + 1] == "Tiny-Llama"
+    assert argv[argv.index("--chat-template") + 1] == "chat_template.jinja"
+    assert "--enable-auto-tool-choice" not in argv, "ChatML has no vLLM tool-call parser"
+    assert "exec vllm serve" in (vllm / "serve.sh").read_text()
+    tokenizer = AutoTokenizer.from_pretrained(vllm / argv[2])
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True,
+                                           tokenize=False, chat_template=(vllm / "chat_template.jinja").read_text())
+    assert prompt == ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+                      "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+
+    card = (variant / "hf" / "model" / "README.md").read_text()
+    front = yaml.safe_load(card.split("---")[1])
+    assert front["library_name"] == "transformers" and "llmbuild" in front["tags"]
+    assert "| LoRA rank / alpha / dropout | 8 / 16 / 0.0 |" in card and "`train`:" in card
+    loaded = AutoModelForCausalLM.from_pretrained(variant / "hf" / "model")
+    assert loaded.config.hidden_size == 256

@@ -19,7 +19,8 @@ DOWNSTREAM_OF_TRAIN = {"train", "merge", "convert", "quantize", "render", "smoke
 
 
 def changed(plan_a, plan_b) -> set[str]:
-    return {s for s in ORDER if plan_a.nodes[s].key != plan_b.nodes[s].key}
+    stages = set(plan_a.nodes) | set(plan_b.nodes)
+    return {s for s in ORDER if s in stages and plan_a.nodes.get(s) != plan_b.nodes.get(s)}
 
 
 @pytest.mark.parametrize("override, expected", [

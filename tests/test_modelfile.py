@@ -74,6 +74,6 @@ def test_modelfile_golden(family, system, messages, license_):
         parameters=[("temperature", 0.7), ("top_p", 0.9), ("top_k", 40), ("repeat_penalty", 1.1), ("num_ctx", 2048),
                     ("stop", "<|im_end|>"), ("stop", "</s>")],
         messages=messages, license=license_)
-    text = modelfile.render(spec, ROOT / "templates")
+    text = modelfile.render(spec, ROOT)
     golden(f"Modelfile.{family}", text)
     assert modelfile.read_back(text.split("SYSTEM ", 1)[1].split("\n\nPARAMETER")[0]) == system if system else True

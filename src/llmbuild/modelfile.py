@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from .templating import render_file
 
 # Ollama's Modelfile reference: PARAMETER names and their value types
 PARAMETER_TYPES = {
@@ -94,14 +93,11 @@ class Modelfile:
     adapter: str | None = None
 
 
-def render(modelfile: Modelfile, templates: Path) -> str:
+def render(modelfile: Modelfile, root: Path) -> str:
     for role, _ in modelfile.messages:
         if role not in MESSAGE_ROLES:
             raise ModelfileError(f"MESSAGE role {role!r}: Ollama accepts {', '.join(MESSAGE_ROLES)}")
-    env = ImmutableSandboxedEnvironment(loader=jinja2.FileSystemLoader(templates), trim_blocks=True,
-                                        lstrip_blocks=True, keep_trailing_newline=True,
-                                        undefined=jinja2.StrictUndefined, autoescape=False)
-    return env.get_template("Modelfile.j2").render(
+    return render_file(root, "Modelfile.j2",
         header=modelfile.header,
         source=quote("./" + modelfile.gguf_file, "the GGUF file name"),
         adapter=quote("./" + modelfile.adapter, "the adapter file name") if modelfile.adapter else None,

@@ -25,16 +25,18 @@ def out_dir(plan: Plan) -> Path:
 def _links(plan: Plan) -> dict[str, Path]:
     cfg = plan.composed.cfg
     path = {stage: plan.store / stage / node.key for stage, node in plan.nodes.items()}
-    return {
+    links = {
         "base": path["base"],
         "dataset": path["data"] / "dataset",
         "adapter": path["train"] / "adapter",
         "merged": path["merge"] / "merged",
         gguf_file(cfg.model.name, cfg.quant.convert_type): path["convert"] / gguf_file(cfg.model.name, cfg.quant.convert_type),
         gguf_file(cfg.model.name, cfg.quant.type): path["quantize"] / gguf_file(cfg.model.name, cfg.quant.type),
-        "ollama": path["render"],
         "smoke.md": path["smoke"] / "answers.md",
     }
+    targets = {"render": "ollama", "vllm": "vllm", "hf": "hf"}  # deploy-target stages, when configured
+    links.update({name: path[stage] for stage, name in targets.items() if stage in path})
+    return links
 
 
 def _record(plan: Plan) -> dict:
@@ -96,13 +98,16 @@ def summary(plan: Plan) -> str:
         ("merged HF model", base / "merged"),
         (f"GGUF {cfg.quant.convert_type}", base / gguf_file(cfg.model.name, cfg.quant.convert_type)),
         (f"GGUF {cfg.quant.type}", base / quant_name),
-        ("Ollama folder", base / "ollama"),
-        ("Modelfile", base / "ollama" / "Modelfile"),
+        *([("Ollama folder", base / "ollama"), ("Modelfile", base / "ollama" / "Modelfile")] if "render" in plan.nodes else []),
+        *([("vLLM folder", base / "vllm"), ("vLLM serve script", base / "vllm" / "serve.sh")] if "vllm" in plan.nodes else []),
+        *([("HF folder + card", base / "hf" / "model")] if "hf" in plan.nodes else []),
         ("smoke answers", base / "smoke.md"),
         ("resolved config", base / "config.yaml"),
     ]
     width = max(len(r[0]) for r in rows)
     lines = [f"{plan.variant}: outputs in {show(base)}/"]
     lines += [f"  {label:<{width}}  {show(path)}" for label, path in rows]
-    lines.append(f"  run it:  ollama create {ollama_name(plan)} -f {show(base / 'ollama' / 'Modelfile')}")
+    if "render" in plan.nodes:
+        lines.append(f"  run it:  ollama create {ollama_name(plan)} -f {show(base / 'ollama' / 'Modelfile')}")
+    lines.append(f"  or:      doit serve {' '.join(plan.composed.overrides)}".rstrip())
     return "\n".join(lines)

@@ -54,8 +54,17 @@ def config_changes(before: Composed, after: Composed) -> list[dict[str, Any]]:
             for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k) and not k.startswith(NOT_LOCKED)]
 
 
+def _stages(before: Plan, after: Plan) -> list[str]:
+    return [s for s in ORDER if s in before.nodes or s in after.nodes]
+
+
+def _key(plan: Plan, stage: str) -> str | None:
+    return plan.nodes[stage].key if stage in plan.nodes else None
+
+
 def rebuilt_stages(before: Plan, after: Plan) -> list[str]:
-    return [s for s in ORDER if before.nodes[s].key != after.nodes[s].key]
+    """Stages the `after` configuration builds anew (a target it drops is not rebuilt)."""
+    return [s for s in _stages(before, after) if s in after.nodes and _key(before, s) != _key(after, s)]
 
 
 def diff_document(before: Plan, after: Plan, labels: tuple[str, str]) -> dict[str, Any]:
@@ -65,8 +74,8 @@ def diff_document(before: Plan, after: Plan, labels: tuple[str, str]) -> dict[st
         "after": labels[1],
         "changes": config_changes(before.composed, after.composed),
         "rebuild": rebuild,
-        "unchanged": [s for s in ORDER if s not in rebuild],
-        "keys": {s: {"before": before.nodes[s].key, "after": after.nodes[s].key} for s in ORDER},
+        "unchanged": [s for s in _stages(before, after) if s not in rebuild and s in after.nodes],
+        "keys": {s: {"before": _key(before, s), "after": _key(after, s)} for s in _stages(before, after)},
     }
 
 

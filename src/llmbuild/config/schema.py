@@ -117,9 +117,26 @@ class LlamacppTarget:
 
 
 @dataclass
+class VllmTarget:
+    served_model_name: Optional[str] = None   # the `model` clients send; default: model.name
+    max_model_len: Optional[int] = None       # default: the model's own context length
+    tool_call_parser: Optional[str] = None    # default from the chat family: qwen -> hermes, llama3 -> llama3_json
+    port: int = 8000
+    extra_args: List[str] = field(default_factory=list)  # any other `vllm serve` flags, passed as written
+
+
+@dataclass
+class HfTarget:
+    repo_id: Optional[str] = None             # where you mean to publish it; only written into the model card
+    tags: List[str] = field(default_factory=list)
+
+
+@dataclass
 class TargetConfig:
     ollama: Optional[OllamaTarget] = None
     llamacpp: Optional[LlamacppTarget] = None
+    vllm: Optional[VllmTarget] = None
+    hf: Optional[HfTarget] = None
 
 
 @dataclass

@@ -39,9 +39,6 @@ class Plan:
     store: Path
     digests: DigestCache = field(repr=False, compare=False)
 
-    def upstream(self, stage: str) -> dict[str, Node]:
-        return {name: self.nodes[name] for name in STAGES[stage].upstream}
-
 
 def variant_name(composed: Composed) -> str:
     """A readable, stable name: the recipe, then the user's overrides (`demo_quant-q8_0`)."""
@@ -79,6 +76,8 @@ def build_plan(composed: Composed, root: Path, digests: DigestCache | None = Non
     nodes: dict[str, Node] = {}
     for stage in ORDER:
         spec = STAGES[stage]
+        if spec.target and cfg.target[spec.target] is None:
+            continue  # a deploy target this configuration does not ask for
         upstream = {name: nodes[name].key for name in spec.upstream}
         body = payload(spec, cfg, upstream, input_fingerprints(stage, cfg, root, digests, strict),
                        template_digests(stage, family, root, digests), plain)

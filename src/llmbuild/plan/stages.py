@@ -19,6 +19,7 @@ class StageSpec:
     tools: tuple[str, ...] = ()             # Python distributions whose versions enter the key
     templates: tuple[str, ...] = ()         # files under templates/, "{family}" filled in
     version: str = "1"
+    target: str | None = None               # a deploy target: the stage exists only when target.<name> is set
 
 
 STAGES: dict[str, StageSpec] = {s.name: s for s in (
@@ -66,6 +67,23 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         tools=("jinja2",),
         templates=("ollama/{family}.gotmpl", "Modelfile.j2"),
         version="3",  # 2: stop at EOS and EOT as llama.cpp resolves them; 3: quoting Ollama reads back
+        target="ollama",
+    ),
+    StageSpec(
+        "vllm", "Write the vLLM serving folder: chat template file and the `vllm serve` command line",
+        reads=("chat_format", "prompt.system", "target.vllm", "model.name"),
+        upstream=("merge",),
+        tools=("jinja2",),
+        templates=("chat/{family}.jinja", "vllm/serve.sh.j2"),
+        target="vllm",
+    ),
+    StageSpec(
+        "hf", "Write the HF model folder with a model card (recipe, stage keys, training metrics)",
+        reads=("model.name", "model.license", "model.hub_id", "model.path", "lora", "train", "dataset.name",
+               "chat_format", "target.hf"),
+        upstream=("train", "merge"),
+        templates=("hf/README.md.j2",),
+        target="hf",
     ),
     StageSpec(
         "smoke", "Chat with the quantized GGUF in llama.cpp: answers and tokens/s",

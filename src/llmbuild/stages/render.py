@@ -3,15 +3,12 @@ SYSTEM come from the same chat family the adapter was trained with."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
 from .. import modelfile
 from ..chat_families import FAMILIES
 from ..chat_template import ollama_template
 from ..config.validate import chat_family
 from ..errors import StageError
+from ..files import link_or_copy
 from ..gguf_meta import read_metadata
 from ..naming import gguf_file
 from .context import StageContext
@@ -21,7 +18,7 @@ def run(ctx: StageContext) -> None:
     cfg = ctx.cfg
     family = FAMILIES[chat_family(cfg)]
     gguf = ctx.inputs["quantize"] / gguf_file(cfg.model.name, cfg.quant.type)
-    _link_or_copy(gguf, ctx.out / gguf.name)
+    link_or_copy(gguf, ctx.out / gguf.name)
     end_tokens = list(read_metadata(gguf).end_tokens)
     stop = list(dict.fromkeys([*family.stop, *end_tokens, *cfg.prompt.stop]))
     prompt = cfg.prompt
@@ -43,15 +40,8 @@ def run(ctx: StageContext) -> None:
         license=cfg.model.license,
     )
     try:
-        text = modelfile.render(spec, ctx.root / "templates")
+        text = modelfile.render(spec, ctx.root)
     except modelfile.ModelfileError as err:
         raise StageError(str(err)) from None
     (ctx.out / "Modelfile").write_text(text, encoding="utf-8")
     ctx.say(f"Modelfile: {family.name} TEMPLATE, stop {stop}, temperature {prompt.temperature}")
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)

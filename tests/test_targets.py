@@ -1,0 +1,49 @@
+"""Deploy-target stages on fake upstream artifacts: what they write, without any model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from llmbuild.config.compose import compose
+from llmbuild.stages import vllm
+from llmbuild.stages.context import StageContext
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def vllm_argv(tmp_path, *overrides):
+    merge = tmp_path / "merge" / "k"
+    (merge / "merged").mkdir(parents=True)
+    (merge / "chat_template.jinja").write_text("{{ messages }}")
+    out = tmp_path / "vllm" / "k2"
+    out.mkdir(parents=True)
+    cfg = compose(ROOT, list(overrides)).cfg
+    vllm.run(StageContext(cfg=cfg, root=ROOT, key="k2", inputs={"merge": merge}, out=out))
+    return json.loads((out / "vllm_command.json").read_text())
+
+
+@pytest.mark.parametrize("overrides, parser", [
+    (("recipe=toolcall-qwen7b", "target=[vllm]"), "hermes"),        # seed 002: Qwen2.5 tools
+    (("model=llama3-8b-instruct", "target=[vllm]"), "llama3_json"),
+    (("target=[vllm]", "target.vllm.tool_call_parser=pythonic"), "pythonic"),
+])
+def test_vllm_command_has_the_families_tool_call_parser(tmp_path, overrides, parser):
+    argv = vllm_argv(tmp_path, *overrides)
+    assert argv[argv.index("--tool-call-parser") + 1] == parser and "--enable-auto-tool-choice" in argv
+
+
+def test_vllm_command_names_model_template_and_loopback(tmp_path):
+    argv = vllm_argv(tmp_path, "recipe=toolcall-qwen7b", "target=[vllm]", "target.vllm.max_model_len=8192",
+                     "+target.vllm.extra_args=[--gpu-memory-utilization,0.9]")
+    assert argv[:3] == ["vllm", "serve", "../../merge/k/merged"]
+    assert argv[argv.index("--served-model-name") + 1] == "Qwen2.5-7B-Instruct"
+    assert argv[argv.index("--max-model-len") + 1] == "8192" and argv[-2:] == ["--gpu-memory-utilization", "0.9"]
+    assert argv[argv.index("--host") + 1] == "127.0.0.1"
+
+
+def test_targets_not_asked_for_have_no_stage(plan_for):
+    assert {"vllm", "hf"}.isdisjoint(plan_for().nodes) and "render" in plan_for().nodes
+    assert {"vllm", "hf"} <= set(plan_for("target=[vllm,hf]").nodes) and "render" not in plan_for("target=[vllm,hf]").nodes
