@@ -23,12 +23,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from tiny_model import build_tiny_llama  # noqa: E402
 
-STAGES = ("base", "data", "train", "merge", "convert", "quantize", "render", "smoke", "package")
-AFTER_TRAIN = {"train", "merge", "convert", "quantize", "render", "smoke", "package"}
+STAGES = ("base", "data", "train", "merge", "convert", "parity", "quantize", "render", "smoke", "package")
+AFTER_TRAIN = {"train", "merge", "convert", "parity", "quantize", "render", "smoke", "package"}
 # the stages that must run after one key changes: those reading it, and what depends on them
 MINIMAL = {
     "quant=q8_0": {"quantize", "render", "smoke", "package"},
-    "quant.convert_type=bf16": {"convert", "quantize", "render", "smoke", "package"},
+    "quant.convert_type=bf16": {"convert", "parity", "quantize", "render", "smoke", "package"},
     "prompt.temperature=0.2": {"render", "package"},
     "smoke.max_tokens=4": {"smoke", "package"},
     "lora.r=4": AFTER_TRAIN,

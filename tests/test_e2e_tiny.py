@@ -40,7 +40,7 @@ def doit_build(top: Path, model: Path, *extra: str) -> tuple[list[str], str]:
 def test_build_rebuild_and_one_key_changes(workspace):
     top, model = workspace
     ran, out = doit_build(top, model)
-    assert ran == ["base", "data", "train", "merge", "convert", "quantize", "render", "smoke", "package"]
+    assert ran == ["base", "data", "train", "merge", "convert", "parity", "quantize", "render", "smoke", "package"]
     store = top / "store"
     variant = next((store / "out").iterdir())
     assert "outputs in" in out and str(variant.name) in out
@@ -64,7 +64,7 @@ def test_build_rebuild_and_one_key_changes(workspace):
     assert manifest["tools"]["llamafactory"] and manifest["upstream"]["train"] and manifest["seconds"] > 0
 
     ran, out = doit_build(top, model)
-    assert ran == [] and len(re.findall(r"^-- ", out, flags=re.M)) == 9, "a rebuild with nothing changed runs nothing"
+    assert ran == [] and len(re.findall(r"^-- ", out, flags=re.M)) == 10, "a rebuild with nothing changed runs nothing"
 
     ran, _ = doit_build(top, model, "quant=q8_0")
     assert ran == ["quantize", "render", "smoke", "package"]
@@ -75,7 +75,7 @@ def test_build_rebuild_and_one_key_changes(workspace):
     assert ran == ["render", "package"]
 
     ran, _ = doit_build(top, model, "lora.r=4")
-    assert ran == ["train", "merge", "convert", "quantize", "render", "smoke", "package"]
+    assert ran == ["train", "merge", "convert", "parity", "quantize", "render", "smoke", "package"]
 
 
 def test_training_yaml_runs_by_hand_unchanged(workspace):
@@ -109,7 +109,7 @@ def test_parallel_sweep_shares_stages_and_trains_one_at_a_time(workspace):
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     ran = re.findall(r"^\.  (\w+):", result.stdout, flags=re.M)
     counts = {stage: ran.count(stage) for stage in set(ran)}
-    assert counts == {"base": 1, "data": 1, "train": 2, "merge": 2, "convert": 2, "quantize": 4, "render": 4,
+    assert counts == {"base": 1, "data": 1, "train": 2, "merge": 2, "convert": 2, "parity": 2, "quantize": 4, "render": 4,
                       "smoke": 4, "package": 4}
     spans = []
     for manifest in (top / "sweep" / "train").glob("*/manifest.json"):

@@ -15,7 +15,7 @@ from llmbuild.plan.graph import build_plan
 from llmbuild.plan.stages import ORDER
 
 ROOT = Path(__file__).resolve().parent.parent
-DOWNSTREAM_OF_TRAIN = {"train", "merge", "convert", "quantize", "render", "smoke"}
+DOWNSTREAM_OF_TRAIN = {"train", "merge", "convert", "parity", "quantize", "render", "smoke"}
 
 
 def changed(plan_a, plan_b) -> set[str]:
@@ -25,12 +25,12 @@ def changed(plan_a, plan_b) -> set[str]:
 
 @pytest.mark.parametrize("override, expected", [
     ("quant=q8_0", {"quantize", "render", "smoke"}),
-    ("quant.convert_type=bf16", {"convert", "quantize", "render", "smoke"}),
+    ("quant.convert_type=bf16", {"convert", "parity", "quantize", "render", "smoke"}),
     ("prompt.temperature=0.2", {"render"}),
     ("prompt.top_k=20", {"render"}),
     ("prompt.num_ctx=4096", {"render"}),
     ("+prompt.stop=[END]", {"render"}),
-    ("prompt.system=Be terse.", {"train", "merge", "convert", "quantize", "render", "smoke"}),
+    ("prompt.system=Be terse.", DOWNSTREAM_OF_TRAIN),
     ("lora.r=16", DOWNSTREAM_OF_TRAIN),
     ("train.learning_rate=5e-4", DOWNSTREAM_OF_TRAIN),
     ("dataset.max_samples=10", {"data"} | DOWNSTREAM_OF_TRAIN),
@@ -86,7 +86,7 @@ def test_tool_versions_are_part_of_the_key(plan_for, monkeypatch):
     real = keys.tool_version
     monkeypatch.setattr(keys, "tool_version", lambda d: "9.9" if d == "llama_cpp_python" else real(d))
     after = plan_for()
-    assert changed(before, after) == {"convert", "quantize", "render", "smoke"}
+    assert changed(before, after) == {"convert", "parity", "quantize", "render", "smoke"}
 
 
 def test_planning_reads_no_model_file_twice(plan_for, monkeypatch):

@@ -25,7 +25,7 @@ def task_counts(plans) -> Counter:
 def test_sweep_shares_upstream_stages_in_one_graph(tmp_path):
     plans = make_plans(ROOT, ["lora.r=8,16,32", "quant=q4_k_m,q8_0", f"store={tmp_path}"], "sweep")
     assert len(plans) == 6
-    assert task_counts(plans) == {"base": 1, "data": 1, "train": 3, "merge": 3, "convert": 3,
+    assert task_counts(plans) == {"base": 1, "data": 1, "train": 3, "merge": 3, "convert": 3, "parity": 3,
                                   "quantize": 6, "render": 6, "smoke": 6, "package": 6}
 
 
@@ -66,7 +66,7 @@ def test_plan_says_why_in_config_terms_and_estimates_cost(tmp_path):
     fake_build(built, seconds=4.0)
     (changed,) = make_plans(ROOT, ["quant=q8_0", f"store={tmp_path}"])
     statuses = {s.stage: s for s in explain.explain(changed)}
-    assert all(statuses[s].up_to_date for s in ("base", "data", "train", "merge", "convert"))
+    assert all(statuses[s].up_to_date for s in ("base", "data", "train", "merge", "convert", "parity"))
     assert statuses["quantize"].reasons == ("quant.type: 'q4_k_m' -> 'q8_0'",)
     assert statuses["render"].reasons == ("upstream quantize is rebuilt",)
     assert statuses["quantize"].estimate_seconds == 4.0
@@ -96,7 +96,7 @@ def test_diff_lists_keys_and_the_stages_they_rebuild(tmp_path):
     doc = review.diff_document(before, after, ("a", "b"))
     assert doc["changes"] == [{"key": "lora.r", "before": 8, "after": 16},
                               {"key": "prompt.temperature", "before": 0.7, "after": 0.2}]
-    assert doc["rebuild"] == ["train", "merge", "convert", "quantize", "render", "smoke"]
+    assert doc["rebuild"] == ["train", "merge", "convert", "parity", "quantize", "render", "smoke"]
     markdown = review.diff_markdown(doc)
     assert "| `lora.r` | `8` | `16` |" in markdown and "reused: base, data" in markdown
 

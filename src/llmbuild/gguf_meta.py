@@ -17,6 +17,7 @@ from .errors import ToolError
 class GgufMetadata:
     values: dict[str, str]      # string form of every scalar key (arrays are left out)
     end_tokens: tuple[str, ...]  # texts of the EOS and EOT tokens, as llama.cpp resolves them
+    bos_token: str
 
     def get(self, key: str) -> str | None:
         return self.values.get(key)
@@ -31,8 +32,10 @@ def read_metadata(path: Path) -> GgufMetadata:
         raise ToolError(f"llama.cpp cannot read {path.name}: {err}") from None
     try:
         vocab = llama_cpp.llama_model_get_vocab(llm._model.model)
-        ids = [llama_cpp.llama_vocab_eos(vocab), llama_cpp.llama_vocab_eot(vocab)]
-        texts = [llama_cpp.llama_vocab_get_text(vocab, i).decode("utf-8", "replace") for i in ids if i >= 0]
-        return GgufMetadata(dict(llm.metadata), tuple(dict.fromkeys(texts)))
+        def text(token: int) -> str:
+            return llama_cpp.llama_vocab_get_text(vocab, token).decode("utf-8", "replace") if token >= 0 else ""
+
+        ends = [text(i) for i in (llama_cpp.llama_vocab_eos(vocab), llama_cpp.llama_vocab_eot(vocab)) if i >= 0]
+        return GgufMetadata(dict(llm.metadata), tuple(dict.fromkeys(ends)), text(llama_cpp.llama_vocab_bos(vocab)))
     finally:
         llm.close()

@@ -53,6 +53,13 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         tools=("llama_cpp_python", "torch", "transformers", "numpy", "sentencepiece"),
     ),
     StageSpec(
+        "parity", "Check that training, the merged model and the GGUF format a conversation suite identically",
+        reads=("chat_format", "prompt.system"),
+        upstream=("merge", "convert"),
+        tools=("llamafactory", "transformers", "llama_cpp_python", "jinja2"),
+        templates=("chat/{family}.jinja",),
+    ),
+    StageSpec(
         "quantize", "Quantize the GGUF with llama.cpp's quantizer (llama_model_quantize)",
         reads=("quant.type", "model.name"),
         upstream=("convert",),

@@ -1,0 +1,134 @@
+"""Prompt-format parity: one conversation suite rendered by every consumer of the chat template,
+compared as text. A difference is the classic post-export failure (a model that loops or babbles
+because its serving prompt is not its training prompt), so it fails the build with a diff.
+
+Renderings: LLaMA-Factory's training template (what the adapter learned), transformers'
+apply_chat_template on the merged model, and llama-cpp-python's Jinja chat formatter on the GGUF's
+tokenizer.chat_template.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+WEATHER_TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "City name"}},
+                   "required": ["city"]}}}
+
+
+@dataclass(frozen=True)
+class Conversation:
+    name: str
+    messages: list[dict[str, Any]]           # OpenAI style, ending with the assistant's answer
+    system: str | None = None                # None: the template's default system prompt
+    tools: list[dict[str, Any]] = field(default_factory=list)
+
+    def openai_messages(self) -> list[dict[str, Any]]:
+        return ([{"role": "system", "content": self.system}] if self.system is not None else []) + self.messages
+
+
+SUITE = (
+    Conversation("one turn, default system", [{"role": "user", "content": "Hi!"},
+                                               {"role": "assistant", "content": "Hello! How can I help?"}]),
+    Conversation("one turn, own system", [{"role": "user", "content": "Name a colour."},
+                                          {"role": "assistant", "content": "Blue."}], system="Answer in one word."),
+    Conversation("several turns", [{"role": "user", "content": "What is 2 + 2?"},
+                                   {"role": "assistant", "content": "4."},
+                                   {"role": "user", "content": "And times 3?"},
+                                   {"role": "assistant", "content": "12."}]),
+    Conversation("Chinese text", [{"role": "user", "content": "你好，请用一句话介绍你自己。"},
+                                  {"role": "assistant", "content": "我是一个乐于助人的助手。"}]),
+    Conversation("empty user message", [{"role": "user", "content": ""},
+                                        {"role": "assistant", "content": "Did you mean to send something?"}]),
+)
+TOOL_SUITE = (
+    Conversation("tool definitions, call and result", [
+        {"role": "user", "content": "What's the weather in Paris?"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+        {"role": "tool", "content": "{\"temperature_c\": 21, \"sky\": \"clear\"}"},
+        {"role": "assistant", "content": "It is 21 °C and clear in Paris."}], tools=[WEATHER_TOOL]),
+)
+
+
+@dataclass(frozen=True)
+class Result:
+    conversation: str
+    renderings: dict[str, str]
+
+    @property
+    def agrees(self) -> bool:
+        return len(set(self.renderings.values())) == 1
+
+    def diff(self) -> str:
+        (first, reference), *others = self.renderings.items()
+        chunks = []
+        for name, text in others:
+            if text != reference:
+                chunks.append("".join(difflib.unified_diff(
+                    reference.splitlines(keepends=True), text.splitlines(keepends=True), first, name)))
+        return "\n".join(chunks)
+
+
+def suite(with_tools: bool) -> tuple[Conversation, ...]:
+    return SUITE + (TOOL_SUITE if with_tools else ())
+
+
+def compare(conversations, renderers: dict[str, Callable[[Conversation], str]]) -> list[Result]:
+    return [Result(c.name, {name: render(c) for name, render in renderers.items()}) for c in conversations]
+
+
+# --- the renderers -------------------------------------------------------------------------------
+
+def hf_renderer(tokenizer) -> Callable[[Conversation], str]:
+    def render(conversation: Conversation) -> str:
+        return tokenizer.apply_chat_template(conversation.openai_messages(), tools=conversation.tools or None,
+                                             tokenize=False)
+    return render
+
+
+def gguf_renderer(chat_template: str, bos_token: str, eos_token: str) -> Callable[[Conversation], str]:
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    formatter = Jinja2ChatFormatter(template=chat_template, eos_token=eos_token, bos_token=bos_token,
+                                    add_generation_prompt=False)
+
+    def render(conversation: Conversation) -> str:
+        return formatter(messages=conversation.openai_messages(), tools=conversation.tools or None).prompt
+    return render
+
+
+def llamafactory_renderer(template, tokenizer) -> Callable[[Conversation], str]:
+    """LLaMA-Factory's own encoding of the conversation (prompt and answer pieces), decoded."""
+
+    def render(conversation: Conversation) -> str:
+        messages = [_llamafactory_message(m) for m in conversation.messages]
+        tools = json.dumps(conversation.tools, ensure_ascii=False) if conversation.tools else None
+        pairs = template.encode_multiturn(tokenizer, messages, conversation.system, tools)
+        ids = [token for prompt, answer in pairs for token in prompt + answer]
+        return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    return render
+
+
+def _llamafactory_message(message: dict[str, Any]) -> dict[str, str]:
+    if message.get("tool_calls"):
+        calls = [{"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"])}
+                 for c in message["tool_calls"]]
+        return {"role": "function", "content": json.dumps(calls, ensure_ascii=False)}
+    role = {"tool": "observation"}.get(message["role"], message["role"])
+    return {"role": role, "content": message["content"]}
+
+
+def report(results: list[Result]) -> str:
+    lines = ["# Prompt-format parity", ""]
+    for result in results:
+        lines.append(f"- {'agree' if result.agrees else 'DIFFER'}: {result.conversation} "
+                     f"({', '.join(result.renderings)})")
+    for result in results:
+        if not result.agrees:
+            lines += ["", f"## {result.conversation}", "", "```diff", result.diff().rstrip(), "```"]
+    return "\n".join(lines) + "\n"
