@@ -45,12 +45,19 @@ def tasks_for(plans: list[Plan]) -> Iterator[dict]:
             "basename": "package",
             "name": plan.variant,
             "doc": f"Link the outputs of {plan.variant} under {package.out_dir(plan)}",
-            "actions": [(package.link_outputs, [plan])],
+            "actions": [(publish, [plan])],
             "task_dep": [node.task_name for node in plan.nodes.values()],
             "uptodate": [partial(package.is_current, plan)],
             "clean": [(package.remove, [plan])],
             "verbosity": 2,
         }
+
+
+def publish(plan: Plan) -> None:
+    """doit action: link the variant's outputs under a readable name (one process at a time)."""
+    with locks.artifact(Store(plan.store), "package", plan.variant):
+        if not package.is_current(plan):
+            package.link_outputs(plan)
 
 
 def remove_artifact(store: Path, stage: str, key: str) -> None:
