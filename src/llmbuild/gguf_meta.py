@@ -39,3 +39,14 @@ def read_metadata(path: Path) -> GgufMetadata:
         return GgufMetadata(dict(llm.metadata), tuple(dict.fromkeys(ends)), text(llama_cpp.llama_vocab_bos(vocab)))
     finally:
         llm.close()
+
+
+def token_ids(path: Path, texts: list[str]) -> list[list[int]]:
+    """llama.cpp's token ids for each text (special tokens parsed, no BOS added)."""
+    import llama_cpp
+
+    llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    try:
+        return [llm.tokenize(text.encode("utf-8"), add_bos=False, special=True) for text in texts]
+    finally:
+        llm.close()

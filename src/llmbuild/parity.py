@@ -55,6 +55,28 @@ TOOL_SUITE = (
 )
 
 
+# tokenizer parity: HF ids must equal llama.cpp's ids for the built GGUF
+TOKENIZER_CORPUS = (
+    "The quick brown fox jumps over the lazy dog. It's 12:45, isn't it?",
+    "大型语言模型的微调需要高质量的数据。你好，世界！",
+    "def add(a: int, b: int) -> int:\n    return a + b  # 12345\n\tindent\r\n",
+    "Emoji: 👍🏽 🇯🇵 👩‍💻 ✨ and symbols: ≥ ≤ ∑ π ½",
+    "  leading spaces, trailing spaces   \n\n\nnewlines",
+)
+
+
+def tokenizer_mismatches(tokenizer, gguf_ids, special_tokens: list[str]) -> list[str]:
+    """Texts whose HF token ids differ from llama.cpp's (`gguf_ids(texts)`), with both id lists."""
+    texts = list(TOKENIZER_CORPUS) + ["".join(special_tokens) + " after specials " + "".join(special_tokens)]
+    expected = gguf_ids(texts)
+    problems = []
+    for text, theirs in zip(texts, expected):
+        ours = tokenizer.encode(text, add_special_tokens=False)
+        if ours != theirs:
+            problems.append(f"{text[:40]!r}: transformers {ours[:16]}... llama.cpp {theirs[:16]}...")
+    return problems
+
+
 @dataclass(frozen=True)
 class Result:
     conversation: str

@@ -1,6 +1,7 @@
 """parity: render a fixed conversation suite through LLaMA-Factory's training template, the merged
-model's chat template (transformers) and the GGUF's (llama-cpp-python); any difference fails the
-build with a diff, before a mismatched prompt format reaches a user."""
+model's chat template (transformers) and the GGUF's (llama-cpp-python), and tokenize a multilingual
+corpus with the merged tokenizer and with llama.cpp; any difference fails the build with a diff,
+before a mismatched prompt format or vocabulary reaches a user."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from .. import parity
 from ..chat_families import FAMILIES
 from ..config.validate import chat_family
 from ..errors import StageError
-from ..gguf_meta import read_metadata
+from ..gguf_meta import read_metadata, token_ids
 from ..naming import gguf_file
 from .context import StageContext
 
@@ -21,10 +22,17 @@ def run(ctx: StageContext) -> None:
     cfg = ctx.cfg
     family = FAMILIES[chat_family(cfg)]
     merged = ctx.inputs["merge"] / "merged"
-    meta = read_metadata(ctx.inputs["convert"] / gguf_file(cfg.model.name, cfg.quant.convert_type))
+    gguf = ctx.inputs["convert"] / gguf_file(cfg.model.name, cfg.quant.convert_type)
+    meta = read_metadata(gguf)
+    tokenizer = AutoTokenizer.from_pretrained(merged)
+    mismatched = parity.tokenizer_mismatches(tokenizer, lambda texts: token_ids(gguf, texts),
+                                             list(tokenizer.all_special_tokens))
+    if mismatched:
+        raise StageError("the GGUF tokenizes differently from the merged model (llama.cpp would see other tokens "
+                         "than training did):\n" + "\n".join(mismatched))
     renderers = {
         "llamafactory (training)": parity.llamafactory_renderer(*_llamafactory_template(merged, family, cfg)),
-        "transformers (merged model)": parity.hf_renderer(AutoTokenizer.from_pretrained(merged)),
+        "transformers (merged model)": parity.hf_renderer(tokenizer),
         "llama-cpp-python (GGUF)": parity.gguf_renderer(meta.get("tokenizer.chat_template") or "",
                                                         meta.bos_token, meta.end_tokens[0] if meta.end_tokens else ""),
     }
@@ -39,7 +47,8 @@ def run(ctx: StageContext) -> None:
         raise StageError(f"the {family.name} prompt format differs between renderings for "
                          f"{len(differing)} of {len(results)} conversations; fix templates/chat/{family.name}.jinja "
                          f"(report: parity.md). First difference, '{first.conversation}':\n{first.diff()}")
-    ctx.say(f"{family.name}: {len(results)} conversations render identically in {', '.join(renderers)}")
+    ctx.say(f"{family.name}: {len(results)} conversations render identically in {', '.join(renderers)}; "
+            f"token ids equal llama.cpp's on {len(parity.TOKENIZER_CORPUS) + 1} texts")
 
 
 def _llamafactory_template(merged, family, cfg):
