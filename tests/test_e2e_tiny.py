@@ -211,3 +211,13 @@ def test_vllm_and_hf_targets_reuse_the_merged_model(workspace):
     assert "| LoRA rank / alpha / dropout | 8 / 16 / 0.0 |" in card and "`train`:" in card
     loaded = AutoModelForCausalLM.from_pretrained(variant / "hf" / "model")
     assert loaded.config.hidden_size == 256
+
+
+def test_doit_preview_shows_llamafactorys_samples_with_trained_spans(workspace):
+    top, model = workspace
+    result = run_doit(top, model, "preview", f"store={top / 'store'}", "samples=2")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "--- sample 2:" in result.stdout and "--- sample 3:" not in result.stdout
+    trained = re.findall(r"⟦(.*?)⟧", result.stdout, flags=re.S)
+    assert trained and all(span.rstrip("\n").endswith("<|im_end|>") for span in trained), "answers end with EOS"
+    assert "<|im_start|>user" in result.stdout and "input_ids: [" in result.stdout

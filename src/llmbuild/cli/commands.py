@@ -12,7 +12,7 @@ from doit.exceptions import InvalidCommand
 from doit.cmd_run import Run
 
 from .. import explain, outputs, review, sweep_report
-from ..adapters import llama_cpp_server
+from ..adapters import llama_cpp_server, llamafactory, llamafactory_preview
 from ..config.compose import compose
 from ..config.schema import LlamacppTarget
 from ..errors import LlmbuildError
@@ -189,3 +189,29 @@ class Serve(Run):
         print(f"\nserving {gguf.name} as model '{alias}' on http://{settings.host}:{settings.port}/v1 (Ctrl-C stops)")
         return llama_cpp_server.serve(llama_cpp_server.command(
             gguf, alias, settings.host, settings.port, settings.n_ctx, settings.n_gpu_layers))
+
+
+class Preview(Run):
+    name = "preview"
+    doc_purpose = "show the first training samples as LLaMA-Factory preprocesses them: ids, text, trained spans"
+    doc_usage = "[overrides] [samples=N]"
+    doc_description = ("Builds the base model and dataset if needed, then runs LLaMA-Factory's own\n"
+                       "preprocessing with this configuration's training arguments. Text between ⟦ ⟧ is\n"
+                       "what the model is trained to produce (its labels); the rest is masked.")
+
+    def execute(self, params, args):
+        session.mode = "build"
+        count = overrides.take("samples") or "3"
+        if not count.isdigit():
+            raise InvalidCommand(f"samples={count!r}: give a number of samples, e.g. samples=5")
+        overrides.add_positional(args)
+        result = super().execute(params, ["base", "data"])  # the preview needs only these two
+        if result != 0 or not session.plans:
+            return result
+        (plan,) = session.plans
+        store = plan.store
+        train_args = llamafactory.train_args(plan.composed.cfg, base=str(store / "base" / plan.nodes["base"].key),
+                                             dataset_dir=str(store / "data" / plan.nodes["data"].key / "dataset"),
+                                             output_dir="adapter")
+        print(llamafactory_preview.show(llamafactory_preview.preprocess(train_args, int(count))))
+        return 0

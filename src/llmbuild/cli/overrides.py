@@ -19,3 +19,9 @@ def add_positional(args: list[str]) -> None:
 def current() -> list[str]:
     variables = doit_cmd._CMDLINE_VARS or {}  # doit keeps them in this module-level dict, in order
     return [f"{name}={value}" for name, value in variables.items()] + list(_positional)
+
+
+def take(name: str) -> str | None:
+    """Remove a command's own `name=value` argument, so that Hydra never sees it."""
+    variables = doit_cmd._CMDLINE_VARS or {}
+    return variables.pop(name, None)
