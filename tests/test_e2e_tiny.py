@@ -218,6 +218,6 @@ def test_doit_preview_shows_llamafactorys_samples_with_trained_spans(workspace):
     result = run_doit(top, model, "preview", f"store={top / 'store'}", "samples=2")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "--- sample 2:" in result.stdout and "--- sample 3:" not in result.stdout
-    trained = re.findall(r"⟦(.*?)⟧", result.stdout, flags=re.S)
+    trained = [span for span in re.findall(r"⟦(.*?)⟧", result.stdout, flags=re.S) if span.strip()]
     assert trained and all(span.rstrip("\n").endswith("<|im_end|>") for span in trained), "answers end with EOS"
     assert "<|im_start|>user" in result.stdout and "input_ids: [" in result.stdout
