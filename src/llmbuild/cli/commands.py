@@ -20,7 +20,18 @@ from ..plan.graph import build_plan
 from . import overrides, session
 
 
-class Build(Run):
+class _GraphCommand(Run):
+    """A command that runs (part of) the graph generated for its command line's overrides."""
+
+    mode = "build"  # how session.make_plans reads the overrides: "build" refuses sweeps
+
+    def run_graph(self, params, args, tasks=()) -> int:
+        session.mode = self.mode
+        overrides.add_positional(args)  # Hydra forms without '=' (doit already took the key=value ones)
+        return super().execute(params, list(tasks))
+
+
+class Build(_GraphCommand):
     name = "build"
     doc_purpose = "build the configured model: every stale artifact, nothing else"
     doc_usage = "[group=option] [key=value] [+key=value] [~key] ..."
@@ -29,9 +40,7 @@ class Build(Run):
                        "doit options such as -n 2 (parallel) come before them.")
 
     def execute(self, params, args):
-        session.mode = "build"
-        overrides.add_positional(args)  # Hydra forms without '=' (doit already took the key=value ones)
-        result = super().execute(params, [])
+        result = self.run_graph(params, args)
         if result == 0:
             for plan in session.plans:
                 print()
@@ -39,7 +48,7 @@ class Build(Run):
         return result
 
 
-class Sweep(Run):
+class Sweep(_GraphCommand):
     name = "sweep"
     doc_purpose = "build every variant of a Hydra sweep in one graph (shared stages run once)"
     doc_usage = "[doit options] KEY=V1,V2 [KEY=range(a,b,step)] [group=glob(pattern)] ..."
@@ -48,10 +57,10 @@ class Sweep(Run):
                        "Stages whose keys coincide are one task: the base model is imported once,\n"
                        "training runs once per lora.r. Add -n 2 to run independent tasks in parallel.")
 
+    mode = "sweep"
+
     def execute(self, params, args):
-        session.mode = "sweep"
-        overrides.add_positional(args)
-        result = super().execute(params, [])
+        result = self.run_graph(params, args)
         if result == 0 and session.plans:
             table = sweep_report.rows(session.plans)
             folder = sweep_report.write(session.plans[0].store, overrides.current(), table)
@@ -167,7 +176,7 @@ class Lock(Command):
         return 0
 
 
-class Serve(Run):
+class Serve(_GraphCommand):
     name = "serve"
     doc_purpose = "build the configured model if needed, then serve its GGUF over an OpenAI-compatible API"
     doc_usage = "[overrides]"
@@ -177,9 +186,7 @@ class Serve(Run):
                        "Then: OpenAI(base_url='http://127.0.0.1:8080/v1', api_key='none').")
 
     def execute(self, params, args):
-        session.mode = "build"
-        overrides.add_positional(args)
-        result = super().execute(params, [])
+        result = self.run_graph(params, args)
         if result != 0 or not session.plans:
             return result
         (plan,) = session.plans
@@ -191,7 +198,7 @@ class Serve(Run):
             gguf, alias, settings.host, settings.port, settings.n_ctx, settings.n_gpu_layers))
 
 
-class Preview(Run):
+class Preview(_GraphCommand):
     name = "preview"
     doc_purpose = "show the first training samples as LLaMA-Factory preprocesses them: ids, text, trained spans"
     doc_usage = "[overrides] [samples=N]"
@@ -200,12 +207,10 @@ class Preview(Run):
                        "what the model is trained to produce (its labels); the rest is masked.")
 
     def execute(self, params, args):
-        session.mode = "build"
         count = overrides.take("samples") or "3"
         if not count.isdigit():
             raise InvalidCommand(f"samples={count!r}: give a number of samples, e.g. samples=5")
-        overrides.add_positional(args)
-        result = super().execute(params, ["base", "data"])  # the preview needs only these two
+        result = self.run_graph(params, args, ["base", "data"])  # the preview needs only these two
         if result != 0 or not session.plans:
             return result
         (plan,) = session.plans
