@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from omegaconf.errors import ReadonlyConfigError
 
 from llmbuild.adapters.llamafactory import train_args
 from llmbuild.config.compose import compose
@@ -122,5 +123,5 @@ def test_broken_yaml_names_file_and_line(project_copy):
 
 def test_config_is_read_only():
     cfg = compose(ROOT).cfg
-    with pytest.raises(Exception):
+    with pytest.raises(ReadonlyConfigError):
         cfg.lora.r = 99

@@ -70,7 +70,7 @@ def tokenizer_mismatches(tokenizer, gguf_ids, special_tokens: list[str]) -> list
     texts = list(TOKENIZER_CORPUS) + ["".join(special_tokens) + " after specials " + "".join(special_tokens)]
     expected = gguf_ids(texts)
     problems = []
-    for text, theirs in zip(texts, expected):
+    for text, theirs in zip(texts, expected, strict=True):
         ours = tokenizer.encode(text, add_special_tokens=False)
         if ours != theirs:
             problems.append(f"{text[:40]!r}: transformers {ours[:16]}... llama.cpp {theirs[:16]}...")

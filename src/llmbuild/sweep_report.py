@@ -24,7 +24,7 @@ def swept_values(plans: list[Plan]) -> list[dict[str, str]]:
 
 def rows(plans: list[Plan]) -> list[dict[str, object]]:
     out = []
-    for plan, values in zip(plans, swept_values(plans)):
+    for plan, values in zip(plans, swept_values(plans), strict=True):
         cfg = plan.composed.cfg
         quantized = plan.store / "quantize" / plan.nodes["quantize"].key / gguf_file(cfg.model.name, cfg.quant.type)
         out.append({

@@ -9,7 +9,6 @@ from doit.exceptions import InvalidDodoFile
 from ..config.compose import compose_many, expand_sweep
 from ..errors import ConfigError, LlmbuildError
 from ..plan.graph import Plan, build_plan
-from ..store import DigestCache
 from . import overrides
 
 # set by a command before dodo.py is loaded: "build" refuses sweeps, "sweep" expands them,
