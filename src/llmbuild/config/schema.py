@@ -179,18 +179,6 @@ FAMILIAR_NAMES = {
     "max_seq_length": "cutoff_len", "random_state": "seed", "quantization_method": "type",
 }
 
-GROUP_SCHEMAS = {
-    "model": ModelConfig,
-    "dataset": DatasetConfig,
-    "lora": LoraConfig,
-    "train": TrainConfig,
-    "quant": QuantConfig,
-    "prompt": PromptConfig,
-    "target": TargetConfig,
-    "smoke": SmokeConfig,
-}
-
-
 _registered = False
 
 
