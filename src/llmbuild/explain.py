@@ -3,14 +3,13 @@ upstream artifact changes, which template or tool version changed. Reads only ma
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .plan.graph import Plan
 from .plan.stages import STAGES
-from .store import MANIFEST, Store
+from .store import MANIFEST, Store, read_manifest
 
 
 @dataclass(frozen=True)
@@ -43,12 +42,7 @@ def explain(plan: Plan) -> list[StageStatus]:
 
 def nearest_manifest(folder: Path, payload: dict[str, Any]) -> dict[str, Any] | None:
     """The finished artifact of this stage whose inputs differ least (most recent on ties)."""
-    manifests = []
-    for path in folder.glob(f"*/{MANIFEST}"):
-        try:
-            manifests.append(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError):
-            continue
+    manifests = [m for m in (read_manifest(path.parent) for path in folder.glob(f"*/{MANIFEST}")) if m]
     if not manifests:
         return None
     manifests.sort(key=lambda m: m.get("finished", ""), reverse=True)  # min() keeps the first of equals

@@ -33,10 +33,7 @@ class Store:
         return (self.path(stage, key) / MANIFEST).is_file()
 
     def manifest(self, stage: str, key: str) -> dict[str, Any] | None:
-        try:
-            return json.loads((self.path(stage, key) / MANIFEST).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
+        return read_manifest(self.path(stage, key))
 
     @contextmanager
     def building(self, stage: str, key: str, manifest: dict[str, Any]) -> Iterator[Path]:
@@ -73,6 +70,14 @@ class Store:
 
     def remove(self, stage: str, key: str) -> None:
         shutil.rmtree(self.path(stage, key), ignore_errors=True)
+
+
+def read_manifest(artifact: Path) -> dict[str, Any] | None:
+    """An artifact's manifest.json; None while it is missing or unreadable (not a finished artifact)."""
+    try:
+        return json.loads((Path(artifact) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def file_sha256(path: Path) -> str:

@@ -9,6 +9,7 @@ import json
 import re
 from pathlib import Path
 
+from .adapters import llamafactory
 from .naming import gguf_file
 from .outputs import out_dir
 from .plan.graph import Plan
@@ -30,7 +31,7 @@ def rows(plans: list[Plan]) -> list[dict[str, object]]:
         out.append({
             "variant": plan.variant,
             **values,
-            "final_train_loss": _final_loss(plan.store / "train" / plan.nodes["train"].key / "adapter" / "trainer_log.jsonl"),
+            "final_train_loss": _final_loss(plan.store / "train" / plan.nodes["train"].key / "adapter"),
             "gguf_mib": round(quantized.stat().st_size / 2**20, 1) if quantized.is_file() else None,
             "smoke_tokens_per_s": _tokens_per_second(plan.store / "smoke" / plan.nodes["smoke"].key / "answers.json"),
             "output": str(out_dir(plan)),
@@ -38,15 +39,12 @@ def rows(plans: list[Plan]) -> list[dict[str, object]]:
     return out
 
 
-def _final_loss(log: Path):
+def _final_loss(adapter: Path):
     """The last logged training loss; for runs shorter than logging_steps, LLaMA-Factory's average."""
-    try:
-        losses = [json.loads(line)["loss"] for line in log.read_text().splitlines() if '"loss"' in line]
-        if losses:
-            return round(losses[-1], 4)
-        return round(json.loads(log.with_name("train_results.json").read_text())["train_loss"], 4)
-    except (FileNotFoundError, ValueError, KeyError):
-        return None
+    losses = llamafactory.logged_losses(adapter)
+    average = llamafactory.train_results(adapter).get("train_loss")
+    value = losses[-1] if losses else average
+    return round(value, 4) if value is not None else None
 
 
 def _tokens_per_second(answers: Path):

@@ -6,6 +6,7 @@ runs by hand unchanged: `cd build/train/<key> && llamafactory-cli train llamafac
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -90,6 +91,23 @@ def export_args(cfg: DictConfig, base: str, adapter: str, export_dir: str) -> di
         "export_device": "cpu",
         "export_legacy_format": False,
     }
+
+
+def logged_losses(output_dir: Path) -> list[float]:
+    """The training losses LLaMA-Factory logged (every `logging_steps`) in its trainer_log.jsonl."""
+    log = output_dir / "trainer_log.jsonl"
+    if not log.is_file():
+        return []
+    rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [row["loss"] for row in rows if "loss" in row]
+
+
+def train_results(output_dir: Path) -> dict[str, Any]:
+    """LLaMA-Factory's train_results.json (average train_loss, runtime, samples/s), if written."""
+    try:
+        return json.loads((output_dir / "train_results.json").read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return {}
 
 
 def write_yaml(args: dict[str, Any], folder: Path, header: str) -> Path:

@@ -3,16 +3,17 @@ records the recipe, the stage keys and the training metrics."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from ..adapters import llamafactory
 from ..chat_families import FAMILIES
 from ..config.validate import chat_family
 from ..files import link_or_copy
 from ..plan.keys import tool_version
+from ..store import read_manifest
 from ..templating import render_file
 from .context import StageContext
 
@@ -26,7 +27,7 @@ def run(ctx: StageContext) -> None:
     for item in (ctx.inputs["merge"] / "merged").iterdir():
         link_or_copy(item, folder / item.name)
     family = FAMILIES[chat_family(cfg)]
-    manifest = json.loads((ctx.inputs["train"] / "manifest.json").read_text())
+    manifest = read_manifest(ctx.inputs["train"])
     card = render_file(
         ctx.root, "hf/README.md.j2",
         title=cfg.target.hf.repo_id or f"{cfg.model.name} (llmbuild fine-tune)",
@@ -45,15 +46,11 @@ def run(ctx: StageContext) -> None:
 
 
 def _metrics(train: Path) -> list[tuple[str, str]]:
-    results = train / "adapter" / "train_results.json"
-    log = train / "adapter" / "trainer_log.jsonl"
-    out = []
-    if results.is_file():
-        data = json.loads(results.read_text())
-        out += [(f"train {k.removeprefix('train_').replace('_', ' ')}", str(round(v, 4)) if isinstance(v, float) else str(v))
-                for k, v in data.items() if k in ("train_loss", "train_runtime", "train_samples_per_second", "epoch")]
-    if log.is_file():
-        losses = [json.loads(line)["loss"] for line in log.read_text().splitlines() if '"loss"' in line]
-        if losses:
-            out.append(("final logged loss", f"{losses[-1]:.4f}"))
+    adapter = train / "adapter"
+    out = [(f"train {k.removeprefix('train_').replace('_', ' ')}", str(round(v, 4)) if isinstance(v, float) else str(v))
+           for k, v in llamafactory.train_results(adapter).items()
+           if k in ("train_loss", "train_runtime", "train_samples_per_second", "epoch")]
+    losses = llamafactory.logged_losses(adapter)
+    if losses:
+        out.append(("final logged loss", f"{losses[-1]:.4f}"))
     return out

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from ..adapters import llamafactory
 from ..errors import StageError
 from .context import StageContext
@@ -24,12 +22,6 @@ def run(ctx: StageContext) -> None:
     adapter = ctx.out / ADAPTER
     if not (adapter / "adapter_model.safetensors").is_file():
         raise StageError(f"llamafactory-cli train finished without writing {ADAPTER}/adapter_model.safetensors; see train.log")
-    losses = [r["loss"] for r in _log(adapter / "trainer_log.jsonl") if "loss" in r]
+    losses = llamafactory.logged_losses(adapter)
     if losses:
         ctx.say(f"train loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} logged steps")
-
-
-def _log(path):
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
