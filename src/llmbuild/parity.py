@@ -3,8 +3,9 @@ compared as text. A difference is the classic post-export failure (a model that 
 because its serving prompt is not its training prompt), so it fails the build with a diff.
 
 Renderings: LLaMA-Factory's training template (what the adapter learned), transformers'
-apply_chat_template on the merged model, and llama-cpp-python's Jinja chat formatter on the GGUF's
-tokenizer.chat_template.
+apply_chat_template on the merged model, llama-cpp-python's Jinja chat formatter on the GGUF's
+tokenizer.chat_template, and the Ollama TEMPLATE through Go's text/template (`ollama_checks`: each
+conversation's generation prompt as an Ollama server builds it, and the stop that ends the answer).
 """
 
 from __future__ import annotations
@@ -114,13 +115,22 @@ def hf_renderer(tokenizer) -> Callable[[Conversation], str]:
 
 
 def gguf_renderer(chat_template: str, bos_token: str, eos_token: str) -> Callable[[Conversation], str]:
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-    formatter = Jinja2ChatFormatter(template=chat_template, eos_token=eos_token, bos_token=bos_token,
-                                    add_generation_prompt=False)
+    render_messages = gguf_prompt(chat_template, bos_token, eos_token)
 
     def render(conversation: Conversation) -> str:
-        return formatter(messages=conversation.openai_messages(), tools=conversation.tools or None).prompt
+        return render_messages(conversation.openai_messages(), conversation.tools, False)
+    return render
+
+
+def gguf_prompt(chat_template: str, bos_token: str, eos_token: str) -> Callable[[list, list, bool], str]:
+    """llama-cpp-python's Jinja formatter on a GGUF's chat template: (messages, tools, add_generation_prompt) -> text."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    formatters = {flag: Jinja2ChatFormatter(template=chat_template, eos_token=eos_token, bos_token=bos_token,
+                                            add_generation_prompt=flag) for flag in (False, True)}
+
+    def render(messages: list, tools: list, add_generation_prompt: bool) -> str:
+        return formatters[add_generation_prompt](messages=messages, tools=tools or None).prompt
     return render
 
 
@@ -143,6 +153,97 @@ def _llamafactory_message(message: dict[str, Any]) -> dict[str, str]:
         return {"role": "function", "content": json.dumps(calls, ensure_ascii=False)}
     role = {"tool": "observation"}.get(message["role"], message["role"])
     return {"role": role, "content": message["content"]}
+
+
+# --- Ollama: the generation prompt its server builds, and where the answer stops -----------------
+
+@dataclass(frozen=True)
+class OllamaCheck:
+    conversation: str
+    expected: str               # the trained format's prompt for the last answer (GGUF chat template)
+    ollama: str                 # what Ollama's server builds from the Modelfile for the same request
+    stop_problem: str | None    # why the trained answer would not end at a Modelfile stop, if it would not
+
+    @property
+    def status(self) -> str:
+        if self.stop_problem or canonical_json(self.ollama) != canonical_json(self.expected):
+            return "DIFFER"
+        return "agree" if self.ollama == self.expected else "agree up to JSON formatting"
+
+    def diff(self) -> str:
+        text = "".join(difflib.unified_diff(self.expected.splitlines(keepends=True),
+                                            self.ollama.splitlines(keepends=True), "trained format", "Ollama"))
+        return "\n".join(part for part in (text, self.stop_problem) if part)
+
+
+def ollama_checks(conversations, render_gguf: Callable[[list, list, bool], str],
+                  render_ollama: Callable[[list[dict]], list[str]], fewshot: list[dict[str, str]],
+                  stops: list[str]) -> list[OllamaCheck]:
+    """Each conversation up to its last answer, rendered as the trained format's generation prompt
+    and as Ollama's; the full trained conversation must then end the answer at one of `stops`.
+
+    Ollama puts the Modelfile's MESSAGE turns before the request (after its system prompt) and the
+    Modelfile SYSTEM in front when the request has none, which the reference mirrors."""
+    cases, requests = [], []
+    for conversation in conversations:
+        last = max(i for i, m in enumerate(conversation.messages) if m["role"] == "assistant")
+        system = [{"role": "system", "content": conversation.system}] if conversation.system is not None else []
+        history, answer = conversation.messages[:last], conversation.messages[last]
+        cases.append((conversation, system + fewshot + history, answer))
+        requests.append({"messages": system + history, "tools": conversation.tools or None})
+    prompts = render_ollama(requests)
+    checks = []
+    for (conversation, messages, answer), ollama in zip(cases, prompts, strict=True):
+        expected = render_gguf(messages, conversation.tools, True)
+        full = render_gguf(messages + [answer], conversation.tools, False)
+        checks.append(OllamaCheck(conversation.name, expected, ollama, _stop_problem(expected, full, answer, stops)))
+    return checks
+
+
+def _stop_problem(prompt: str, full: str, answer: dict[str, Any], stops: list[str]) -> str | None:
+    if not full.startswith(prompt):
+        return "the chat template renders the history differently with and without the answer"
+    rest = full[len(prompt):]
+    ends = [rest.find(stop) for stop in stops if stop and stop in rest]
+    if not ends:
+        return f"the trained answer {rest[:80]!r} ends with none of the Modelfile stops {stops}: Ollama would not stop"
+    text = rest[:min(ends)]
+    content = answer.get("content") or ""
+    if content and not answer.get("tool_calls") and text != content:
+        return f"Ollama would stop at {text[:80]!r}, not after the trained answer {content[:80]!r}"
+    return None
+
+
+def canonical_json(text: str) -> str:
+    """`text` with every embedded JSON object rewritten with sorted keys and no spaces: Ollama
+    re-encodes tool schemas and call arguments with Go's encoding/json (compact, its own field
+    order, <>& escaped), which no template can turn back into Python's json.dumps output."""
+    decoder = json.JSONDecoder()
+    out, index = [], 0
+    while index < len(text):
+        if text[index] == "{":
+            try:
+                value, end = decoder.raw_decode(text, index)
+            except json.JSONDecodeError:
+                value, end = None, index
+            if isinstance(value, dict):
+                out.append(json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+                index = end
+                continue
+        out.append(text[index])
+        index += 1
+    return "".join(out)
+
+
+def ollama_report(checks: list[OllamaCheck]) -> str:
+    lines = ["# Ollama prompt parity", "",
+             "Each conversation's generation prompt as Ollama's server builds it (Go text/template, the "
+             "Modelfile's TEMPLATE, SYSTEM and MESSAGEs) against the trained chat format.", ""]
+    lines += [f"- {check.status}: {check.conversation}" for check in checks]
+    for check in checks:
+        if check.status != "agree":
+            lines += ["", f"## {check.conversation} ({check.status})", "", "```diff", check.diff().rstrip(), "```"]
+    return "\n".join(lines) + "\n"
 
 
 def report(results: list[Result]) -> str:

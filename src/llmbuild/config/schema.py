@@ -105,6 +105,7 @@ class FewShotMessage:
 class OllamaTarget:
     model_name: Optional[str] = None    # name for `ollama create`; default: the variant name
     messages: List[FewShotMessage] = field(default_factory=list)  # MESSAGE turns: a few-shot start of every chat
+    verify_template: bool = True        # render the parity suite through Go's text/template as Ollama does (needs `go`)
 
 
 @dataclass

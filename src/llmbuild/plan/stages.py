@@ -73,7 +73,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         upstream=("quantize",),
         tools=("jinja2",),
         templates=("ollama/{family}.gotmpl", "Modelfile.j2"),
-        version="3",  # 2: stop at EOS and EOT as llama.cpp resolves them; 3: quoting Ollama reads back
+        version="4",  # 2: stop at EOS and EOT as llama.cpp resolves them; 3: quoting Ollama reads back; 4: Go parity
         target="ollama",
     ),
     StageSpec(

@@ -1,9 +1,12 @@
 """render: the Ollama folder: the quantized GGUF beside a Modelfile whose TEMPLATE, stop tokens and
-SYSTEM come from the same chat family the adapter was trained with."""
+SYSTEM come from the same chat family the adapter was trained with. The parity suite is then
+rendered through that TEMPLATE with Go's text/template, as an Ollama server would, and compared
+with the GGUF's own chat template (which the parity stage proved equal to training)."""
 
 from __future__ import annotations
 
-from .. import modelfile
+from .. import modelfile, parity
+from ..adapters import go_template
 from ..chat_families import FAMILIES
 from ..chat_template import ollama_template
 from ..config.validate import chat_family
@@ -19,7 +22,8 @@ def run(ctx: StageContext) -> None:
     family = FAMILIES[chat_family(cfg)]
     gguf = ctx.inputs["quantize"] / gguf_file(cfg.model.name, cfg.quant.type)
     link_or_copy(gguf, ctx.out / gguf.name)
-    end_tokens = list(read_metadata(gguf).end_tokens)
+    meta = read_metadata(gguf)
+    end_tokens = list(meta.end_tokens)
     stop = list(dict.fromkeys([*family.stop, *end_tokens, *cfg.prompt.stop]))
     prompt = cfg.prompt
     ollama = cfg.target.ollama
@@ -43,5 +47,30 @@ def run(ctx: StageContext) -> None:
         text = modelfile.render(spec, ctx.root)
     except modelfile.ModelfileError as err:
         raise StageError(str(err)) from None
+    if ollama is None or ollama.verify_template:
+        _check_template(ctx, family, spec, meta, stop)
     (ctx.out / "Modelfile").write_text(text, encoding="utf-8")
     ctx.say(f"Modelfile: {family.name} TEMPLATE, stop {stop}, temperature {prompt.temperature}")
+
+
+def _check_template(ctx: StageContext, family, spec: modelfile.Modelfile, meta, stop: list[str]) -> None:
+    fewshot = [{"role": role, "content": content} for role, content in spec.messages]
+
+    def render_ollama(requests):
+        requests = [{"messages": [go_template.ollama_message(m) for m in r["messages"]], "tools": r["tools"]}
+                    for r in requests]
+        return go_template.render(spec.template, spec.system, fewshot, requests)
+
+    reference = parity.gguf_prompt(meta.get("tokenizer.chat_template") or "", meta.bos_token,
+                                   meta.end_tokens[0] if meta.end_tokens else "")
+    checks = parity.ollama_checks(parity.suite(family.tools), reference, render_ollama, fewshot, stop)
+    (ctx.out / "ollama_parity.md").write_text(parity.ollama_report(checks), encoding="utf-8")
+    differing = [c for c in checks if c.status == "DIFFER"]
+    if differing:
+        raise StageError(f"Ollama would prompt the model differently from training for {len(differing)} of "
+                         f"{len(checks)} conversations; fix templates/ollama/{family.name}.gotmpl. First, "
+                         f"'{differing[0].conversation}':\n{differing[0].diff()}")
+    reformatted = [c.conversation for c in checks if c.status != "agree"]
+    ctx.say(f"Ollama (Go text/template): {len(checks) - len(reformatted)} of {len(checks)} generation prompts "
+            f"identical to training, answers end at a Modelfile stop"
+            + (f"; {', '.join(reformatted)}: same JSON, Go's formatting (see ollama_parity.md)" if reformatted else ""))

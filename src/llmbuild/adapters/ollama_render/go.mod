@@ -1,0 +1,3 @@
+module llmbuild/ollama_render
+
+go 1.19

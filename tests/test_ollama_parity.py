@@ -1,0 +1,80 @@
+"""The Ollama side of prompt parity: every family's TEMPLATE, executed by Go's text/template with
+the data an Ollama server gives it, builds the generation prompt the model was trained on, and the
+trained answer ends at a Modelfile stop. Needs `go` (README set-up installs golang-go)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from llmbuild import parity
+from llmbuild.adapters import go_template
+from llmbuild.chat_families import FAMILIES
+from llmbuild.chat_template import hf_chat_template, ollama_template
+
+ROOT = Path(__file__).resolve().parent.parent
+SYSTEM = "You are a helpful assistant."
+EOS = "<|im_end|>"
+
+
+def check(root: Path, family: str, fewshot=(), system=SYSTEM, stops=None):
+    reference = parity.gguf_prompt(hf_chat_template(root, family, system), "", EOS)
+    template = ollama_template(root, family, eos_token=EOS)
+    fewshot = [dict(m) for m in fewshot]
+
+    def render_ollama(requests):
+        requests = [{"messages": [go_template.ollama_message(m) for m in r["messages"]], "tools": r["tools"]}
+                    for r in requests]
+        return go_template.render(template, system, fewshot, requests)
+
+    stops = stops if stops is not None else list(dict.fromkeys([*FAMILIES[family].stop, EOS]))
+    return parity.ollama_checks(parity.suite(FAMILIES[family].tools), reference, render_ollama, fewshot, stops)
+
+
+def test_go_is_installed():
+    assert shutil.which("go"), "Go is missing: apt-get install golang-go (README.md, Set up)"
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_ollama_builds_the_trained_prompt_for_every_family(family):
+    checks = check(ROOT, family)
+    report = parity.ollama_report(checks)
+    assert all(c.status != "DIFFER" for c in checks), report
+    plain = [c for c in checks if not c.conversation.startswith("tool")]
+    assert all(c.status == "agree" for c in plain), report  # byte-identical without tool JSON
+
+
+def test_tool_json_is_reencoded_by_go_and_reported_as_such():
+    (tools,) = [c for c in check(ROOT, "qwen") if c.conversation.startswith("tool")]
+    assert tools.status == "agree up to JSON formatting"
+    assert '"required":["city"],"properties"' in tools.ollama  # Go's field order, compact
+    assert '"properties": {"city"' in tools.expected         # Python's json.dumps, as trained
+
+
+def test_few_shot_messages_and_own_system_prompt_reach_the_prompt():
+    fewshot = [{"role": "user", "content": "Ping?"}, {"role": "assistant", "content": "Pong."}]
+    checks = check(ROOT, "chatml", fewshot=fewshot)
+    assert all(c.status == "agree" for c in checks), parity.ollama_report(checks)
+    own = next(c for c in checks if c.conversation == "one turn, own system")
+    assert own.ollama.startswith("<|im_start|>system\nAnswer in one word.<|im_end|>\n<|im_start|>user\nPing?")
+
+
+def test_a_drifted_ollama_template_is_caught(tmp_path):
+    shutil.copytree(ROOT / "templates", tmp_path / "templates")
+    gotmpl = tmp_path / "templates" / "ollama" / "chatml.gotmpl"
+    gotmpl.write_text(gotmpl.read_text().replace("<|im_start|>assistant", "<|im_start|>bot"))
+    checks = check(tmp_path, "chatml")
+    assert all(c.status == "DIFFER" for c in checks)
+    assert "+<|im_start|>bot" in parity.ollama_report(checks)
+
+
+def test_a_missing_stop_is_caught():
+    checks = check(ROOT, "chatml", stops=["<|endoftext|>"])
+    assert all(c.status == "DIFFER" and "Ollama would not stop" in c.stop_problem for c in checks)
+
+
+def test_a_template_go_cannot_parse_is_a_clear_error():
+    with pytest.raises(go_template.ToolError, match="does not parse"):
+        go_template.render("{{ range .Messages }}{{ .Content }", "", [], [{"messages": [], "tools": None}])
