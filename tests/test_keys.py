@@ -15,7 +15,7 @@ from llmbuild.plan.graph import build_plan
 from llmbuild.plan.stages import ORDER
 
 ROOT = Path(__file__).resolve().parent.parent
-DOWNSTREAM_OF_TRAIN = {"train", "merge", "convert", "parity", "quantize", "render", "smoke"}
+DOWNSTREAM_OF_TRAIN = {"train", "merge", "convert", "parity", "quantize", "render", "smoke", "eval", "report"}
 
 
 def changed(plan_a, plan_b) -> set[str]:
@@ -24,17 +24,21 @@ def changed(plan_a, plan_b) -> set[str]:
 
 
 @pytest.mark.parametrize("override, expected", [
-    ("quant=q8_0", {"quantize", "render", "smoke"}),
-    ("quant.convert_type=bf16", {"convert", "parity", "quantize", "render", "smoke"}),
-    ("prompt.temperature=0.2", {"render"}),
-    ("prompt.top_k=20", {"render"}),
-    ("prompt.num_ctx=4096", {"render"}),
-    ("+prompt.stop=[END]", {"render"}),
+    ("quant=q8_0", {"quantize", "render", "smoke", "eval", "report"}),
+    ("quant.convert_type=bf16", {"convert", "parity", "quantize", "render", "smoke", "eval", "report"}),
+    ("prompt.temperature=0.2", {"render", "report"}),   # the report shows the resolved config
+    ("prompt.top_k=20", {"render", "report"}),
+    ("prompt.num_ctx=4096", {"render", "report"}),
+    ("+prompt.stop=[END]", {"render", "report"}),
     ("prompt.system=Be terse.", DOWNSTREAM_OF_TRAIN),
     ("lora.r=16", DOWNSTREAM_OF_TRAIN),
     ("train.learning_rate=5e-4", DOWNSTREAM_OF_TRAIN),
     ("dataset.max_samples=10", {"data"} | DOWNSTREAM_OF_TRAIN),
-    ("smoke.max_tokens=32", {"smoke"}),
+    ("smoke.max_tokens=32", {"smoke", "report"}),
+    ("eval.max_new_tokens=32", {"eval", "report"}),     # eval settings re-run eval only
+    ("eval.quants=[q8_0]", {"eval", "report"}),
+    ("dataset.holdout=0.2", {"data"} | DOWNSTREAM_OF_TRAIN),
+    ("eval.enabled=false", {"eval", "report"}),
     ("quant.nthread=1", set()),
     ("store=elsewhere", set()),
 ])
@@ -86,7 +90,7 @@ def test_tool_versions_are_part_of_the_key(plan_for, monkeypatch):
     real = keys.tool_version
     monkeypatch.setattr(keys, "tool_version", lambda d: "9.9" if d == "llama_cpp_python" else real(d))
     after = plan_for()
-    assert changed(before, after) == {"convert", "parity", "quantize", "render", "smoke"}
+    assert changed(before, after) == {"convert", "parity", "quantize", "render", "smoke", "eval", "report"}
 
 
 def test_planning_reads_no_model_file_twice(plan_for, monkeypatch):

@@ -25,8 +25,9 @@ def task_counts(plans) -> Counter:
 def test_sweep_shares_upstream_stages_in_one_graph(tmp_path):
     plans = make_plans(ROOT, ["lora.r=8,16,32", "quant=q4_k_m,q8_0", f"store={tmp_path}"], "sweep")
     assert len(plans) == 6
+    # per training: the swept q4_k_m and q8_0, plus q5_k_m from the demo's eval ladder (its q8_0 is shared)
     assert task_counts(plans) == {"base": 1, "data": 1, "train": 3, "merge": 3, "convert": 3, "parity": 3,
-                                  "quantize": 6, "render": 6, "smoke": 6, "package": 6}
+                                  "quantize": 9, "render": 6, "smoke": 6, "eval": 6, "report": 6, "package": 6}
 
 
 def test_sweep_grammar_is_hydras(tmp_path):
@@ -51,7 +52,8 @@ def test_build_refuses_a_sweep_and_names_doit_sweep(tmp_path):
 def fake_build(plan, seconds=3.0):
     """Record every artifact of a plan as built (empty), as if a build had run."""
     store = Store(plan.store)
-    for stage, node in plan.nodes.items():
+    for node in plan.nodes.values():
+        stage = node.stage
         if not store.is_complete(stage, node.key):
             with store.building(stage, node.key, {"key": node.key, **node.payload}):
                 pass
@@ -62,16 +64,25 @@ def fake_build(plan, seconds=3.0):
 
 
 def test_plan_says_why_in_config_terms_and_estimates_cost(tmp_path):
-    (built,) = make_plans(ROOT, [f"store={tmp_path}"])
+    (built,) = make_plans(ROOT, [f"store={tmp_path}", "eval.quants=[]"])  # no ladder: its q8_0 would be reused
     fake_build(built, seconds=4.0)
-    (changed,) = make_plans(ROOT, ["quant=q8_0", f"store={tmp_path}"])
+    (changed,) = make_plans(ROOT, ["quant=q8_0", f"store={tmp_path}", "eval.quants=[]"])
     statuses = {s.stage: s for s in explain.explain(changed)}
     assert all(statuses[s].up_to_date for s in ("base", "data", "train", "merge", "convert", "parity"))
     assert statuses["quantize"].reasons == ("quant.type: 'q4_k_m' -> 'q8_0'",)
     assert statuses["render"].reasons == ("upstream quantize is rebuilt",)
     assert statuses["quantize"].estimate_seconds == 4.0
     text = explain.render_plan([changed])
-    assert "Would run 1 quantize, 1 render, 1 smoke (about 12 s from earlier builds)" in text
+    assert "Would run 1 quantize, 1 render, 1 smoke, 1 eval, 1 report (about 20 s from earlier builds)" in text
+
+
+def test_plan_reuses_the_eval_ladders_quant_for_a_quant_change(tmp_path):
+    (built,) = make_plans(ROOT, [f"store={tmp_path}"])   # the demo ladder quantizes q5_k_m and q8_0 too
+    fake_build(built, seconds=4.0)
+    (changed,) = make_plans(ROOT, ["quant=q8_0", f"store={tmp_path}"])
+    statuses = {s.stage: s for s in explain.explain(changed)}
+    assert statuses["quantize"].up_to_date and statuses["quantize@q5_k_m"].up_to_date
+    assert "Would run 1 render, 1 smoke, 1 eval, 1 report" in explain.render_plan([changed])
 
 
 def test_plan_names_tool_version_changes(tmp_path, monkeypatch):
@@ -96,7 +107,7 @@ def test_diff_lists_keys_and_the_stages_they_rebuild(tmp_path):
     doc = review.diff_document(before, after, ("a", "b"))
     assert doc["changes"] == [{"key": "lora.r", "before": 8, "after": 16},
                               {"key": "prompt.temperature", "before": 0.7, "after": 0.2}]
-    assert doc["rebuild"] == ["train", "merge", "convert", "parity", "quantize", "render", "smoke"]
+    assert doc["rebuild"] == ["train", "merge", "convert", "parity", "quantize", "render", "smoke", "eval", "report"]
     markdown = review.diff_markdown(doc)
     assert "| `lora.r` | `8` | `16` |" in markdown and "reused: base, data" in markdown
 

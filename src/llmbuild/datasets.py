@@ -8,6 +8,7 @@ OpenAI-style rows (tool_calls, role "tool") become LLaMA-Factory's sharegpt layo
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -202,6 +203,41 @@ def _openai(data: dict, place: str) -> dict:
     if data.get("tools"):
         row["tools"] = _tools(data["tools"], place)
     return row
+
+
+def to_openai(row: dict[str, Any], layout: str) -> dict[str, Any]:
+    """A row in LLaMA-Factory's layout (as `to_llamafactory` wrote it) -> OpenAI messages and tools,
+    the form chat templates take; alpaca's instruction and input are joined as LLaMA-Factory does."""
+    messages: list[dict[str, Any]] = []
+    if row.get("system"):
+        messages.append({"role": "system", "content": row["system"]})
+    if layout == "alpaca":
+        for instruction, answer in row.get("history", []):
+            messages += [{"role": "user", "content": instruction}, {"role": "assistant", "content": answer}]
+        query = row["instruction"] + ("\n" + row["input"] if row.get("input") else "")
+        messages += [{"role": "user", "content": query}, {"role": "assistant", "content": row["output"]}]
+        return {"messages": messages, "tools": []}
+    roles = {"human": "user", "gpt": "assistant", "observation": "tool"}
+    for turn in row["conversations"]:
+        if turn["from"] == "function_call":
+            calls = json.loads(turn["value"])
+            calls = calls if isinstance(calls, list) else [calls]
+            messages.append({"role": "assistant", "content": "", "tool_calls": [
+                {"type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["arguments"], ensure_ascii=False)}}
+                for c in calls]})
+        else:
+            messages.append({"role": roles[turn["from"]], "content": turn["value"]})
+    return {"messages": messages, "tools": json.loads(row["tools"]) if row.get("tools") else []}
+
+
+def holdout_indices(rows: int, holdout: float, seed: int) -> list[int]:
+    """Which of `rows` rows are held out: a fraction (< 1) or a count, chosen by `seed`, in file order."""
+    count = int(holdout) if holdout >= 1 else round(rows * holdout)
+    count = max(count, 1) if holdout > 0 else 0
+    if count >= rows:
+        raise DataError(f"dataset.holdout = {holdout} holds out {count} of {rows} rows and leaves nothing to train on. "
+                        f"Use a smaller holdout or add rows.")
+    return sorted(random.Random(seed).sample(range(rows), count))
 
 
 def dataset_info(name: str, fmt: str, file_name: str, rows: list[dict]) -> dict:

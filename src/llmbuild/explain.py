@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from .plan.graph import Plan
-from .plan.stages import STAGES
 from .store import MANIFEST, Store, read_manifest
 
 
@@ -25,18 +24,19 @@ def explain(plan: Plan) -> list[StageStatus]:
     store = Store(plan.store)
     stale: set[str] = set()
     out = []
-    for stage, node in plan.nodes.items():
+    for slot, node in plan.nodes.items():
+        stage = node.stage
         if store.is_complete(stage, node.key):
-            out.append(StageStatus(stage, node.key, True, (), None))
+            out.append(StageStatus(slot, node.key, True, (), None))
             continue
-        stale.add(stage)
+        stale.add(slot)
         baseline = nearest_manifest(store.root / stage, node.payload)
         if baseline is None:
             reasons = (f"never built: no {stage} artifact in {store.root} yet",)
         else:
             reasons = tuple(differences(baseline, node.payload, stale)) or ("its output is missing",)
         seconds = baseline.get("seconds") if baseline else None
-        out.append(StageStatus(stage, node.key, False, reasons, seconds))
+        out.append(StageStatus(slot, node.key, False, reasons, seconds))
     return out
 
 
@@ -105,7 +105,7 @@ def render_plan(plans: list[Plan]) -> str:
     for plan in plans:
         statuses = explain(plan)
         lines.append(f"{plan.variant}  (store: {plan.store})")
-        width = max(len(s) for s in STAGES)
+        width = max(len(s.stage) for s in statuses)
         for status in statuses:
             if status.up_to_date:
                 lines.append(f"  {status.stage:<{width}}  {status.key[:8]}  up to date")
@@ -120,7 +120,8 @@ def render_plan(plans: list[Plan]) -> str:
         return "\n".join(lines)
     per_stage: dict[str, int] = {}
     for status in to_run.values():
-        per_stage[status.stage] = per_stage.get(status.stage, 0) + 1
+        stage = status.stage.partition("@")[0]  # a quant of the eval ladder is a quantize task
+        per_stage[stage] = per_stage.get(stage, 0) + 1
     known = [s.estimate_seconds for s in to_run.values() if s.estimate_seconds is not None]
     unknown = len(to_run) - len(known)
     estimate = f"about {_duration(sum(known))} from earlier builds" if known else "no earlier timings"

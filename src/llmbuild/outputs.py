@@ -24,7 +24,7 @@ def out_dir(plan: Plan) -> Path:
 
 def _links(plan: Plan) -> dict[str, Path]:
     cfg = plan.composed.cfg
-    path = {stage: plan.store / stage / node.key for stage, node in plan.nodes.items()}
+    path = {slot: plan.store / node.stage / node.key for slot, node in plan.nodes.items()}
     links = {
         "base": path["base"],
         "dataset": path["data"] / "dataset",
@@ -34,7 +34,7 @@ def _links(plan: Plan) -> dict[str, Path]:
         gguf_file(cfg.model.name, cfg.quant.type): path["quantize"] / gguf_file(cfg.model.name, cfg.quant.type),
         "smoke.md": path["smoke"] / "answers.md",
     }
-    targets = {"render": "ollama", "vllm": "vllm", "hf": "hf"}  # deploy-target stages, when configured
+    targets = {"render": "ollama", "vllm": "vllm", "hf": "hf", "eval": "eval", "report": "report"}  # when configured
     links.update({name: path[stage] for stage, name in targets.items() if stage in path})
     return links
 
@@ -102,6 +102,9 @@ def summary(plan: Plan) -> str:
         *([("vLLM folder", base / "vllm"), ("vLLM serve script", base / "vllm" / "serve.sh")] if "vllm" in plan.nodes else []),
         *([("HF folder + card", base / "hf" / "model")] if "hf" in plan.nodes else []),
         ("smoke answers", base / "smoke.md"),
+        *([("held-out eval", base / "eval" / "eval.json")] if "eval" in plan.nodes else []),
+        *([("report", base / "report" / "report.html"), ("report (md)", base / "report" / "report.md")]
+          if "report" in plan.nodes else []),
         ("resolved config", base / "config.yaml"),
     ]
     width = max(len(r[0]) for r in rows)

@@ -80,3 +80,20 @@ def write(store: Path, args: list[str], table: list[dict[str, object]]) -> Path:
         writer.writerows(table)
     (folder / "summary.md").write_text(f"# Sweep: {' '.join(args)}\n\n" + markdown(table), encoding="utf-8")
     return folder
+
+
+def write_reports(plans: list[Plan], args: list[str]) -> Path:
+    """The sweep's report.md / report.html beside its summary: one row per variant, from the
+    variants' finished train, eval and smoke artifacts."""
+    from .report import write_sweep_report
+    from .stages.report import variant_report
+
+    reports = []
+    for plan in plans:
+        upstream = plan.nodes["report"].payload["upstream"]
+        artifacts = {slot: plan.store / plan.nodes[slot].stage / key for slot, key in upstream.items()}
+        reports.append(variant_report(plan.composed.cfg, artifacts, title=plan.variant))
+    folder = plan.store / "sweeps" / sweep_name(args)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_sweep_report(folder, reports, list(swept_values(plans)[0]))
+    return folder

@@ -93,13 +93,19 @@ def export_args(cfg: DictConfig, base: str, adapter: str, export_dir: str) -> di
     }
 
 
-def logged_losses(output_dir: Path) -> list[float]:
-    """The training losses LLaMA-Factory logged (every `logging_steps`) in its trainer_log.jsonl."""
+def logged_steps(output_dir: Path) -> list[tuple[int, float]]:
+    """(step, loss) as LLaMA-Factory logged them (every `logging_steps`) in its trainer_log.jsonl."""
     log = output_dir / "trainer_log.jsonl"
     if not log.is_file():
         return []
     rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [row["loss"] for row in rows if "loss" in row]
+    return [(int(row.get("current_steps", index + 1)), float(row["loss"]))
+            for index, row in enumerate(rows) if row.get("loss") is not None]
+
+
+def logged_losses(output_dir: Path) -> list[float]:
+    """The training losses LLaMA-Factory logged, in order."""
+    return [loss for _, loss in logged_steps(output_dir)]
 
 
 def train_results(output_dir: Path) -> dict[str, Any]:

@@ -67,6 +67,9 @@ class Sweep(_GraphCommand):
             print()
             print(sweep_report.markdown(table), end="")
             print(f"summary: {folder / 'summary.md'} and summary.csv")
+            if all("report" in p.nodes for p in session.plans):
+                folder = sweep_report.write_reports(session.plans, overrides.current())
+                print(f"sweep report: {folder / 'report.html'}")
         return result
 
 
@@ -219,4 +222,29 @@ class Preview(_GraphCommand):
                                              dataset_dir=str(store / "data" / plan.nodes["data"].key / "dataset"),
                                              output_dir="adapter")
         print(llamafactory_preview.show(llamafactory_preview.preprocess(train_args, int(count))))
+        return 0
+
+
+class Report(_GraphCommand):
+    name = "report"
+    doc_purpose = "build what is stale, then point at the report of a build, or write one report for a sweep"
+    doc_usage = "[overrides or sweep]"
+    doc_description = ("One configuration: its report.md and report.html (written by the report stage).\n"
+                       "A sweep, e.g. doit report lora.r=8,16: every variant's report plus one comparing\n"
+                       "them, in build/sweeps/<sweep>/.")
+
+    mode = "any"
+
+    def execute(self, params, args):
+        result = self.run_graph(params, args)
+        if result != 0 or not session.plans:
+            return result
+        plans = [p for p in session.plans if "report" in p.nodes]
+        if not plans:
+            raise InvalidCommand("eval.enabled is false, so there is no report; drop that override")
+        for plan in plans:
+            print(f"{plan.variant}: {outputs.out_dir(plan) / 'report' / 'report.html'}")
+        if len(plans) > 1:
+            folder = sweep_report.write_reports(plans, overrides.current())
+            print(f"sweep report: {folder / 'report.html'} and report.md")
         return 0

@@ -37,6 +37,8 @@ class DatasetConfig:
     path: str = MISSING                 # JSON or JSONL file; relative paths start at the project root
     format: DatasetFormat = DatasetFormat.openai
     max_samples: Optional[int] = None   # use only the first N rows (quick experiments)
+    holdout: float = 0.1                # kept out of training for eval: a fraction (< 1) or a row count (>= 1); 0: none
+    holdout_seed: int = 0               # which rows are held out; changing it changes the training data
 
 
 @dataclass
@@ -148,6 +150,18 @@ class SmokeConfig:
 
 
 @dataclass
+class EvalConfig:
+    enabled: bool = True                # false: build without eval and report
+    # the quant ladder: llama.cpp types quantized and compared besides quant.type (size, KLD, perplexity)
+    quants: List[str] = field(default_factory=list)
+    max_rows: int = 32                  # held-out rows evaluated (the first N of the split); time grows linearly
+    max_new_tokens: int = 64            # greedy answer length per held-out prompt
+    base: bool = True                   # also evaluate the base model: the "was the fine-tune worth it" baseline
+    n_ctx: int = 2048                   # context for llama.cpp; longer held-out conversations are cut from the left
+    recommend_kld: float = 0.05         # report: the smallest quant with mean KLD below this is recommended
+
+
+@dataclass
 class JobsConfig:
     # with `doit -n N`, how many trainings may run at once; each already uses every CPU core or
     # the whole GPU, so more than one only pays off with spare devices. Not part of any key.
@@ -164,6 +178,7 @@ class BuildConfig:
     prompt: PromptConfig = field(default_factory=PromptConfig)
     target: TargetConfig = field(default_factory=TargetConfig)
     smoke: SmokeConfig = field(default_factory=SmokeConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     store: str = "build"                # artifact store; relative paths start at the project root
 

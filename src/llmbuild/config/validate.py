@@ -59,5 +59,17 @@ def validate(cfg: DictConfig, root: Path, where: Callable[[str], str]) -> None:
         fail("train.warmup_ratio", cfg.train.warmup_ratio, "must be in [0, 1)", "0.03 to 0.1 is usual.")
     if cfg.jobs.train_at_once < 1:
         fail("jobs.train_at_once", cfg.jobs.train_at_once, "must be at least 1", "Use 1 unless you have spare GPUs.")
+    if cfg.dataset.holdout < 0 or (cfg.dataset.holdout >= 1 and cfg.dataset.holdout != int(cfg.dataset.holdout)):
+        fail("dataset.holdout", cfg.dataset.holdout, "a fraction below 1 or a whole number of rows",
+             "Use e.g. 0.1 (10% of the rows) or 8 (eight rows); 0 holds out nothing.")
+    if cfg.eval.enabled:
+        for index, quant in enumerate(cfg.eval.quants):
+            one_of(f"eval.quants[{index}]", quant, list(QUANT_TYPES))
+        if cfg.dataset.holdout == 0:
+            fail("dataset.holdout", 0, "eval needs held-out rows that training never sees",
+                 "Set dataset.holdout=0.1 (or a row count), or build without eval: eval.enabled=false.")
+        for name in ("max_rows", "max_new_tokens", "n_ctx"):
+            if cfg.eval[name] <= 0:
+                fail(f"eval.{name}", cfg.eval[name], "must be positive", "Use 1 or more.")
     if cfg.smoke.max_tokens <= 0:
         fail("smoke.max_tokens", cfg.smoke.max_tokens, "must be positive", "Use e.g. 96.")

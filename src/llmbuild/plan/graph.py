@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from ..config.compose import Composed
 from ..config.schema import RUNTIME_KEYS
 from ..config.validate import chat_family
@@ -24,6 +26,7 @@ class Node:
     stage: str
     key: str
     payload: dict[str, Any]
+    overrides: tuple[tuple[str, Any], ...] = ()   # config values this node builds with instead of the variant's
 
     @property
     def task_name(self) -> str:
@@ -34,7 +37,8 @@ class Node:
 class Plan:
     variant: str
     composed: Composed
-    nodes: dict[str, Node]       # stage -> node, in build order
+    nodes: dict[str, Node]       # slot -> node, in build order; a slot is a stage name, or
+                                 # "quantize@<type>" for a quant of the eval ladder
     root: Path
     store: Path
     digests: DigestCache = field(repr=False, compare=False)
@@ -65,6 +69,22 @@ def template_digests(stage: str, family: str, root: Path, digests: DigestCache) 
     return out
 
 
+def ladder_types(cfg) -> list[str]:
+    """The extra quant types eval compares with the shipped one (eval.quants, minus quant.type)."""
+    return [t for t in dict.fromkeys(cfg.eval.quants) if t != cfg.quant.type] if cfg.eval.enabled else []
+
+
+def _ladder_quant(nodes, cfg, plain, quant_type, digests, root, family, strict) -> Node:
+    """The quantize node a variant with quant=<quant_type> would have: same key, so a sweep over
+    quant types and an eval ladder share their artifacts."""
+    spec = STAGES["quantize"]
+    plain = {**plain, "quant": {**plain["quant"], "type": quant_type}}
+    body = payload(spec, cfg, {up: nodes[up].key for up in spec.upstream},
+                   input_fingerprints("quantize", cfg, root, digests, strict),
+                   template_digests("quantize", family, root, digests), plain)
+    return Node("quantize", make_key(body), body, (("quant.type", quant_type),))
+
+
 def build_plan(composed: Composed, root: Path, digests: DigestCache | None = None, strict: bool = True) -> Plan:
     save_digests = digests is None
     root = Path(root).resolve()
@@ -78,7 +98,14 @@ def build_plan(composed: Composed, root: Path, digests: DigestCache | None = Non
         spec = STAGES[stage]
         if spec.target and cfg.target[spec.target] is None:
             continue  # a deploy target this configuration does not ask for
+        if spec.enabled_by and not OmegaConf.select(cfg, spec.enabled_by):
+            continue  # e.g. eval.enabled=false
         upstream = {name: nodes[name].key for name in spec.upstream}
+        if spec.quant_ladder:
+            for quant_type in ladder_types(cfg):
+                slot = f"quantize@{quant_type}"
+                nodes[slot] = _ladder_quant(nodes, cfg, plain, quant_type, digests, root, family, strict)
+                upstream[slot] = nodes[slot].key
         body = payload(spec, cfg, upstream, input_fingerprints(stage, cfg, root, digests, strict),
                        template_digests(stage, family, root, digests), plain)
         nodes[stage] = Node(stage, make_key(body), body)

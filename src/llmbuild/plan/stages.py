@@ -20,6 +20,8 @@ class StageSpec:
     templates: tuple[str, ...] = ()         # files under templates/, "{family}" filled in
     version: str = "1"
     target: str | None = None               # a deploy target: the stage exists only when target.<name> is set
+    enabled_by: str | None = None           # a boolean config key: the stage exists only when it is true
+    quant_ladder: bool = False              # also depends on a quantize node per type in eval.quants
 
 
 STAGES: dict[str, StageSpec] = {s.name: s for s in (
@@ -29,8 +31,9 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         tools=("transformers", "gguf", "tokenizers", "torch"),
     ),
     StageSpec(
-        "data", "Validate the dataset and write it for LLaMA-Factory (dataset_info.json)",
+        "data", "Validate the dataset, hold rows out for eval, write the rest for LLaMA-Factory",
         reads=("dataset",),
+        version="2",  # 2: held-out split
     ),
     StageSpec(
         "train", "Fine-tune a LoRA adapter with llamafactory-cli train",
@@ -97,6 +100,22 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         reads=("smoke", "prompt.system"),
         upstream=("quantize",),
         tools=("llama_cpp_python",),
+    ),
+    StageSpec(
+        "eval", "Evaluate base, fine-tuned and every GGUF on the held-out rows: NLL, KLD, answers, speed",
+        reads=("eval", "chat_format", "prompt.system", "model.name", "quant.type", "quant.convert_type"),
+        upstream=("base", "data", "merge", "convert", "quantize"),
+        tools=("llama_cpp_python", "transformers", "torch"),
+        enabled_by="eval.enabled",
+        quant_ladder=True,
+    ),
+    StageSpec(
+        "report", "Write report.md and a self-contained report.html: config, timings, loss, quant ladder, answers",
+        reads=("model", "dataset", "lora", "train", "quant.type", "quant.convert_type", "prompt", "eval", "smoke"),
+        upstream=("train", "eval", "smoke"),
+        tools=("matplotlib", "jinja2"),
+        templates=("report/report.md.j2", "report/report.html.j2"),
+        enabled_by="eval.enabled",
     ),
 )}
 

@@ -1,0 +1,56 @@
+"""Held-out conversations -> eval cases: the prompt up to the last answer and the answer span,
+both rendered with the GGUF's chat template (which the parity stage proved equal to training)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Case:
+    prompt: str                  # the user's last message, for reports
+    prompt_text: str             # rendered history + generation prompt
+    answer_text: str             # the trained answer as rendered, up to and including its end token
+    reference: str               # the answer's content (plain answers)
+    reference_calls: list[dict[str, Any]]  # the answer's tool calls: [{"name", "arguments"}], or []
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load(heldout: Path, max_rows: int) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in heldout.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return rows[:max_rows]
+
+
+def build(rows: list[dict[str, Any]], render: Callable[[list, list, bool], str], stops: list[str]) -> list[Case]:
+    """`render(messages, tools, add_generation_prompt)` is the chat template; `stops` end an answer."""
+    cases = []
+    for row in rows:
+        messages, tools = row["messages"], row.get("tools") or []
+        last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+        history, answer = messages[:last], messages[last]
+        prompt_text = render(history, tools, True)
+        full = render(history + [answer], tools, False)
+        if not full.startswith(prompt_text):
+            raise ValueError("the chat template renders the history differently with and without the answer")
+        rest = full[len(prompt_text):]
+        ends = [rest.find(s) + len(s) for s in stops if s and s in rest]
+        answer_text = rest[:min(ends)] if ends else rest
+        user = next((m.get("content") or "" for m in reversed(history) if m["role"] in ("user", "tool")), "")
+        calls = [{"name": c["function"]["name"], "arguments": _arguments(c["function"].get("arguments"))}
+                 for c in answer.get("tool_calls") or []]
+        cases.append(Case(user, prompt_text, answer_text, answer.get("content") or "", calls))
+    return cases
+
+
+def _arguments(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value) if value.strip() else {}
+        except json.JSONDecodeError:
+            return value
+    return value or {}

@@ -1,0 +1,138 @@
+"""eval: was the fine-tune worth it, and which quantization should ship? The held-out rows (never
+trained on) are run through the base model, the fine-tuned (merged) model, the f16 GGUF and every
+quant of the ladder, each in its own process: held-out NLL/perplexity on the answers, KLD and top-1
+agreement of each quant against the f16 GGUF, greedy answers scored against the references, speed,
+size and peak memory. Results: eval.json (the report reads it) and answers.md."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .. import parity
+from ..adapters.process import run_logged
+from ..chat_families import FAMILIES
+from ..config.validate import chat_family
+from ..errors import StageError
+from ..evaluation import cases as eval_cases
+from ..evaluation import metrics
+from ..gguf_meta import read_metadata
+from ..naming import gguf_file
+from ..plan.graph import ladder_types
+from ..stages.data import HELDOUT
+from .context import StageContext
+
+
+def run(ctx: StageContext) -> None:
+    cfg, settings = ctx.cfg, ctx.cfg.eval
+    family = FAMILIES[chat_family(cfg)]
+    reference_gguf = ctx.inputs["convert"] / gguf_file(cfg.model.name, cfg.quant.convert_type)
+    meta = read_metadata(reference_gguf)
+    stops = list(dict.fromkeys([*family.stop, *meta.end_tokens]))
+    render = parity.gguf_prompt(meta.get("tokenizer.chat_template") or "", meta.bos_token,
+                                meta.end_tokens[0] if meta.end_tokens else "")
+    rows = eval_cases.load(ctx.inputs["data"] / HELDOUT, settings.max_rows)
+    if not rows:
+        raise StageError("no held-out rows to evaluate; set dataset.holdout (e.g. 0.1) or build with eval.enabled=false")
+    try:
+        cases = eval_cases.build(rows, render, stops)
+    except ValueError as err:
+        raise StageError(f"templates/chat/{family.name}.jinja: {err}") from None
+    quants = [cfg.quant.type, *ladder_types(cfg)]
+    models: list[dict[str, Any]] = []
+    if settings.base:
+        models.append({"name": "base", "kind": "hf", "quant": None, "path": ctx.inputs["base"]})
+    models.append({"name": "fine-tuned", "kind": "hf", "quant": None, "path": ctx.inputs["merge"] / "merged"})
+    models.append({"name": cfg.quant.convert_type, "kind": "gguf", "quant": cfg.quant.convert_type,
+                   "path": reference_gguf})
+    for quant in quants:
+        slot = "quantize" if quant == cfg.quant.type else f"quantize@{quant}"
+        models.append({"name": quant, "kind": "gguf", "quant": quant,
+                       "path": ctx.inputs[slot] / gguf_file(cfg.model.name, quant)})
+    ctx.say(f"{len(cases)} held-out rows x {len(models)} models ({', '.join(m['name'] for m in models)})")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="llmbuild-eval-") as scratch:
+        reference_logprobs = Path(scratch) / "reference"
+        reference_logprobs.mkdir()
+        for model in models:
+            request = {"kind": model["kind"], "path": str(model["path"]), "cases": [c.to_json() for c in cases],
+                       "stops": stops, "max_new_tokens": settings.max_new_tokens, "n_ctx": settings.n_ctx}
+            if model["kind"] == "gguf":
+                first_gguf = model["path"] == reference_gguf
+                request["save_logprobs" if first_gguf else "reference_logprobs"] = str(reference_logprobs)
+            ctx.say(f"{model['name']}: {model['path'].name if model['kind'] == 'gguf' else model['kind'] + ' model'}")
+            result = _run_worker(ctx, model["name"], request, Path(scratch))
+            results.append((model, result))
+    summary = _summary(cfg, cases, results)
+    (ctx.out / "eval.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    (ctx.out / "answers.md").write_text(_answers_markdown(summary), encoding="utf-8")
+    for model in summary["models"]:
+        ctx.say(_one_line(model))
+
+
+def _run_worker(ctx: StageContext, name: str, request: dict[str, Any], scratch: Path) -> dict[str, Any]:
+    request_file, result_file = scratch / f"{name}.request.json", scratch / f"{name}.result.json"
+    request_file.write_text(json.dumps(request, ensure_ascii=False), encoding="utf-8")
+    run_logged([sys.executable, "-m", "llmbuild.evaluation.worker", str(request_file), str(result_file)],
+               ctx.out / "logs" / f"{name}.log", what=f"evaluating {name}",
+               env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    return json.loads(result_file.read_text(encoding="utf-8"))
+
+
+def _summary(cfg, cases, results) -> dict[str, Any]:
+    models, answers = [], {}
+    for model, result in results:
+        path: Path = model["path"]
+        size = path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.glob("*.safetensors"))
+        models.append({
+            "name": model["name"], "kind": model["kind"], "quant": model["quant"], "file_size": size,
+            "nll": result["nll"], "perplexity": result["perplexity"], "answer_tokens": result["answer_tokens"],
+            "kld": result["kld"] if model["kind"] == "gguf" else None,
+            "top1": result["top1"] if model["kind"] == "gguf" else None,
+            **metrics.score(result["answers"], cases),
+            "prompt_tokens_per_second": result["prompt_tokens_per_second"],
+            "generation_tokens_per_second": result["generation_tokens_per_second"],
+            "peak_rss_bytes": result["peak_rss_bytes"],
+        })
+        answers[model["name"]] = result["answers"]
+    reference = next(m for m in models if m["kind"] == "gguf")
+    reference["kld"], reference["top1"] = 0.0, 1.0  # the f16 GGUF is the reference itself
+    hf = [m for m in models if m["kind"] == "hf"]
+    ggufs = sorted((m for m in models if m["kind"] == "gguf" and m is not reference),
+                   key=lambda m: m["file_size"], reverse=True)
+    return {
+        "holdout": {"rows": len(cases), "size": cfg.dataset.holdout, "seed": cfg.dataset.holdout_seed},
+        "settings": {"max_new_tokens": cfg.eval.max_new_tokens, "kld_reference": reference["name"],
+                     "recommend_kld": cfg.eval.recommend_kld, "n_ctx": cfg.eval.n_ctx},
+        "shipped_quant": cfg.quant.type,
+        "models": hf + [reference] + ggufs,
+        "samples": [{"prompt": case.prompt,
+                     "reference": case.reference or json.dumps(case.reference_calls, ensure_ascii=False),
+                     "answers": {name: outputs[index] for name, outputs in answers.items()}}
+                    for index, case in enumerate(cases)],
+    }
+
+
+def _one_line(model: dict[str, Any]) -> str:
+    parts = [f"{model['name']:>10}: perplexity {model['perplexity']:.2f}" if model["perplexity"] else model["name"]]
+    if model["kld"] is not None and model["kind"] == "gguf":
+        parts.append(f"KLD {model['kld']:.4f}, top-1 {model['top1']:.1%}")
+    if model["rouge_l"] is not None:
+        parts.append(f"exact {model['exact_match']:.0%}, ROUGE-L {model['rouge_l']:.2f}")
+    if model["tool_call"]:
+        parts.append("tool calls parsed {parsed:.0%} / name {name:.0%} / args {arguments:.0%}".format(**model["tool_call"]))
+    if model["generation_tokens_per_second"]:
+        parts.append(f"{model['generation_tokens_per_second']:.0f} tok/s")
+    return ", ".join(parts)
+
+
+def _answers_markdown(summary: dict[str, Any]) -> str:
+    lines = ["# Held-out answers", "", "Greedy answers on rows that training never saw.", ""]
+    for sample in summary["samples"]:
+        lines += [f"## {sample['prompt'][:80]}", "", f"- **reference**: {sample['reference']}"]
+        lines += [f"- **{name}**: {answer}" for name, answer in sample["answers"].items()]
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,65 @@
+"""report: report.md and a self-contained report.html for the variant: resolved config, stage keys
+and timings, the training loss curve, the quant ladder (size against KLD and perplexity), the
+metrics table and side-by-side held-out answers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from .. import review
+from ..adapters import llamafactory
+from ..report import inputs, write_variant_report
+from ..store import read_manifest
+from .context import StageContext
+
+
+def run(ctx: StageContext) -> None:
+    md, html = write_variant_report(ctx.out, variant_report(ctx.cfg, ctx.inputs))
+    ctx.say(f"{md.name} and {html.name} ({html.stat().st_size / 1024:.0f} KiB, opens without network)")
+
+
+def variant_report(cfg, artifacts: dict[str, Path], title: str | None = None) -> inputs.VariantReport:
+    """What the report of one build shows, read from its finished artifacts (train, eval, smoke)."""
+    manifests = upstream_manifests(artifacts)
+    return inputs.VariantReport(
+        variant=title or _title(cfg),
+        config_yaml=OmegaConf.to_yaml(review.redact(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))),
+        stages=[{"stage": m["stage"] + _ladder(m), "key": m["key"], "seconds": m.get("seconds"),
+                 "built_at": m.get("finished")} for m in manifests],
+        train_losses=llamafactory.logged_steps(artifacts["train"] / "adapter"),
+        eval=inputs.load_eval(artifacts["eval"] / "eval.json"),
+        smoke=json.loads((artifacts["smoke"] / "answers.json").read_text(encoding="utf-8")),
+    )
+
+
+def upstream_manifests(inputs: dict[str, Path]) -> list[dict]:
+    """Every artifact this report stands on, from the manifests' upstream keys, in build order."""
+    store = next(iter(inputs.values())).parent.parent
+    seen: dict[tuple[str, str], dict] = {}
+
+    def visit(stage: str, key: str) -> None:
+        if (stage, key) in seen:
+            return
+        manifest = read_manifest(store / stage / key)
+        if manifest is None:
+            return
+        for slot, upstream_key in manifest.get("upstream", {}).items():
+            visit(slot.partition("@")[0], upstream_key)
+        seen[(stage, key)] = manifest
+
+    for slot, path in inputs.items():
+        visit(slot.partition("@")[0], path.name)
+    return list(seen.values())
+
+
+def _ladder(manifest: dict) -> str:
+    quant = manifest.get("config", {}).get("quant.type")
+    return f" ({quant})" if manifest["stage"] == "quantize" and quant else ""
+
+
+def _title(cfg) -> str:
+    # the artifact is shared by every variant with this configuration, so it names the build, not a variant
+    return f"{cfg.model.name}, LoRA r={cfg.lora.r} on {cfg.dataset.name}, shipped as {cfg.quant.type}"

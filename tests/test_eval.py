@@ -1,0 +1,164 @@
+"""Eval building blocks: the held-out split (never trained on), eval cases in the trained chat
+format, task metrics, the KLD arithmetic, the quant-ladder graph, and what an eval change rebuilds."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llmbuild import datasets, parity
+from llmbuild.chat_template import hf_chat_template
+from llmbuild.config.compose import compose
+from llmbuild.errors import ConfigError, DataError
+from llmbuild.evaluation import cases as eval_cases
+from llmbuild.evaluation import metrics
+from llmbuild.evaluation.worker import Scores, log_softmax
+from llmbuild.plan.graph import build_plan
+from llmbuild.stages import data as data_stage
+from llmbuild.stages.context import StageContext
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- the held-out split ------------------------------------------------------------------------
+
+def test_holdout_is_a_fraction_or_a_count_and_depends_on_the_seed():
+    assert len(datasets.holdout_indices(40, 0.1, 0)) == 4
+    assert len(datasets.holdout_indices(40, 7, 0)) == 7
+    assert len(datasets.holdout_indices(5, 0.01, 0)) == 1          # a fraction never rounds to nothing
+    assert datasets.holdout_indices(40, 0, 0) == []
+    assert datasets.holdout_indices(40, 0.1, 0) == datasets.holdout_indices(40, 0.1, 0)
+    assert datasets.holdout_indices(40, 0.1, 0) != datasets.holdout_indices(40, 0.1, 1)
+    with pytest.raises(DataError, match="leaves nothing to train on"):
+        datasets.holdout_indices(3, 3, 0)
+
+
+def _run_data_stage(tmp_path, *overrides):
+    cfg = compose(ROOT, [f"store={tmp_path / 'store'}", *overrides]).cfg
+    out = tmp_path / "out"
+    out.mkdir()
+    data_stage.run(StageContext(cfg=cfg, root=ROOT, key="k", inputs={}, out=out))
+    return cfg, out
+
+
+def test_held_out_rows_are_never_in_the_training_file(tmp_path):
+    cfg, out = _run_data_stage(tmp_path)
+    trained = json.loads((out / "dataset" / data_stage.FILE_NAME).read_text())
+    held = [json.loads(line) for line in (out / data_stage.HELDOUT).read_text().splitlines()]
+    source = [json.loads(line) for line in (ROOT / cfg.dataset.path).read_text().splitlines()]
+    split = json.loads((out / "split.json").read_text())
+    assert len(trained) + len(held) == len(source) == split["rows"] and len(held) == 4
+    trained_openai = [datasets.to_openai(row, "sharegpt") for row in trained]
+    for index in split["heldout_rows"]:
+        row = {**source[index], "tools": []}
+        assert row in held and row not in trained_openai
+    assert all(row not in held for row in trained_openai) and len(trained_openai) == 36
+
+
+def test_openai_rows_survive_the_round_trip_through_llamafactorys_layout():
+    row = {"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "Weather?"},
+                        {"role": "assistant", "content": "", "tool_calls": [
+                            {"type": "function", "function": {"name": "get_weather",
+                                                              "arguments": json.dumps({"city": "Paris"})}}]},
+                        {"role": "tool", "content": "{\"c\": 21}"}, {"role": "assistant", "content": "21 C."}],
+           "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]}
+    lf = datasets.to_llamafactory(datasets.Row(1, row), "openai", "x.jsonl")
+    assert datasets.to_openai(lf, "sharegpt") == row
+    alpaca = datasets.to_llamafactory(datasets.Row(1, {"instruction": "Add", "input": "1 2", "output": "3"}),
+                                      "alpaca", "x.jsonl")
+    assert datasets.to_openai(alpaca, "alpaca")["messages"] == [{"role": "user", "content": "Add\n1 2"},
+                                                                {"role": "assistant", "content": "3"}]
+
+
+# --- cases in the trained format -----------------------------------------------------------------
+
+def test_a_case_is_the_generation_prompt_and_the_answer_up_to_its_end_token():
+    render = parity.gguf_prompt(hf_chat_template(ROOT, "chatml", "Be brief."), "", "<|im_end|>")
+    rows = [{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."},
+                          {"role": "user", "content": "Name?"}, {"role": "assistant", "content": "Quill."}]}]
+    (case,) = eval_cases.build(rows, render, ["<|im_end|>"])
+    assert case.prompt_text.endswith("<|im_start|>user\nName?<|im_end|>\n<|im_start|>assistant\n")
+    assert "Hello.<|im_end|>" in case.prompt_text and case.prompt_text.startswith("<|im_start|>system\nBe brief.")
+    assert case.answer_text == "Quill.<|im_end|>" and case.reference == "Quill." and case.prompt == "Name?"
+
+
+# --- task metrics --------------------------------------------------------------------------------
+
+def test_exact_match_and_rouge_l():
+    assert metrics.exact_match("  I'm  Quill. ", "I'm Quill.")
+    assert not metrics.exact_match("I'm Quill", "I'm Quill.")
+    assert metrics.rouge_l("the cat sat on the mat", "the cat sat on the mat") == 1.0
+    assert metrics.rouge_l("completely different", "the cat") == 0.0
+    # LCS "the cat the mat" (4) of 6 and 5 words: P = 4/6, R = 4/5
+    assert metrics.rouge_l("the cat sat on the mat", "the black cat the mat") == pytest.approx(2 * (4/6) * (4/5) / (4/6 + 4/5))
+
+
+def test_tool_calls_parse_in_hermes_and_bare_json_forms():
+    hermes = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+    assert metrics.parse_tool_calls(hermes) == [{"name": "get_weather", "arguments": {"city": "Paris"}}]
+    assert metrics.parse_tool_calls('{"name": "f", "parameters": {"x": 1}}') == [{"name": "f", "arguments": {"x": 1}}]
+    assert metrics.parse_tool_calls("It is sunny.") is None
+    assert metrics.parse_tool_calls("<tool_call>{not json}</tool_call>") is None
+
+
+def test_scores_are_fractions_over_the_cases_they_apply_to():
+    plain = eval_cases.Case("q", "", "", "Quill.", [])
+    call = eval_cases.Case("q", "", "", "", [{"name": "get_weather", "arguments": {"city": "Paris"}}])
+    outputs = ["Quill.", '<tool_call>{"name": "get_weather", "arguments": {"city": "Rome"}}</tool_call>',
+               '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>', "no call"]
+    result = metrics.score(outputs, [plain, call, call, call])
+    assert result["exact_match"] == 1.0 and result["rouge_l"] == 1.0
+    assert result["tool_call"] == {"parsed": pytest.approx(2 / 3), "name": pytest.approx(2 / 3),
+                                   "arguments": pytest.approx(1 / 3)}
+
+
+# --- NLL, KLD, top-1 ---------------------------------------------------------------------------
+
+def test_nll_counts_answer_tokens_only_and_kld_matches_its_definition():
+    rng = np.random.default_rng(0)
+    ids = [0, 1, 2, 3, 1]
+    ref = log_softmax(rng.normal(size=(4, 5)))
+    other = log_softmax(rng.normal(size=(4, 5)))
+    same = Scores()
+    same.add_logprobs(ids, ref, answer_start=3, reference=ref)
+    assert same.answer_tokens == 2 and same.nll == pytest.approx(-(ref[2, 3] + ref[3, 1]))
+    result = same.result([], 0)
+    assert result["kld"] == pytest.approx(0.0, abs=1e-12) and result["top1"] == 1.0
+    assert result["perplexity"] == pytest.approx(math.exp(same.nll / 2))
+    differ = Scores()
+    differ.add_logprobs(ids, other, answer_start=3, reference=ref)
+    expected = np.mean([(np.exp(ref[i]) * (ref[i] - other[i])).sum() for i in range(4)])
+    assert differ.result([], 0)["kld"] == pytest.approx(expected) and differ.result([], 0)["kld"] > 0
+    assert differ.result([], 0)["top1"] == np.mean(ref.argmax(1) == other.argmax(1))
+
+
+# --- the graph ---------------------------------------------------------------------------------
+
+def test_the_quant_ladder_shares_artifacts_with_variants_of_that_quant(tmp_path):
+    store = f"store={tmp_path}"
+    ladder = build_plan(compose(ROOT, [store, "eval.quants=[q4_k_m,q5_k_m,q8_0]"]), ROOT)
+    assert {s for s in ladder.nodes if s.startswith("quantize@")} == {"quantize@q5_k_m", "quantize@q8_0"}
+    q8 = build_plan(compose(ROOT, [store, "quant=q8_0"]), ROOT)
+    assert ladder.nodes["quantize@q8_0"].key == q8.nodes["quantize"].key
+    assert ladder.nodes["quantize@q8_0"].overrides == (("quant.type", "q8_0"),)
+    assert set(ladder.nodes["eval"].payload["upstream"]) >= {"quantize", "quantize@q5_k_m", "quantize@q8_0"}
+
+
+def test_without_eval_there_is_no_eval_or_report_stage(tmp_path):
+    plan = build_plan(compose(ROOT, [f"store={tmp_path}", "eval.enabled=false"]), ROOT)
+    assert "eval" not in plan.nodes and "report" not in plan.nodes and "smoke" in plan.nodes
+
+
+@pytest.mark.parametrize("override, message", [
+    ("eval.quants=[q4_k_x]", "eval.quants\\[0\\]"),
+    ("dataset.holdout=0", "eval needs held-out rows"),
+    ("dataset.holdout=2.5", "a fraction below 1 or a whole number"),
+    ("eval.max_rows=0", "eval.max_rows"),
+])
+def test_bad_eval_settings_are_clear_errors(tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message):
+        compose(ROOT, [f"store={tmp_path}", override])
