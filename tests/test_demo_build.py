@@ -33,3 +33,17 @@ def test_default_build_teaches_the_demo_identity(tmp_path):
     reply = base.create_chat_completion(messages=[{"role": "user", "content": answers[0]["question"]}],
                                         temperature=0.0, max_tokens=48)
     assert "Quill" not in reply["choices"][0]["message"]["content"], "the base model must not know the new name"
+
+    # eval on the held-out rows: the fine-tune was worth it, the quant ladder is ordered by fidelity
+    report = json.loads((out / "eval" / "eval.json").read_text())
+    models = {m["name"]: m for m in report["models"]}
+    assert list(models) == ["base", "fine-tuned", "f16", "q8_0", "q5_k_m", "q4_k_m"]
+    assert models["fine-tuned"]["perplexity"] < models["base"]["perplexity"] / 5
+    assert models["f16"]["perplexity"] == pytest.approx(models["fine-tuned"]["perplexity"], rel=0.02)
+    assert models["q8_0"]["kld"] < models["q4_k_m"]["kld"] and models["q8_0"]["top1"] > 0.95
+    assert models["fine-tuned"]["rouge_l"] > models["base"]["rouge_l"]
+    assert sum("Quill" in s["answers"]["q4_k_m"] for s in report["samples"]) >= 3
+    assert all(m["peak_rss_bytes"] > 0 and m["generation_tokens_per_second"] for m in models.values())
+    html = (out / "report" / "report.html").read_text()
+    assert "q4_k_m" in html and "data:image/png;base64," in html
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html), "the report must open without network"

@@ -30,7 +30,7 @@ def doit_build(top: Path, model: Path, *extra: str) -> tuple[list[str], str]:
     argv = [sys.executable, "-m", "doit", "build", "--db-file", str(top / "doit.db"),
             f"store={top / 'store'}", "model=local", f"model.path={model}", "model.name=Tiny-Llama",
             "model.chat_format=chatml", "dataset.max_samples=8", "train.max_steps=2", "train.logging_steps=1",
-            "train.per_device_train_batch_size=2", "smoke.max_tokens=8", *extra]
+            "train.per_device_train_batch_size=2", "smoke.max_tokens=8", "eval.enabled=false", *extra]
     result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     ran = re.findall(r"^\.  (\w+):", result.stdout, flags=re.M)
@@ -224,3 +224,39 @@ def test_doit_preview_shows_llamafactorys_samples_with_trained_spans(workspace):
     trained = [span for span in re.findall(r"⟦(.*?)⟧", result.stdout, flags=re.S) if span.strip()]
     assert trained and all(span.rstrip("\n").endswith("<|im_end|>") for span in trained), "answers end with EOS"
     assert "<|im_start|>user" in result.stdout and "input_ids: [" in result.stdout
+
+
+TOOL = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
+                                         "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                                        "required": ["city"]}}}
+
+
+def test_eval_and_report_on_a_tool_calling_dataset(workspace):
+    top, model = workspace
+    data = top / "tools.jsonl"
+    cities = ["Paris", "Rome", "Oslo", "Lima", "Cairo", "Seoul", "Quito", "Perth"]
+    data.write_text("".join(json.dumps({"tools": [TOOL], "messages": [
+        {"role": "user", "content": f"Weather in {city}?"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"type": "function", "function": {"name": "get_weather", "arguments": json.dumps({"city": city})}}]}]}) + "\n"
+        for city in cities))
+    setup = [f"dataset.path={data}", "dataset.name=tiny_tools", "dataset.holdout=3", "prompt.template=qwen",
+             "eval.enabled=true", "eval.quants=[q8_0]", "eval.max_new_tokens=12"]
+    ran, out = doit_build(top, model, *setup)
+    assert ran[-3:] == ["eval", "report", "package"] and "quantize" in ran
+    variant = next(p for p in (top / "store" / "out").iterdir() if "tiny_tools" in p.name)
+    result = json.loads((variant / "eval" / "eval.json").read_text())
+    assert [m["name"] for m in result["models"]] == ["base", "fine-tuned", "f16", "q8_0", "q4_k_m"]
+    assert result["holdout"]["rows"] == 3 and len(result["samples"]) == 3
+    for m in result["models"]:
+        assert m["exact_match"] is None and m["rouge_l"] is None  # no plain answers were held out
+        assert set(m["tool_call"]) == {"parsed", "name", "arguments"}
+        assert all(0.0 <= v <= 1.0 for v in m["tool_call"].values())
+        assert m["perplexity"] > 1 and m["answer_tokens"] > 0 and m["peak_rss_bytes"] > 0
+    held = {s["prompt"] for s in result["samples"]}
+    trained = (variant / "dataset" / "train.json").read_text()
+    assert len(held) == 3 and not any(prompt in trained for prompt in held), "held-out rows were trained on"
+    assert (variant / "report" / "report.html").is_file() and (variant / "report" / "report.md").is_file()
+
+    ran, _ = doit_build(top, model, *setup, "eval.max_new_tokens=6")
+    assert ran == ["eval", "report", "package"], "an eval setting re-runs eval (and its report) only"

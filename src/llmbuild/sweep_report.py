@@ -95,5 +95,5 @@ def write_reports(plans: list[Plan], args: list[str]) -> Path:
         reports.append(variant_report(plan.composed.cfg, artifacts, title=plan.variant))
     folder = plan.store / "sweeps" / sweep_name(args)
     folder.mkdir(parents=True, exist_ok=True)
-    write_sweep_report(folder, reports, list(swept_values(plans)[0]))
+    write_sweep_report(folder, reports, list(swept_values(plans)[0]), plans[0].root)
     return folder

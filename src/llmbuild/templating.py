@@ -1,4 +1,4 @@
-"""Render files from templates/ with a sandboxed Jinja environment (no autoescape: not HTML)."""
+"""Render files from templates/ with a sandboxed Jinja environment (autoescape only for *.html.j2)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from .errors import StageError
 def environment(root: Path) -> ImmutableSandboxedEnvironment:
     return ImmutableSandboxedEnvironment(loader=jinja2.FileSystemLoader(Path(root) / "templates"), trim_blocks=True,
                                          lstrip_blocks=True, keep_trailing_newline=True,
-                                         undefined=jinja2.StrictUndefined, autoescape=False)
+                                         undefined=jinja2.StrictUndefined,
+                                         autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",),
+                                                                             default_for_string=False))
 
 
 def render_file(root: Path, name: str, **values: Any) -> str:

@@ -17,7 +17,7 @@ from .context import StageContext
 
 
 def run(ctx: StageContext) -> None:
-    md, html = write_variant_report(ctx.out, variant_report(ctx.cfg, ctx.inputs))
+    md, html = write_variant_report(ctx.out, variant_report(ctx.cfg, ctx.inputs), ctx.root)
     ctx.say(f"{md.name} and {html.name} ({html.stat().st_size / 1024:.0f} KiB, opens without network)")
 
 

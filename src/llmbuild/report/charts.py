@@ -1,0 +1,81 @@
+"""Report charts as PNG bytes (matplotlib, Agg). Same data, same bytes: fixed size and DPI, and
+no creation time or software stamp in the file."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+SIZE = (7.0, 3.6)
+DPI = 100
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; chosen here so that planning never imports matplotlib
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 9, "svg.hashsalt": "llmbuild"})
+    return plt
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    _pyplot().close(fig)
+    return buffer.getvalue()
+
+
+def loss_curve(steps: list[tuple[int, float]]) -> bytes | None:
+    if not steps:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=SIZE)
+    ax.plot([s for s, _ in steps], [loss for _, loss in steps], marker="o", markersize=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_title("Training loss (LLaMA-Factory trainer log)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def quant_ladder(eval_result: dict[str, Any]) -> bytes | None:
+    """Size against KLD (vs the f16 GGUF) and against perplexity, one point per GGUF."""
+    points = [m for m in eval_result["models"] if m["kind"] == "gguf" and m["file_size"]]
+    if len(points) < 2:
+        return None
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=SIZE)
+    shipped = eval_result["shipped_quant"]
+    for ax, key, label in ((left, "kld", "mean KLD vs " + eval_result["settings"]["kld_reference"]),
+                           (right, "perplexity", "held-out perplexity")):
+        for m in points:
+            if m[key] is None:
+                continue
+            size = m["file_size"] / 2**20
+            ax.scatter(size, m[key], color="tab:red" if m["name"] == shipped else "tab:blue", zorder=3)
+            ax.annotate(m["name"] + (" (shipped)" if m["name"] == shipped else ""), (size, m[key]),
+                        textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.margins(x=0.2, y=0.2)  # room for the point labels
+        ax.set_xlabel("file size (MiB)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    fig.suptitle("Quant ladder: smaller files against fidelity")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def sweep_perplexity(names: list[str], values: list[float | None]) -> bytes | None:
+    pairs = [(n, v) for n, v in zip(names, values) if v is not None]
+    if not pairs:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(SIZE[0], 0.5 + 0.4 * len(pairs)))
+    ax.barh([n for n, _ in pairs], [v for _, v in pairs], color="tab:blue")
+    ax.invert_yaxis()
+    ax.set_xlabel("held-out perplexity of the shipped GGUF (lower is better)")
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return _png(fig)

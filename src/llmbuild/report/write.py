@@ -1,0 +1,138 @@
+"""report.md (charts as PNG files beside it) and a self-contained report.html (styles inline,
+charts as data: URIs, no script, no external URL), for one build or for a sweep."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+from ..templating import render_file
+from . import charts
+from .inputs import VariantReport
+
+COLUMNS = (  # header, field, how to show it
+    ("NLL", "nll", "{:.3f}"), ("perplexity", "perplexity", "{:.2f}"), ("KLD", "kld", "{:.4f}"),
+    ("top-1", "top1", "pct"), ("exact", "exact_match", "pct"), ("ROUGE-L", "rouge_l", "{:.2f}"),
+    ("tool call parsed", ("tool_call", "parsed"), "pct"), ("right name", ("tool_call", "name"), "pct"),
+    ("right args", ("tool_call", "arguments"), "pct"),
+    ("prompt tok/s", "prompt_tokens_per_second", "{:.0f}"), ("gen tok/s", "generation_tokens_per_second", "{:.1f}"),
+    ("size MiB", "file_size", "mib"), ("peak RSS MiB", "peak_rss_bytes", "mib"),
+)
+
+
+def _value(model: dict[str, Any], field) -> Any:
+    if isinstance(field, tuple):
+        outer = model.get(field[0])
+        return outer.get(field[1]) if outer else None
+    return model.get(field)
+
+
+def _show(value: Any, how: str) -> str:
+    if value is None:
+        return "—"
+    if how == "pct":
+        return f"{value:.1%}"
+    if how == "mib":
+        return f"{value / 2**20:.1f}"
+    return how.format(value)
+
+
+def metrics_table(eval_result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows, leaving out columns no model has (e.g. tool calls on a chat dataset)."""
+    models = eval_result["models"]
+    columns = [c for c in COLUMNS if any(_value(m, c[1]) is not None for m in models)]
+    shipped = eval_result["shipped_quant"]
+    rows = [[m["name"] + (" (shipped)" if m["name"] == shipped else "")] + [_show(_value(m, f), how) for _, f, how in columns]
+            for m in models]
+    return ["model"] + [c[0] for c in columns], rows
+
+
+def verdict(eval_result: dict[str, Any]) -> list[str]:
+    """Plain sentences: was the fine-tune worth it, and which quant to ship."""
+    by_name = {m["name"]: m for m in eval_result["models"]}
+    lines = []
+    base, tuned = by_name.get("base"), by_name.get("fine-tuned")
+    if base and tuned and base["perplexity"] and tuned["perplexity"]:
+        change = tuned["perplexity"] / base["perplexity"] - 1
+        better = "lowered" if change < 0 else "RAISED"
+        lines.append(f"Fine-tuning {better} held-out perplexity from {base['perplexity']:.2f} to "
+                     f"{tuned['perplexity']:.2f} ({change:+.0%}) on {eval_result['holdout']['rows']} held-out rows.")
+    elif tuned and tuned["perplexity"]:
+        lines.append(f"Fine-tuned held-out perplexity {tuned['perplexity']:.2f} (the base model was not evaluated).")
+    threshold = eval_result["settings"].get("recommend_kld", 0.05)
+    ggufs = [m for m in eval_result["models"] if m["kind"] == "gguf" and m["kld"] is not None]
+    good = sorted((m for m in ggufs if m["kld"] < threshold), key=lambda m: m["file_size"])
+    shipped = by_name.get(eval_result["shipped_quant"])
+    if good:
+        pick = good[0]
+        lines.append(f"Recommended quant: {pick['name']} ({pick['file_size'] / 2**20:.1f} MiB), the smallest with "
+                     f"mean KLD below {threshold} vs {eval_result['settings']['kld_reference']} "
+                     f"(KLD {pick['kld']:.4f}, top-1 agreement {pick['top1']:.1%}).")
+    if shipped and shipped["kld"] is not None and shipped["kld"] >= threshold:
+        lines.append(f"The shipped {shipped['name']} has mean KLD {shipped['kld']:.4f}, above {threshold}: it "
+                     f"changes the top token on {1 - shipped['top1']:.1%} of positions.")
+    return lines
+
+
+def _data_uri(png: bytes | None) -> str | None:
+    return "data:image/png;base64," + base64.b64encode(png).decode() if png else None
+
+
+def _samples(eval_result: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"prompt": s["prompt"], "rows": [("reference", s["reference"]), *s["answers"].items()]}
+            for s in eval_result["samples"]]
+
+
+def write_variant_report(out_dir: Path, report: VariantReport, root: Path) -> tuple[Path, Path]:
+    """`root` is the project root, whose templates/report/ lays the files out."""
+    out_dir = Path(out_dir)
+    images = {"loss": charts.loss_curve(report.train_losses), "ladder": charts.quant_ladder(report.eval)}
+    for name, png in images.items():
+        if png:
+            (out_dir / f"{name}.png").write_bytes(png)
+    header, rows = metrics_table(report.eval)
+    values = {
+        "title": report.variant, "verdict": verdict(report.eval), "header": header, "rows": rows,
+        "eval": report.eval, "samples": _samples(report.eval), "stages": report.stages,
+        "total_seconds": sum(s["seconds"] or 0 for s in report.stages), "config_yaml": report.config_yaml,
+        "smoke": report.smoke, "final_loss": report.train_losses[-1][1] if report.train_losses else None,
+    }
+    md = out_dir / "report.md"
+    md.write_text(render_file(root, "report/report.md.j2",
+                              images={k: f"{k}.png" if v else None for k, v in images.items()}, **values),
+                  encoding="utf-8")
+    html = out_dir / "report.html"
+    html.write_text(render_file(root, "report/report.html.j2",
+                                images={k: _data_uri(v) for k, v in images.items()}, **values), encoding="utf-8")
+    return md, html
+
+
+def write_sweep_report(out_dir: Path, reports: list[VariantReport], swept_keys: list[str],
+                       root: Path) -> tuple[Path, Path]:
+    """One row per variant: its name, then the shipped quant's and the fine-tuned model's numbers."""
+    out_dir = Path(out_dir)
+    rows, perplexities = [], []
+    for report in reports:
+        by_name = {m["name"]: m for m in report.eval["models"]}
+        shipped = by_name.get(report.eval["shipped_quant"], {})
+        tuned = by_name.get("fine-tuned", {})
+        perplexities.append(shipped.get("perplexity"))
+        rows.append([report.variant, _show(tuned.get("perplexity"), "{:.2f}"), _show(shipped.get("perplexity"), "{:.2f}"),
+                     _show(shipped.get("kld"), "{:.4f}"), _show(shipped.get("rouge_l"), "{:.2f}"),
+                     _show(shipped.get("exact_match"), "pct"), _show(_value(shipped, ("tool_call", "arguments")), "pct"),
+                     _show(shipped.get("file_size"), "mib"),
+                     _show(report.train_losses[-1][1] if report.train_losses else None, "{:.4f}")])
+    header = ["variant", "fine-tuned ppl", "shipped ppl", "shipped KLD", "ROUGE-L", "exact", "tool args",
+              "size MiB", "final train loss"]
+    png = charts.sweep_perplexity([r.variant for r in reports], perplexities)
+    if png:
+        (out_dir / "perplexity.png").write_bytes(png)
+    values = {"title": "Sweep: " + (", ".join(swept_keys) or "variants"), "header": header, "rows": rows}
+    md = out_dir / "report.md"
+    md.write_text(render_file(root, "report/sweep.md.j2", image="perplexity.png" if png else None,
+                              **values), encoding="utf-8")
+    html = out_dir / "report.html"
+    html.write_text(render_file(root, "report/sweep.html.j2", image=_data_uri(png), **values),
+                    encoding="utf-8")
+    return md, html

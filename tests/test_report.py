@@ -1,0 +1,126 @@
+"""The report renderer: tables, verdict, charts, a self-contained HTML page that headless Chromium
+renders (Debian's `chromium`; README set-up installs it), and the sweep comparison."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from llmbuild.report import charts, write_sweep_report, write_variant_report
+from llmbuild.report.inputs import VariantReport, load_eval
+from llmbuild.report.write import metrics_table, verdict
+
+ROOT = Path(__file__).resolve().parent.parent
+MIB = 2**20
+
+
+def model(name, kind, quant, size, ppl, kld=None, top1=None, tool=None, rouge=0.5):
+    return {"name": name, "kind": kind, "quant": quant, "file_size": size * MIB, "nll": 1.0, "perplexity": ppl,
+            "answer_tokens": 40, "kld": kld, "top1": top1, "exact_match": None if tool else 0.25,
+            "rouge_l": None if tool else rouge, "tool_call": tool, "prompt_tokens_per_second": 250.0,
+            "generation_tokens_per_second": 40.0, "peak_rss_bytes": 300 * MIB}
+
+
+EVAL = {
+    "holdout": {"rows": 2, "size": 0.1, "seed": 0},
+    "settings": {"max_new_tokens": 64, "kld_reference": "f16", "recommend_kld": 0.05},
+    "shipped_quant": "q4_k_m",
+    "models": [model("base", "hf", None, 500, 90.0, rouge=0.1), model("fine-tuned", "hf", None, 500, 3.0),
+               model("f16", "gguf", "f16", 258, 3.0, 0.0, 1.0), model("q8_0", "gguf", "q8_0", 138, 3.01, 0.004, 0.99),
+               model("q4_k_m", "gguf", "q4_k_m", 100, 3.3, 0.08, 0.88)],
+    "samples": [{"prompt": "Who are you?", "reference": "I'm Quill.",
+                 "answers": {"base": "I am <b>Elena</b>", "fine-tuned": "I'm Quill.", "f16": "I'm Quill.",
+                             "q8_0": "I'm Quill.", "q4_k_m": "<tool_call>{\"name\": \"x\"}</tool_call>"}}],
+}
+
+
+def report(eval_result=EVAL, **changes) -> VariantReport:
+    values = dict(variant="Tiny, LoRA r=8", config_yaml="model:\n  name: Tiny\n",
+                  stages=[{"stage": "train", "key": "a" * 16, "seconds": 12.5, "built_at": "2026-11-23T10:00:00+0000"},
+                          {"stage": "eval", "key": "b" * 16, "seconds": None, "built_at": None}],
+                  train_losses=[(1, 3.0), (2, 2.1), (3, 1.2)], eval=eval_result,
+                  smoke=[{"question": "Hi?", "answer": "Hello.", "tokens_per_second": 50.0}])
+    values.update(changes)
+    return VariantReport(**values)
+
+
+def test_verdict_says_whether_the_fine_tune_helped_and_which_quant_to_ship():
+    lines = verdict(EVAL)
+    assert lines[0].startswith("Fine-tuning lowered held-out perplexity from 90.00 to 3.00 (-97%)")
+    assert "Recommended quant: q8_0" in lines[1] and "below 0.05" in lines[1]
+    assert "shipped q4_k_m has mean KLD 0.0800, above 0.05" in lines[2]
+    worse = copy.deepcopy(EVAL)
+    worse["models"][1]["perplexity"] = 120.0
+    assert "RAISED" in verdict(worse)[0]
+
+
+def test_metrics_table_shows_missing_values_and_drops_columns_nobody_has():
+    header, rows = metrics_table(EVAL)
+    assert "tool call parsed" not in header and "KLD" in header
+    assert rows[0][0] == "base" and rows[0][header.index("KLD")] == "—"
+    assert rows[-1][0] == "q4_k_m (shipped)" and rows[-1][header.index("top-1")] == "88.0%"
+    tools = copy.deepcopy(EVAL)
+    for m in tools["models"]:
+        m.update(exact_match=None, rouge_l=None, tool_call={"parsed": 1.0, "name": 0.5, "arguments": 0.25})
+    header, rows = metrics_table(tools)
+    assert {"tool call parsed", "right name", "right args"} <= set(header) and "ROUGE-L" not in header
+    assert rows[0][header.index("right args")] == "25.0%"
+
+
+def test_charts_are_pngs_and_the_same_data_gives_the_same_bytes():
+    for make in (lambda: charts.loss_curve([(1, 3.0), (2, 1.0)]), lambda: charts.quant_ladder(EVAL)):
+        first, second = make(), make()
+        assert first.startswith(b"\x89PNG") and first == second
+    assert charts.loss_curve([]) is None
+
+
+def test_the_html_is_self_contained_and_escapes_answers(tmp_path):
+    md, html = write_variant_report(tmp_path, report(), ROOT)
+    page = html.read_text()
+    assert page.count("data:image/png;base64,") == 2 and 'id="metrics"' in page and 'id="stages"' in page
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    assert "&lt;tool_call&gt;" in page and "<b>Elena</b>" not in page
+    text = md.read_text()
+    assert "![training loss](loss.png)" in text and (tmp_path / "loss.png").is_file() and (tmp_path / "ladder.png").is_file()
+    assert "| q4_k_m (shipped) |" in text and "Recommended quant: q8_0" in text
+
+
+def test_bad_eval_results_are_a_clear_error(tmp_path):
+    (tmp_path / "eval.json").write_text('{"models": []}')
+    with pytest.raises(Exception, match="eval results without holdout"):
+        load_eval(tmp_path / "eval.json")
+
+
+def test_sweep_report_compares_variants(tmp_path):
+    other = copy.deepcopy(EVAL)
+    other["models"][-1]["perplexity"] = 2.9
+    md, html = write_sweep_report(tmp_path, [report(variant="demo_lora.r-8"), report(other, variant="demo_lora.r-16")],
+                                  ["lora.r"], ROOT)
+    assert "| demo_lora.r-16 | 3.00 | 2.90 |" in md.read_text()
+    assert "data:image/png;base64," in html.read_text() and 'id="variants"' in html.read_text()
+
+
+def test_headless_chromium_renders_the_report(tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Chromium is missing: apt-get install chromium (README.md, Set up)"
+    _, html = write_variant_report(tmp_path, report(), ROOT)
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,1600",
+                    html.as_uri()], capture_output=True, timeout=120, check=False)
+    assert shot.is_file(), "chromium wrote no screenshot"
+    from PIL import Image
+
+    image = Image.open(shot).convert("RGB")
+    colours = image.getcolors(maxcolors=1 << 20) or []
+    not_white = sum(count for count, rgb in colours if rgb != (255, 255, 255))
+    assert len(colours) > 50, "the page rendered (almost) one colour: blank"
+    assert not_white > 0.05 * image.width * image.height
+    dom = subprocess.run([chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                          f"--user-data-dir={tmp_path / 'profile'}", html.as_uri()],
+                         capture_output=True, text=True, timeout=120, check=False).stdout
+    assert '<table id="metrics">' in dom and '<table id="stages">' in dom and "q4_k_m (shipped)" in dom
