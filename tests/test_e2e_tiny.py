@@ -37,6 +37,12 @@ def doit_build(top: Path, model: Path, *extra: str) -> tuple[list[str], str]:
     return ran, result.stdout
 
 
+def out_folder(stdout: str) -> Path:
+    """The variant's output folder, from the summary `doit build` prints at the end."""
+    folder = re.findall(r"^\S+: outputs in (.+)/$", stdout, flags=re.M)[-1]
+    return (ROOT / folder).resolve()
+
+
 def test_build_rebuild_and_one_key_changes(workspace):
     top, model = workspace
     ran, out = doit_build(top, model)
@@ -244,7 +250,7 @@ def test_eval_and_report_on_a_tool_calling_dataset(workspace):
              "eval.enabled=true", "eval.quants=[q8_0]", "eval.max_new_tokens=12"]
     ran, out = doit_build(top, model, *setup)
     assert ran[-3:] == ["eval", "report", "package"] and "quantize" in ran
-    variant = next(p for p in (top / "store" / "out").iterdir() if "tiny_tools" in p.name)
+    variant = out_folder(out)
     result = json.loads((variant / "eval" / "eval.json").read_text())
     assert [m["name"] for m in result["models"]] == ["base", "fine-tuned", "f16", "q8_0", "q4_k_m"]
     assert result["holdout"]["rows"] == 3 and len(result["samples"]) == 3
@@ -260,3 +266,21 @@ def test_eval_and_report_on_a_tool_calling_dataset(workspace):
 
     ran, _ = doit_build(top, model, *setup, "eval.max_new_tokens=6")
     assert ran == ["eval", "report", "package"], "an eval setting re-runs eval (and its report) only"
+
+
+def test_split_gguf_as_base_input_and_as_output(workspace):
+    from llmbuild.adapters import gguf_split
+
+    top, model = workspace
+    doit_build(top, model)  # nothing to do when the first test ran
+    f16 = next((top / "store" / "convert").glob("*/Tiny-Llama-F16.gguf"))
+    shards_dir = top / "split-base"
+    shards_dir.mkdir()
+    shards = gguf_split.split(f16, shards_dir, gguf_split.parse_size("1M"))
+    assert len(shards) > 2
+
+    ran, out = doit_build(top, shards[0], "model.name=Tiny-Split", "quant.split_max_size=1M")
+    assert ran[0] == "base" and "split" in ran and f"split into {len(shards)} files" in out
+    split_out = out_folder(out) / "split"
+    written = sorted(split_out.glob("Tiny-Split-Q4_K_M-*-of-*.gguf"))
+    assert len(written) > 1 and gguf_split.shards_of(written[0]) == written

@@ -34,7 +34,8 @@ def _links(plan: Plan) -> dict[str, Path]:
         gguf_file(cfg.model.name, cfg.quant.type): path["quantize"] / gguf_file(cfg.model.name, cfg.quant.type),
         "smoke.md": path["smoke"] / "answers.md",
     }
-    targets = {"render": "ollama", "vllm": "vllm", "hf": "hf", "eval": "eval", "report": "report"}  # when configured
+    targets = {"render": "ollama", "vllm": "vllm", "hf": "hf", "eval": "eval", "report": "report",
+               "split": "split"}  # stages that exist only when configured
     links.update({name: path[stage] for stage, name in targets.items() if stage in path})
     return links
 
@@ -98,6 +99,7 @@ def summary(plan: Plan) -> str:
         ("merged HF model", base / "merged"),
         (f"GGUF {cfg.quant.convert_type}", base / gguf_file(cfg.model.name, cfg.quant.convert_type)),
         (f"GGUF {cfg.quant.type}", base / quant_name),
+        *([(f"GGUF {cfg.quant.type}, split", base / "split")] if "split" in plan.nodes else []),
         *([("Ollama folder", base / "ollama"), ("Modelfile", base / "ollama" / "Modelfile")] if "render" in plan.nodes else []),
         *([("vLLM folder", base / "vllm"), ("vLLM serve script", base / "vllm" / "serve.sh")] if "vllm" in plan.nodes else []),
         *([("HF folder + card", base / "hf" / "model")] if "hf" in plan.nodes else []),

@@ -82,6 +82,7 @@ class QuantConfig:
     type: str = "q4_k_m"                # llama.cpp file type, lower case: f16, bf16, q8_0, q6_k, q5_k_m, q4_k_m, ...
     convert_type: str = "f16"           # what convert_hf_to_gguf.py writes before quantizing: f16, bf16 or f32
     nthread: int = 0                    # 0: all cores
+    split_max_size: Optional[str] = None  # e.g. 2G: also write the quantized GGUF as llama.cpp split files (split stage)
 
 
 @dataclass

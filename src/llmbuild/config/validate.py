@@ -9,6 +9,7 @@ from typing import Callable
 from omegaconf import DictConfig
 
 from ..errors import ConfigError
+from ..adapters.gguf_split import SIZE as SPLIT_SIZE
 from ..quant_types import CONVERT_TYPES, QUANT_TYPES
 
 
@@ -29,6 +30,8 @@ def validate(cfg: DictConfig, root: Path, where: Callable[[str], str]) -> None:
 
     one_of("quant.type", cfg.quant.type, list(QUANT_TYPES))
     one_of("quant.convert_type", cfg.quant.convert_type, list(CONVERT_TYPES))
+    if cfg.quant.split_max_size is not None and not SPLIT_SIZE.match(str(cfg.quant.split_max_size).upper()):
+        fail("quant.split_max_size", cfg.quant.split_max_size, "not a size", "Write it as llama.cpp does: 500M or 2G.")
     families = sorted(p.name.removesuffix(".jinja") for p in (root / "templates" / "chat").glob("*.jinja"))
     key = "prompt.template" if cfg.prompt.template else "model.chat_format"
     one_of(key, chat_family(cfg), families)

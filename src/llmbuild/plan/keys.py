@@ -13,6 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..adapters.gguf_split import shards_of
 from ..config.validate import chat_family
 from ..errors import ConfigError
 from ..store import DigestCache
@@ -91,6 +92,9 @@ def input_fingerprints(stage: str, cfg: DictConfig, root: Path, digests: DigestC
             raise ConfigError(
                 f"model.path = {cfg.model.path!r}: {path} does not exist. Point model.path at an HF model "
                 f"folder (config.json + weights + tokenizer) or a .gguf file.")
+        shards = shards_of(path)
+        if shards:  # a split GGUF: every file of it is an input
+            return {p.name: digests.fingerprint(p) if p.exists() else "missing" for p in shards}
         return {"model": digests.fingerprint(path)}
     if stage == "data":
         path = root / cfg.dataset.path if not Path(cfg.dataset.path).is_absolute() else Path(cfg.dataset.path)

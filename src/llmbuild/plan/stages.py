@@ -69,6 +69,13 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         tools=("llama_cpp_python",),
     ),
     StageSpec(
+        "split", "Write the quantized GGUF as llama.cpp split files of at most quant.split_max_size",
+        reads=("quant.split_max_size", "quant.type", "model.name"),
+        upstream=("quantize",),
+        tools=("gguf",),
+        enabled_by="quant.split_max_size",
+    ),
+    StageSpec(
         "render", "Render the Ollama Modelfile (TEMPLATE, SYSTEM, PARAMETERs) beside the quantized GGUF",
         reads=("chat_format", "prompt.system", "prompt.temperature", "prompt.top_p", "prompt.top_k",
                "prompt.repeat_penalty", "prompt.num_ctx", "prompt.num_predict", "prompt.stop", "target.ollama",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..adapters import gguf_import, hub
+from ..adapters import gguf_import, gguf_split, hub
 from ..errors import StageError
 from ..plan.keys import resolve_model_path
 from .context import StageContext
@@ -15,6 +15,14 @@ def run(ctx: StageContext) -> None:
     model = ctx.cfg.model
     if model.path:
         source = resolve_model_path(model.path, ctx.root)
+        if source.is_file() and gguf_split.shards_of(source):
+            merged = ctx.out / ".merged.gguf"  # llama.cpp reads every shard; the import needs one file
+            ctx.say(f"{source.name} is split into {len(gguf_split.shards_of(source))} files: merging with llama.cpp")
+            gguf_split.merge(gguf_split.shards_of(source)[0], merged)
+            info = gguf_import.import_gguf(merged, ctx.out)
+            merged.unlink()
+            ctx.say(f"tokenizer: {info['vocab_size']} tokens, pre-tokenizer '{info['pre_tokenizer']}'")
+            return
         if source.is_file() and source.suffix == ".gguf":
             ctx.say(f"importing {source.name}: weights through transformers, tokenizer rebuilt from the GGUF")
             info = gguf_import.import_gguf(source, ctx.out)

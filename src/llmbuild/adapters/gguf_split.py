@@ -1,0 +1,72 @@
+"""Split GGUF files (llama.cpp's `<name>-00001-of-00003.gguf` convention, with split.* metadata):
+written by gguf-py's GGUFWriter, which splits by size, and merged back into one file by llama.cpp's
+own loader (llama_model_quantize in copy mode reads every shard)."""
+
+from __future__ import annotations
+
+import ctypes
+import re
+from pathlib import Path
+
+from ..errors import ConfigError, ToolError
+
+SHARD = re.compile(r"^(?P<stem>.*)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$")
+SIZE = re.compile(r"^(?P<number>\d+(\.\d+)?)(?P<unit>[MG])$")
+
+
+def parse_size(text: str) -> int:
+    """llama.cpp's --split-max-size syntax: 500M, 2G (decimal units, as in llama-gguf-split)."""
+    match = SIZE.match(str(text).strip().upper())
+    if not match:
+        raise ConfigError(f"quant.split_max_size = {text!r}: write a size such as 500M or 2G")
+    return int(float(match["number"]) * (1000**2 if match["unit"] == "M" else 1000**3))
+
+
+def shards_of(first: Path) -> list[Path] | None:
+    """All files of a split GGUF, given its first shard; None if `first` is not one."""
+    match = SHARD.match(first.name)
+    if not match:
+        return None
+    count = int(match["count"])
+    return [first.with_name(f"{match['stem']}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
+
+
+def split(source: Path, out_dir: Path, max_bytes: int) -> list[Path]:
+    """Write `source` as shards of at most `max_bytes` of tensor data each (one shard when it fits)."""
+    from gguf import GGUFReader, GGUFValueType, GGUFWriter, Keys
+
+    reader = GGUFReader(str(source))
+    architecture = reader.fields[Keys.General.ARCHITECTURE].contents()
+    writer = GGUFWriter(str(out_dir / source.name), architecture, split_max_size=max_bytes)
+    for field in reader.fields.values():
+        if field.name == Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
+            continue  # written by GGUFWriter itself
+        kind = field.types[0]
+        writer.add_key_value(field.name, field.contents(), kind,
+                             sub_type=field.types[-1] if kind == GGUFValueType.ARRAY else None)
+    for tensor in reader.tensors:
+        writer.add_tensor(tensor.name, tensor.data, raw_shape=None, raw_dtype=tensor.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    written = sorted(out_dir.glob(source.stem + "-*-of-*.gguf")) or [out_dir / source.name]
+    if not all(p.is_file() for p in written):
+        raise ToolError(f"gguf-py wrote no shards of {source.name}")
+    return written
+
+
+def merge(first: Path, target: Path) -> None:
+    """One GGUF from a split one, through llama.cpp's loader (copy mode: tensors unchanged)."""
+    import llama_cpp
+
+    missing = [p.name for p in shards_of(first) or [] if not p.is_file()]
+    if missing:
+        raise ConfigError(f"model.path = {first}: shards missing beside it: {', '.join(missing)}. "
+                          f"Put every file of the split GGUF in one folder.")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.only_copy = True
+    params.keep_split = False
+    status = llama_cpp.llama_model_quantize(str(first).encode(), str(target).encode(), ctypes.byref(params))
+    if status != 0 or not target.is_file():
+        raise ToolError(f"llama.cpp could not merge the split GGUF {first.name} (status {status})")
