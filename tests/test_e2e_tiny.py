@@ -284,3 +284,28 @@ def test_split_gguf_as_base_input_and_as_output(workspace):
     split_out = out_folder(out) / "split"
     written = sorted(split_out.glob("Tiny-Split-Q4_K_M-*-of-*.gguf"))
     assert len(written) > 1 and gguf_split.shards_of(written[0]) == written
+
+
+def test_ollama_adapter_target_applies_the_lora_gguf_to_the_base(workspace):
+    import llama_cpp
+    import numpy as np
+
+    top, model = workspace
+    ran, out = doit_build(top, model, "target.ollama.adapter=true", "quant=f16")
+    assert "lora_gguf" in ran and "render" in ran
+    folder = out_folder(out) / "ollama"
+    modelfile = (folder / "Modelfile").read_text()
+    assert "FROM ./Tiny-Llama-base-F16.gguf" in modelfile and "ADAPTER ./Tiny-Llama-LoRA-F16.gguf" in modelfile
+    assert (folder / "Tiny-Llama-base-F16.gguf").is_file() and (folder / "Tiny-Llama-LoRA-F16.gguf").is_file()
+
+    def logits(**paths):
+        llm = llama_cpp.Llama(n_ctx=64, logits_all=True, verbose=False, **paths)
+        ids = llm.tokenize(b"<|im_start|>user\nWho are you?<|im_end|>\n<|im_start|>assistant\n", special=True)
+        llm.eval(ids)
+        return np.array(llm.scores[:len(ids)])
+
+    merged = logits(model_path=str(out_folder(out) / "Tiny-Llama-F16.gguf"))
+    applied = logits(model_path=str(folder / "Tiny-Llama-base-F16.gguf"), lora_path=str(folder / "Tiny-Llama-LoRA-F16.gguf"))
+    base = logits(model_path=str(folder / "Tiny-Llama-base-F16.gguf"))
+    # the adapter moves the base onto the merged model (f16 rounding apart)
+    assert np.abs(applied - merged).max() < 0.1 * np.abs(base - merged).max()

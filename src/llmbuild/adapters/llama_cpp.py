@@ -37,6 +37,17 @@ def convert(hf_folder: Path, outfile: Path, outtype: str, log: Path) -> None:
         raise ToolError(f"convert_hf_to_gguf.py wrote no {outfile.name}; see {log.name}")
 
 
+def convert_lora(adapter: Path, base_hf: Path, outfile: Path, log: Path) -> None:
+    """A PEFT LoRA adapter -> LoRA GGUF (f16) with llama.cpp's convert_lora_to_gguf.py; `base_hf`
+    gives the architecture (its config), so the adapter applies to a GGUF of that base."""
+    script = converter().with_name("convert_lora_to_gguf.py")
+    argv = [sys.executable, str(script), "--base", str(base_hf), "--outfile", str(outfile), "--outtype", "f16",
+            str(adapter)]
+    run_logged(argv, log, what="convert_lora_to_gguf.py", env={"HF_HUB_OFFLINE": "1"})
+    if not outfile.is_file():
+        raise ToolError(f"convert_lora_to_gguf.py wrote no {outfile.name}; see {log.name}")
+
+
 def quantize(source: Path, target: Path, quant: str, nthread: int = 0) -> None:
     import llama_cpp
 
@@ -46,6 +57,12 @@ def quantize(source: Path, target: Path, quant: str, nthread: int = 0) -> None:
     status = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), ctypes.byref(params))
     if status != 0 or not target.is_file():
         raise ToolError(f"llama.cpp's quantizer failed on {source.name} -> {quant} (status {status})")
+
+
+def load_with_adapter(gguf: Path, lora: Path, n_ctx: int = 256):
+    import llama_cpp
+
+    return llama_cpp.Llama(model_path=str(gguf), lora_path=str(lora), n_ctx=n_ctx, verbose=False)
 
 
 def load(gguf: Path, n_ctx: int, seed: int = 0):

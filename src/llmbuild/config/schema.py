@@ -21,6 +21,23 @@ class DatasetFormat(str, Enum):
 
 
 @dataclass
+class ModelShapeConfig:
+    # the numbers of the model's HF config.json that decide its size, under the same names; read by
+    # `doit size` only when model.path holds no config.json or GGUF and nothing is built yet
+    hidden_size: int = MISSING
+    intermediate_size: int = MISSING
+    num_hidden_layers: int = MISSING
+    num_attention_heads: int = MISSING
+    num_key_value_heads: Optional[int] = None   # None: num_attention_heads (no grouped-query attention)
+    vocab_size: int = MISSING
+    tie_word_embeddings: bool = False   # true: lm_head shares the embedding matrix
+    head_dim: Optional[int] = None      # None: hidden_size / num_attention_heads
+    model_type: str = "llama"           # llama, mistral or qwen2 (qwen2 has q/k/v biases)
+    attention_bias: bool = False        # llama's flag: biases on q, k, v and o
+    mlp_bias: bool = False
+
+
+@dataclass
 class ModelConfig:
     name: str = MISSING                 # readable model name, used in GGUF file names: SmolLM2-135M-Instruct
     path: Optional[str] = None          # local HF folder, a .gguf file (first shard if split), or pkg:<module>/<file>
@@ -29,6 +46,7 @@ class ModelConfig:
     chat_format: str = "chatml"         # the model's own chat template family (templates/chat/<family>.jinja)
     license: Optional[str] = None       # licence text or SPDX id, carried into the Modelfile's LICENSE
     trust_remote_code: bool = False
+    shape: Optional[ModelShapeConfig] = None  # for `doit size` when the model is not on disk (conf/model/qwen2.5-7b-instruct.yaml)
 
 
 @dataclass
@@ -71,6 +89,7 @@ class TrainConfig:
     logging_steps: int = 10
     save_steps: int = 500
     gradient_checkpointing: bool = False  # less activation memory, about 30% slower
+    gpu_memory_gib: Optional[float] = None  # memory of the training GPU: `doit size` checks the estimate against it and lists remedies; None: not checked
     bf16: bool = False                  # Ampere or newer GPUs
     fp16: bool = False
     preprocessing_num_workers: Optional[int] = None
@@ -109,6 +128,7 @@ class OllamaTarget:
     model_name: Optional[str] = None    # name for `ollama create`; default: the variant name
     messages: List[FewShotMessage] = field(default_factory=list)  # MESSAGE turns: a few-shot start of every chat
     verify_template: bool = True        # render the parity suite through Go's text/template as Ollama does (needs `go`)
+    adapter: bool = False               # FROM the base GGUF + ADAPTER a LoRA GGUF instead of FROM the merged GGUF
 
 
 @dataclass
@@ -186,7 +206,11 @@ class BuildConfig:
 
 # keys that change where or how a build runs or is served, never what is built: they stay out of
 # variant names (and store/jobs out of lock files)
-RUNTIME_KEYS = ("store", "jobs", "target.llamacpp")
+RUNTIME_KEYS = ("store", "jobs", "target.llamacpp", "train.gpu_memory_gib")
+
+# read by `doit size` only: they describe the model or the machine, never change an artifact, so
+# they stay out of every stage key (plan/keys.py) even where a stage reads their whole group
+SIZING_KEYS = ("model.shape", "train.gpu_memory_gib")
 
 # names users bring from LLaMA-Factory / PEFT / Unsloth -> the key here, for "did you mean"
 FAMILIAR_NAMES = {

@@ -101,6 +101,7 @@ def build_plan(composed: Composed, root: Path, digests: DigestCache | None = Non
         if spec.enabled_by and not OmegaConf.select(cfg, spec.enabled_by):
             continue  # e.g. eval.enabled=false
         upstream = {name: nodes[name].key for name in spec.upstream}
+        upstream.update({name: nodes[name].key for name in spec.optional_upstream if name in nodes})
         if spec.quant_ladder:
             for quant_type in ladder_types(cfg):
                 slot = f"quantize@{quant_type}"

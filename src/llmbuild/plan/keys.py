@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ..adapters.gguf_split import shards_of
+from ..config.schema import SIZING_KEYS
 from ..config.validate import chat_family
 from ..errors import ConfigError
 from ..store import DigestCache
@@ -37,8 +38,16 @@ def config_slice(cfg: DictConfig, reads: tuple[str, ...], plain: dict[str, Any] 
         value: Any = plain
         for part in key.split("."):
             value = value.get(part) if isinstance(value, dict) else None
-        out[key] = value
+        out[key] = _without_sizing_keys(key, value)
     return out
+
+
+def _without_sizing_keys(key: str, value: Any) -> Any:
+    """A group read whole, less the keys only `doit size` reads (schema.SIZING_KEYS)."""
+    hidden = {k.split(".", 1)[1] for k in SIZING_KEYS if k.startswith(f"{key}.")}
+    if not hidden or not isinstance(value, dict):
+        return value
+    return {k: v for k, v in value.items() if k not in hidden}
 
 
 @lru_cache(maxsize=None)

@@ -22,6 +22,7 @@ class StageSpec:
     target: str | None = None               # a deploy target: the stage exists only when target.<name> is set
     enabled_by: str | None = None           # a boolean config key: the stage exists only when it is true
     quant_ladder: bool = False              # also depends on a quantize node per type in eval.quants
+    optional_upstream: tuple[str, ...] = ()  # upstream stages used when they exist in the plan
 
 
 STAGES: dict[str, StageSpec] = {s.name: s for s in (
@@ -76,11 +77,19 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         enabled_by="quant.split_max_size",
     ),
     StageSpec(
+        "lora_gguf", "Convert the adapter to a LoRA GGUF and the base model to a GGUF, for Ollama's FROM + ADAPTER",
+        reads=("quant.type", "quant.convert_type", "model.name"),
+        upstream=("base", "train"),
+        tools=("llama_cpp_python", "torch", "transformers", "numpy", "sentencepiece"),
+        enabled_by="target.ollama.adapter",
+    ),
+    StageSpec(
         "render", "Render the Ollama Modelfile (TEMPLATE, SYSTEM, PARAMETERs) beside the quantized GGUF",
         reads=("chat_format", "prompt.system", "prompt.temperature", "prompt.top_p", "prompt.top_k",
                "prompt.repeat_penalty", "prompt.num_ctx", "prompt.num_predict", "prompt.stop", "target.ollama",
                "model.license", "model.name"),
         upstream=("quantize",),
+        optional_upstream=("lora_gguf",),
         tools=("jinja2",),
         templates=("ollama/{family}.gotmpl", "Modelfile.j2"),
         version="4",  # 2: stop at EOS and EOT as llama.cpp resolves them; 3: quoting Ollama reads back; 4: Go parity

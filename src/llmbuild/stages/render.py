@@ -14,15 +14,21 @@ from ..errors import StageError
 from ..files import link_or_copy
 from ..gguf_meta import read_metadata
 from ..naming import gguf_file
+from . import lora_gguf
 from .context import StageContext
 
 
 def run(ctx: StageContext) -> None:
     cfg = ctx.cfg
     family = FAMILIES[chat_family(cfg)]
-    gguf = ctx.inputs["quantize"] / gguf_file(cfg.model.name, cfg.quant.type)
+    merged = ctx.inputs["quantize"] / gguf_file(cfg.model.name, cfg.quant.type)
+    meta = read_metadata(merged)  # the trained chat template and end tokens, whichever file Ollama loads
+    gguf, adapter = merged, None
+    if "lora_gguf" in ctx.inputs:  # target.ollama.adapter: FROM the base, ADAPTER the LoRA
+        gguf = ctx.inputs["lora_gguf"] / lora_gguf.base_file(cfg)
+        adapter = ctx.inputs["lora_gguf"] / lora_gguf.adapter_file(cfg)
+        link_or_copy(adapter, ctx.out / adapter.name)
     link_or_copy(gguf, ctx.out / gguf.name)
-    meta = read_metadata(gguf)
     end_tokens = list(meta.end_tokens)
     stop = list(dict.fromkeys([*family.stop, *end_tokens, *cfg.prompt.stop]))
     prompt = cfg.prompt
@@ -30,6 +36,7 @@ def run(ctx: StageContext) -> None:
     name = (ollama.model_name if ollama else None) or "<name>"  # the artifact is shared: it names no variant
     spec = modelfile.Modelfile(
         gguf_file=gguf.name,
+        adapter=adapter.name if adapter else None,
         template=ollama_template(ctx.root, family.name, eos_token=end_tokens[0] if end_tokens else ""),
         header=[f"Ollama Modelfile: {cfg.model.name} fine-tuned by llmbuild (render key {ctx.key}).",
                 f"  ollama create {name} -f Modelfile",

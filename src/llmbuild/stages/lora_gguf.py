@@ -1,0 +1,41 @@
+"""lora_gguf: for `target.ollama.adapter`, the two files of an un-merged deployment: the LoRA
+adapter as a GGUF (llama.cpp's convert_lora_to_gguf.py) and the base model as a GGUF at quant.type
+(convert_hf_to_gguf.py, then the quantizer). The Modelfile then says FROM the base and ADAPTER the
+LoRA, so one base can carry several adapters. Checked here: llama.cpp loads the base with the
+adapter applied."""
+
+from __future__ import annotations
+
+from ..adapters import llama_cpp
+from ..errors import StageError
+from ..naming import gguf_file
+from .context import StageContext
+
+BASE_NAME = "base"   # file name part that tells the base GGUF from the merged one
+
+
+def base_file(cfg) -> str:
+    return gguf_file(f"{cfg.model.name}-{BASE_NAME}", cfg.quant.type)
+
+
+def adapter_file(cfg) -> str:
+    return gguf_file(f"{cfg.model.name}-LoRA", "f16")
+
+
+def run(ctx: StageContext) -> None:
+    cfg = ctx.cfg
+    adapter = ctx.out / adapter_file(cfg)
+    llama_cpp.convert_lora(ctx.inputs["train"] / "adapter", ctx.inputs["base"], adapter, ctx.out / "convert_lora.log")
+    converted = ctx.out / gguf_file(f"{cfg.model.name}-{BASE_NAME}", cfg.quant.convert_type)
+    llama_cpp.convert(ctx.inputs["base"], converted, cfg.quant.convert_type, ctx.out / "convert_base.log")
+    base = ctx.out / base_file(cfg)
+    if base != converted:
+        llama_cpp.quantize(converted, base, cfg.quant.type, cfg.quant.nthread)
+        converted.unlink()
+    try:
+        llm = llama_cpp.load_with_adapter(base, adapter)
+    except Exception as err:  # llama.cpp reports a mismatched adapter as a plain failure
+        raise StageError(f"llama.cpp cannot apply {adapter.name} to {base.name}: {err}") from None
+    llm.close()
+    ctx.say(f"{adapter.name} ({adapter.stat().st_size / 2**20:.1f} MiB) applies to {base.name} "
+            f"({base.stat().st_size / 2**20:.1f} MiB) in llama.cpp")
