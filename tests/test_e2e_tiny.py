@@ -26,8 +26,8 @@ def workspace(tmp_path_factory):
     return top, model
 
 
-def doit_build(top: Path, model: Path, *extra: str) -> tuple[list[str], str]:
-    argv = [sys.executable, "-m", "doit", "build", "--db-file", str(top / "doit.db"),
+def doit_build(top: Path, model: Path, *extra: str, command: str = "build") -> tuple[list[str], str]:
+    argv = [sys.executable, "-m", "doit", command, "--db-file", str(top / "doit.db"),
             f"store={top / 'store'}", "model=local", f"model.path={model}", "model.name=Tiny-Llama",
             "model.chat_format=chatml", "dataset.max_samples=8", "train.max_steps=2", "train.logging_steps=1",
             "train.per_device_train_batch_size=2", "smoke.max_tokens=8", "eval.enabled=false", *extra]
@@ -99,10 +99,12 @@ def test_training_yaml_runs_by_hand_unchanged(workspace):
     assert (train_dir / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns != before
 
 
-def run_doit(top: Path, model: Path, command: str, *extra: str, db: str = "doit.db", wait: bool = True):
+def run_doit(top: Path, model: Path, command: str, *extra: str, db: str = "doit.db", wait: bool = True,
+             extra_after: tuple[str, ...] = ()):
     argv = [sys.executable, "-m", "doit", command, *extra, "--db-file", str(top / db),
             "model=local", f"model.path={model}", "model.name=Tiny-Llama", "model.chat_format=chatml",
-            "dataset.max_samples=8", "train.max_steps=2", "train.per_device_train_batch_size=2", "smoke.max_tokens=8"]
+            "dataset.max_samples=8", "train.max_steps=2", "train.per_device_train_batch_size=2", "smoke.max_tokens=8",
+            "eval.enabled=false", *extra_after]
     if not wait:
         return subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
@@ -110,8 +112,9 @@ def run_doit(top: Path, model: Path, command: str, *extra: str, db: str = "doit.
 
 def test_parallel_sweep_shares_stages_and_trains_one_at_a_time(workspace):
     top, model = workspace
+    cheap_eval = ("eval.enabled=true", "eval.quants=[]", "eval.base=false", "eval.max_new_tokens=4")
     result = run_doit(top, model, "sweep", "-n", "2", f"store={top / 'sweep'}", "lora.r=2,4", "quant=q4_k_m,q8_0",
-                      db="sweep.db")
+                      db="sweep.db", extra_after=cheap_eval)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     # counted in the fresh store: with -n 2, doit's per-task lines can interleave in stdout
     store = top / "sweep"
@@ -119,7 +122,7 @@ def test_parallel_sweep_shares_stages_and_trains_one_at_a_time(workspace):
               if stage.is_dir() and any(stage.glob("*/manifest.json"))}
     counts["package"] = len(list((store / "out").iterdir()))
     assert counts == {"base": 1, "data": 1, "train": 2, "merge": 2, "convert": 2, "parity": 2, "quantize": 4, "render": 4,
-                      "smoke": 4, "package": 4}
+                      "smoke": 4, "eval": 4, "report": 4, "package": 4}
     spans = []
     for manifest in (top / "sweep" / "train").glob("*/manifest.json"):
         data = json.loads(manifest.read_text())
@@ -131,6 +134,9 @@ def test_parallel_sweep_shares_stages_and_trains_one_at_a_time(workspace):
     (folder,) = list(summary.iterdir())
     table = (folder / "summary.md").read_text()
     assert table.count("| demo_") == 4 and "final_train_loss" in table and (folder / "summary.csv").is_file()
+    report = (folder / "report.md").read_text()
+    assert "# Sweep: lora.r, quant" in report and report.count("| demo_") == 4, report
+    assert "data:image/png;base64," in (folder / "report.html").read_text()
 
 
 def test_two_doit_processes_share_one_store_safely(workspace):
@@ -266,6 +272,11 @@ def test_eval_and_report_on_a_tool_calling_dataset(workspace):
 
     ran, _ = doit_build(top, model, *setup, "eval.max_new_tokens=6")
     assert ran == ["eval", "report", "package"], "an eval setting re-runs eval (and its report) only"
+
+    ran, out = doit_build(top, model, *setup, "eval.max_new_tokens=6,12", command="report")
+    assert set(ran) == {"package"} and out.count("report/report.html") == 2 and "sweep report:" in out  # links only
+    sweep = Path(re.search(r"sweep report: (\S+)", out)[1])
+    assert "eval.max_new_tokens" in (sweep.parent / "report.md").read_text()
 
 
 def test_split_gguf_as_base_input_and_as_output(workspace):

@@ -40,10 +40,10 @@ def changed(plan_a, plan_b) -> set[str]:
     ("dataset.holdout=0.2", {"data"} | DOWNSTREAM_OF_TRAIN),
     ("eval.enabled=false", {"eval", "report"}),
     ("quant.nthread=1", set()),
-    ("store=elsewhere", set()),
+    ("store={tmp}/elsewhere", set()),
 ])
-def test_one_key_change_invalidates_exactly_its_readers(plan_for, override, expected):
-    assert changed(plan_for(), plan_for(override)) == expected
+def test_one_key_change_invalidates_exactly_its_readers(plan_for, tmp_path, override, expected):
+    assert changed(plan_for(), plan_for(override.format(tmp=tmp_path))) == expected
 
 
 def test_same_config_same_keys(plan_for):
