@@ -179,6 +179,7 @@ class EvalConfig:
     max_new_tokens: int = 64            # greedy answer length per held-out prompt
     base: bool = True                   # also evaluate the base model: the "was the fine-tune worth it" baseline
     n_ctx: int = 2048                   # context for llama.cpp; longer held-out conversations are cut from the left
+    n_gpu_layers: int = 0               # GGUF layers on the GPU (-1: all) with a GPU build of llama-cpp-python
     recommend_kld: float = 0.05         # report: the smallest quant with mean KLD below this is recommended
 
 

@@ -84,7 +84,8 @@ def run_gguf(request: dict[str, Any]) -> dict[str, Any]:
     path, n_ctx, cases = request["path"], request["n_ctx"], request["cases"]
     budget = request["max_new_tokens"]
     scores, answers = Scores(), []
-    llm = Llama(model_path=path, n_ctx=n_ctx, n_batch=min(n_ctx, 512), logits_all=False, verbose=False, seed=0)
+    llm = Llama(model_path=path, n_ctx=n_ctx, n_batch=min(n_ctx, 512), logits_all=False, verbose=False, seed=0,
+                n_gpu_layers=request.get("n_gpu_layers", 0))
     stop_ids = {llm.token_eos()} | {ids[0] for s in request["stops"]
                                     if len(ids := llm.tokenize(s.encode(), add_bos=False, special=True)) == 1}
     for index, case in enumerate(cases):
@@ -108,7 +109,8 @@ def run_gguf(request: dict[str, Any]) -> dict[str, Any]:
         print(f"    {Path(path).name}: answer {index + 1}/{len(cases)}", flush=True)
     rss = peak_rss_bytes()
     del llm
-    scorer = Llama(model_path=path, n_ctx=n_ctx, n_batch=min(n_ctx, 512), logits_all=True, verbose=False, seed=0)
+    scorer = Llama(model_path=path, n_ctx=n_ctx, n_batch=min(n_ctx, 512), logits_all=True, verbose=False, seed=0,
+                   n_gpu_layers=request.get("n_gpu_layers", 0))
     save, compare = request.get("save_logprobs"), request.get("reference_logprobs")
     for index, case in enumerate(cases):
         prompt_ids = scorer.tokenize(case["prompt_text"].encode(), add_bos=False, special=True)

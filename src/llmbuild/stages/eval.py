@@ -59,7 +59,8 @@ def run(ctx: StageContext) -> None:
         reference_logprobs.mkdir()
         for model in models:
             request = {"kind": model["kind"], "path": str(model["path"]), "cases": [c.to_json() for c in cases],
-                       "stops": stops, "max_new_tokens": settings.max_new_tokens, "n_ctx": settings.n_ctx}
+                       "stops": stops, "max_new_tokens": settings.max_new_tokens, "n_ctx": settings.n_ctx,
+                       "n_gpu_layers": settings.n_gpu_layers}
             if model["kind"] == "gguf":
                 first_gguf = model["path"] == reference_gguf
                 request["save_logprobs" if first_gguf else "reference_logprobs"] = str(reference_logprobs)
