@@ -129,7 +129,9 @@ def test_unknown_revision_is_a_clear_error():
 
 def test_resolved_config_hides_secrets(tmp_path):
     (plan,) = make_plans(ROOT, ["+train.extra.hub_token=hf_abc123", f"store={tmp_path}"])
-    assert review.resolved(plan.composed)["train"]["extra"]["hub_token"] == "***"
+    resolved = review.resolved(plan.composed)
+    assert resolved["train"]["extra"]["hub_token"] == "***"
+    assert resolved["smoke"]["max_tokens"] == 96 and resolved["eval"]["max_new_tokens"] == 64  # counts, not secrets
 
 
 @pytest.mark.parametrize("lock", sorted((ROOT / "recipes").glob("*.lock.yaml")), ids=lambda p: p.name)

@@ -21,7 +21,8 @@ from .plan.graph import Plan, build_plan
 from .plan.keys import tool_version
 from .plan.stages import ORDER, STAGES
 
-SECRET = re.compile(r"(token|secret|password|passwd|api_?key|credential)", re.I)
+# a key that names a credential (hub_token, api_key, password), not a count of tokens (max_tokens)
+SECRET = re.compile(r"(^|[_.-])(token|secret(_key)?|password|passwd|api_?key|access_key|credentials?)$", re.I)
 NOT_LOCKED = ("store", "jobs")  # where and how fast to build, not what is built
 
 

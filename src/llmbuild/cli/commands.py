@@ -11,7 +11,7 @@ from doit.cmd_base import Command, DoitCmdBase
 from doit.exceptions import InvalidCommand
 from doit.cmd_run import Run
 
-from .. import explain, outputs, review, sweep_report
+from .. import explain, outputs, review, size_report, sweep_report
 from ..adapters import llama_cpp_server, llamafactory, llamafactory_preview
 from ..config.compose import compose
 from ..config.schema import LlamacppTarget
@@ -87,6 +87,25 @@ class Plan(DoitCmdBase):
 
     def _execute(self):
         print(explain.render_plan(session.plans))
+        return 0
+
+
+class Size(Command):
+    name = "size"
+    doc_purpose = "estimate parameters, LoRA size, and training and inference memory, without loading the model"
+    doc_usage = "[overrides or sweep]"
+    doc_description = ("Example: doit size model=qwen2.5-7b-instruct lora=qv   |   doit size train.gpu_memory_gib=24\n"
+                       "The shape comes from model.path (config.json or the GGUF header), the built base model, or\n"
+                       "model.shape; the dataset need not be there yet. With train.gpu_memory_gib set, a training\n"
+                       "that does not fit gets seed 000's remedies, each with its estimate.")
+
+    def execute(self, params, args):
+        root = _project_root()
+        try:  # planned like `doit plan`, but files that are not there yet do not stop it
+            plans = session.make_plans(root, overrides.current() + list(args), strict=False)
+            print("\n\n".join(size_report.render_plan(plan) for plan in plans))
+        except LlmbuildError as err:
+            raise InvalidCommand(str(err)) from None
         return 0
 
 

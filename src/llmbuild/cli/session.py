@@ -26,7 +26,8 @@ def plan_current(root: Path) -> list[Plan]:
     return plans
 
 
-def make_plans(root: Path, args: list[str], how: str = "any") -> list[Plan]:
+def make_plans(root: Path, args: list[str], how: str = "any", strict: bool = True) -> list[Plan]:
+    """Not strict: input files that are not there yet are planned as missing (`doit size`)."""
     swept, variants = expand_sweep(root, args)
     if swept and how == "build":
         raise ConfigError(f"{' '.join(swept)} is a sweep; `doit build` builds one configuration. "
@@ -40,7 +41,7 @@ def make_plans(root: Path, args: list[str], how: str = "any") -> list[Plan]:
     digests = None
     out = []
     for item in composed:
-        plan = build_plan(item, root, digests)
+        plan = build_plan(item, root, digests, strict)
         digests = plan.digests  # one digest cache for the whole sweep
         out.append(plan)
     if digests is not None:
