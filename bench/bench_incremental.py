@@ -23,14 +23,16 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from tiny_model import build_tiny_llama  # noqa: E402
 
-STAGES = ("base", "data", "train", "merge", "convert", "parity", "quantize", "render", "smoke", "package")
-AFTER_TRAIN = {"train", "merge", "convert", "parity", "quantize", "render", "smoke", "package"}
+STAGES = ("base", "data", "train", "merge", "convert", "parity", "quantize", "render", "smoke", "eval", "report",
+          "package")
+AFTER_TRAIN = {"train", "merge", "convert", "parity", "quantize", "render", "smoke", "eval", "report", "package"}
 # the stages that must run after one key changes: those reading it, and what depends on them
 MINIMAL = {
-    "quant=q8_0": {"quantize", "render", "smoke", "package"},
-    "quant.convert_type=bf16": {"convert", "parity", "quantize", "render", "smoke", "package"},
-    "prompt.temperature=0.2": {"render", "package"},
-    "smoke.max_tokens=4": {"smoke", "package"},
+    "quant=q8_0": {"quantize", "render", "smoke", "eval", "report", "package"},
+    "quant.convert_type=bf16": {"convert", "parity", "quantize", "render", "smoke", "eval", "report", "package"},
+    "prompt.temperature=0.2": {"render", "report", "package"},   # the report shows the resolved config
+    "smoke.max_tokens=4": {"smoke", "report", "package"},
+    "eval.max_new_tokens=2": {"eval", "report", "package"},
     "lora.r=4": AFTER_TRAIN,
     "train.learning_rate=5e-4": AFTER_TRAIN,
     "dataset.max_samples=6": {"data"} | AFTER_TRAIN,
@@ -41,7 +43,7 @@ def doit(command: str, store: Path, model: Path, *extra: str) -> tuple[float, li
     argv = [sys.executable, "-m", "doit", command, "--db-file", str(store / "doit.db"), f"store={store}",
             "model=local", f"model.path={model}", "model.name=Tiny", "model.chat_format=chatml",
             "dataset.max_samples=8", "train.max_steps=2", "train.per_device_train_batch_size=2",
-            "smoke.max_tokens=8", *extra]
+            "smoke.max_tokens=8", "eval.quants=[]", "eval.base=false", "eval.max_new_tokens=4", *extra]
     started = time.perf_counter()
     result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - started
