@@ -145,6 +145,7 @@ def run_hf(request: dict[str, Any]) -> dict[str, Any]:
     stop_ids = sorted({tokenizer.eos_token_id} | {tokenizer.convert_tokens_to_ids(s) for s in request["stops"]
                                                   if s in tokenizer.get_vocab()} - {None})
     n_ctx, budget = request["n_ctx"], request["max_new_tokens"]
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)  # CUDA runs asynchronously
     scores, answers = Scores(), []
     for index, case in enumerate(request["cases"]):
         prompt, _ = _cut(tokenizer.encode(case["prompt_text"], add_special_tokens=False), n_ctx - budget)
@@ -152,10 +153,12 @@ def run_hf(request: dict[str, Any]) -> dict[str, Any]:
         with torch.no_grad():
             started = time.perf_counter()
             model(inputs)
+            sync()
             prefill = time.perf_counter() - started
             started = time.perf_counter()
             generated = model.generate(inputs, attention_mask=torch.ones_like(inputs), max_new_tokens=budget,
                                        do_sample=False, eos_token_id=stop_ids, pad_token_id=stop_ids[0])
+            sync()
             seconds = time.perf_counter() - started - prefill  # generate prefills once more itself
         new = [t for t in generated[0, len(prompt):].tolist() if t not in stop_ids]
         answers.append(_strip(tokenizer.decode(new, skip_special_tokens=False), request["stops"]))
