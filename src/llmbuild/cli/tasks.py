@@ -37,7 +37,7 @@ def tasks_for(plans: list[Plan]) -> Iterator[dict]:
             yield {
                 "basename": stage,
                 "name": node.key[:8],
-                "doc": f"{STAGES[stage].doc} [{plan.variant}{slot.partition('@')[1] + slot.partition('@')[2]}]",
+                "doc": f"{STAGES[stage].doc} [{plan.variant}{'' if slot == stage else ', ' + slot}]",
                 "actions": [(run_stage, [plan, slot])],
                 "task_dep": [plan.nodes[up].task_name for up in node.payload["upstream"]],
                 "uptodate": [partial(store.is_complete, stage, node.key)],
