@@ -4,12 +4,15 @@ renders (Debian's `chromium`; README set-up installs it), and the sweep comparis
 from __future__ import annotations
 
 import copy
+import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from llmbuild.errors import StageError
 from llmbuild.report import charts, write_sweep_report, write_variant_report
 from llmbuild.report.inputs import VariantReport, load_eval
 from llmbuild.report.write import metrics_table, verdict
@@ -31,11 +34,34 @@ EVAL = {
     "shipped_quant": "q4_k_m",
     "models": [model("base", "hf", None, 500, 90.0, rouge=0.1), model("fine-tuned", "hf", None, 500, 3.0),
                model("f16", "gguf", "f16", 258, 3.0, 0.0, 1.0), model("q8_0", "gguf", "q8_0", 138, 3.01, 0.004, 0.99),
+               model("q5_k_m", "gguf", "q5_k_m", 110, 3.1, 0.03, 0.95),
                model("q4_k_m", "gguf", "q4_k_m", 100, 3.3, 0.08, 0.88)],
     "samples": [{"prompt": "Who are you?", "reference": "I'm Quill.",
                  "answers": {"base": "I am <b>Elena</b>", "fine-tuned": "I'm Quill.", "f16": "I'm Quill.",
-                             "q8_0": "I'm Quill.", "q4_k_m": "<tool_call>{\"name\": \"x\"}</tool_call>"}}],
+                             "q8_0": "I'm Quill.", "q5_k_m": "I'm Quill | a quill.",
+                             "q4_k_m": "<tool_call>{\"name\": \"x\"}</tool_call>"}}],
 }
+
+
+def tool_eval() -> dict:
+    """A tool-calling run (seed 002's dataset): tool-call scores instead of exact match and ROUGE-L."""
+    result = copy.deepcopy(EVAL)
+    for m, (parsed, name, arguments) in zip(result["models"], [(0.0, 0.0, 0.0), (1.0, 0.75, 0.5), (1.0, 0.75, 0.5),
+                                                               (1.0, 0.75, 0.5), (1.0, 0.75, 0.25), (0.75, 0.5, 0.25)]):
+        m.update(exact_match=None, rouge_l=None, tool_call={"parsed": parsed, "name": name, "arguments": arguments})
+    result["samples"] = [{"prompt": "Weather in Paris?",
+                          "reference": '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
+                          "answers": {m["name"]: '<tool_call>\n{"name": "get_weather"}\n</tool_call>'
+                                      for m in result["models"]}}]
+    return result
+
+
+def external_references(page: str) -> list[str]:
+    """Every src/href/CSS url() that is not a data: URI or an in-page #anchor, and any http(s) text."""
+    refs = re.findall(r"""(?:src|href|srcset|action|poster)\s*=\s*["']?([^"'\s>]*)""", page, re.I)
+    refs += re.findall(r"""url\(\s*["']?([^"')]*)""", page, re.I) + re.findall(r"@import[^;]*", page, re.I)
+    refs = [r for r in refs if not r.startswith(("data:", "#"))]
+    return refs + re.findall(r"(?:https?:)?//[\w.-]+\.\w+", page)
 
 
 def report(eval_result=EVAL, **changes) -> VariantReport:
@@ -51,11 +77,20 @@ def report(eval_result=EVAL, **changes) -> VariantReport:
 def test_verdict_says_whether_the_fine_tune_helped_and_which_quant_to_ship():
     lines = verdict(EVAL)
     assert lines[0].startswith("Fine-tuning lowered held-out perplexity from 90.00 to 3.00 (-97%)")
-    assert "Recommended quant: q8_0" in lines[1] and "below 0.05" in lines[1]
+    assert "Recommended quant: q5_k_m (110.0 MiB)" in lines[1] and "below 0.05 vs f16" in lines[1]
     assert "shipped q4_k_m has mean KLD 0.0800, above 0.05" in lines[2]
     worse = copy.deepcopy(EVAL)
     worse["models"][1]["perplexity"] = 120.0
     assert "RAISED" in verdict(worse)[0]
+    unmeasured = copy.deepcopy(EVAL)  # top-1 not measured (e.g. no answer tokens): no crash, "—"
+    for m in unmeasured["models"]:
+        m["top1"] = None
+    lines = verdict(unmeasured)
+    assert "top-1 agreement —" in lines[1] and lines[2].endswith("has mean KLD 0.0800, above 0.05.")
+    strict = copy.deepcopy(EVAL)
+    strict["settings"]["recommend_kld"] = 0.0
+    assert "No GGUF has mean KLD below 0.0 vs f16" in verdict(strict)[1]
+    assert "did not run" in verdict(None)[0]
 
 
 def test_metrics_table_shows_missing_values_and_drops_columns_nobody_has():
@@ -83,25 +118,69 @@ def test_the_html_is_self_contained_and_escapes_answers(tmp_path):
     page = html.read_text()
     assert page.count("data:image/png;base64,") == 2 and 'id="metrics"' in page and 'id="stages"' in page
     assert "http://" not in page and "https://" not in page and "<script" not in page
-    assert "&lt;tool_call&gt;" in page and "<b>Elena</b>" not in page
+    assert external_references(page) == []
+    assert "&lt;tool_call&gt;" in page and "<b>Elena</b>" not in page and "<tool_call>" not in page
+    assert "<details>" in page and "model:\n  name: Tiny" in page
+    assert "tool call parsed" not in page and "<th>ROUGE-L</th>" in page
     text = md.read_text()
+    assert text.startswith("# Tiny, LoRA r=8\n")
     assert "![training loss](loss.png)" in text and (tmp_path / "loss.png").is_file() and (tmp_path / "ladder.png").is_file()
-    assert "| q4_k_m (shipped) |" in text and "Recommended quant: q8_0" in text
+    assert "| q4_k_m (shipped) |" in text and "Recommended quant: q5_k_m" in text
+    # Markdown renderers would take <tool_call> for a tag and hide it; a | would end the cell
+    assert "| q4_k_m | &lt;tool_call&gt;{\"name\": \"x\"}&lt;/tool_call&gt; |" in text
+    assert "| base | I am &lt;b&gt;Elena&lt;/b&gt; |" in text and "| q5_k_m | I'm Quill \\| a quill. |" in text
+
+
+def test_a_tool_calling_run_shows_tool_call_scores(tmp_path):
+    md, html = write_variant_report(tmp_path, report(tool_eval()), ROOT)
+    page = html.read_text()
+    assert "<th>tool call parsed</th><th>right name</th><th>right args</th>" in page and "<th>ROUGE-L</th>" not in page
+    assert "<td>q4_k_m (shipped)</td>" in page and "<td class=\"num\">25.0%</td>" in page
+    assert "&lt;tool_call&gt;" in page and "<tool_call>" not in page and external_references(page) == []
+    assert "| right args |" in md.read_text() and "<tool_call>" not in md.read_text()
+
+
+def test_a_build_without_eval_still_reports_training_and_stages(tmp_path):
+    md, html = write_variant_report(tmp_path, report(None), ROOT)
+    page = html.read_text()
+    assert "Evaluation did not run" in page and 'id="metrics"' not in page and 'id="stages"' in page
+    assert page.count("data:image/png;base64,") == 1 and not (tmp_path / "ladder.png").exists()
+    assert "## Training loss" in md.read_text() and "## Metrics" not in md.read_text()
 
 
 def test_bad_eval_results_are_a_clear_error(tmp_path):
-    (tmp_path / "eval.json").write_text('{"models": []}')
-    with pytest.raises(Exception, match="eval results without holdout"):
-        load_eval(tmp_path / "eval.json")
+    path = tmp_path / "eval.json"
+    path.write_text('{"models": []}')
+    with pytest.raises(StageError, match="eval results without holdout"):
+        load_eval(path)
+    stale = copy.deepcopy(EVAL)
+    del stale["settings"]["kld_reference"], stale["models"][2]["top1"], stale["samples"][0]["reference"]
+    path.write_text(json.dumps(stale))
+    with pytest.raises(StageError, match=r"without settings.kld_reference, models\[2\].top1, samples\[0\].reference; "
+                                         r"rebuild the eval stage"):
+        load_eval(path)
+    path.write_text("[]")
+    with pytest.raises(StageError, match="a JSON list, not an object"):
+        load_eval(path)
+    path.write_text(json.dumps(EVAL))
+    assert load_eval(path) == EVAL
 
 
 def test_sweep_report_compares_variants(tmp_path):
     other = copy.deepcopy(EVAL)
     other["models"][-1]["perplexity"] = 2.9
-    md, html = write_sweep_report(tmp_path, [report(variant="demo_lora.r-8"), report(other, variant="demo_lora.r-16")],
-                                  ["lora.r"], ROOT)
-    assert "| demo_lora.r-16 | 3.00 | 2.90 |" in md.read_text()
-    assert "data:image/png;base64," in html.read_text() and 'id="variants"' in html.read_text()
+    variants = [report(variant="demo_lora.r-8_quant-q4_k_m", config_yaml="lora:\n  r: 8\n", swept={"quant": "q4_k_m"}),
+                report(other, variant="demo_lora.r-16_quant-q8_0", config_yaml="lora:\n  r: 16\n", swept={"quant": "q8_0"}),
+                report(None, variant="demo_lora.r-32_quant-q8_0", config_yaml="lora:\n  r: 32\n")]
+    md, html = write_sweep_report(tmp_path, variants, ["lora.r", "quant"], ROOT)
+    text = md.read_text()
+    assert "| variant | lora.r | quant | fine-tuned ppl | shipped ppl |" in text
+    # swept values: from the overrides when given, else from the resolved config; no eval, no numbers
+    assert "| demo_lora.r-16_quant-q8_0 | 16 | q8_0 | 3.00 | 2.90 |" in text
+    assert "| demo_lora.r-32_quant-q8_0 | 32 | — | — | — |" in text
+    page = html.read_text()
+    assert "data:image/png;base64," in page and 'id="variants"' in page and external_references(page) == []
+    assert charts.sweep_perplexity(["a", "b"], [3.3, 2.9]).startswith(b"\x89PNG")
 
 
 def test_headless_chromium_renders_the_report(tmp_path):
@@ -109,10 +188,10 @@ def test_headless_chromium_renders_the_report(tmp_path):
     assert chromium, "Chromium is missing: apt-get install chromium (README.md, Set up)"
     _, html = write_variant_report(tmp_path, report(), ROOT)
     shot = tmp_path / "shot.png"
-    subprocess.run([chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,1600",
-                    html.as_uri()], capture_output=True, timeout=120, check=False)
-    assert shot.is_file(), "chromium wrote no screenshot"
+    run = subprocess.run([chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                          f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,1600",
+                          html.as_uri()], capture_output=True, text=True, timeout=120, check=False)
+    assert shot.is_file(), f"chromium wrote no screenshot (exit {run.returncode}): {run.stderr[-2000:]}"
     from PIL import Image
 
     image = Image.open(shot).convert("RGB")

@@ -7,6 +7,7 @@ import csv
 import hashlib
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from .adapters import llamafactory
@@ -88,12 +89,12 @@ def write_reports(plans: list[Plan], args: list[str]) -> Path:
     from .report import write_sweep_report
     from .stages.report import variant_report
 
-    reports = []
-    for plan in plans:
+    reports, swept = [], swept_values(plans)
+    for plan, values in zip(plans, swept, strict=True):
         upstream = plan.nodes["report"].payload["upstream"]
         artifacts = {slot: plan.store / plan.nodes[slot].stage / key for slot, key in upstream.items()}
-        reports.append(variant_report(plan.composed.cfg, artifacts, title=plan.variant))
+        reports.append(replace(variant_report(plan.composed.cfg, artifacts, title=plan.variant), swept=values))
     folder = plan.store / "sweeps" / sweep_name(args)
     folder.mkdir(parents=True, exist_ok=True)
-    write_sweep_report(folder, reports, list(swept_values(plans)[0]), plans[0].root)
+    write_sweep_report(folder, reports, list(swept[0]), plans[0].root)
     return folder

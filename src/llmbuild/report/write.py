@@ -7,6 +7,8 @@ import base64
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ..templating import render_file
 from . import charts
 from .inputs import VariantReport
@@ -48,8 +50,19 @@ def metrics_table(eval_result: dict[str, Any]) -> tuple[list[str], list[list[str
     return ["model"] + [c[0] for c in columns], rows
 
 
-def verdict(eval_result: dict[str, Any]) -> list[str]:
+# The fallback when eval.json predates settings.recommend_kld (eval.recommend_kld sets it). On
+# Llama-3-8B, llama.cpp's own KLD table (tools/perplexity/README.md) has every K-quant from Q4_K_S
+# up below 0.05 (Q4_K_M 0.031, Q5_K_M 0.011, Q6_K 0.005, Q8_0 0.001) and the legacy 4-bit and all
+# 3-bit and smaller types above it (Q4_0 0.072, Q3_K_M 0.10, Q2_K 0.45): 0.05 passes the quants
+# commonly shipped as "close to f16" and rejects those whose answers visibly change. Small models
+# quantize worse, so their ladder may recommend nothing below 8 bits; that is the point of measuring.
+RECOMMEND_KLD = 0.05
+
+
+def verdict(eval_result: dict[str, Any] | None) -> list[str]:
     """Plain sentences: was the fine-tune worth it, and which quant to ship."""
+    if eval_result is None:
+        return ["Evaluation did not run (eval.enabled=false): no held-out metrics, no quant recommendation."]
     by_name = {m["name"]: m for m in eval_result["models"]}
     lines = []
     base, tuned = by_name.get("base"), by_name.get("fine-tuned")
@@ -60,18 +73,22 @@ def verdict(eval_result: dict[str, Any]) -> list[str]:
                      f"{tuned['perplexity']:.2f} ({change:+.0%}) on {eval_result['holdout']['rows']} held-out rows.")
     elif tuned and tuned["perplexity"]:
         lines.append(f"Fine-tuned held-out perplexity {tuned['perplexity']:.2f} (the base model was not evaluated).")
-    threshold = eval_result["settings"].get("recommend_kld", 0.05)
+    threshold = eval_result["settings"].get("recommend_kld", RECOMMEND_KLD)
+    reference = eval_result["settings"]["kld_reference"]
     ggufs = [m for m in eval_result["models"] if m["kind"] == "gguf" and m["kld"] is not None]
-    good = sorted((m for m in ggufs if m["kld"] < threshold), key=lambda m: m["file_size"])
+    good = sorted((m for m in ggufs if m["kld"] < threshold), key=lambda m: m["file_size"] or 0)
     shipped = by_name.get(eval_result["shipped_quant"])
     if good:
         pick = good[0]
-        lines.append(f"Recommended quant: {pick['name']} ({pick['file_size'] / 2**20:.1f} MiB), the smallest with "
-                     f"mean KLD below {threshold} vs {eval_result['settings']['kld_reference']} "
-                     f"(KLD {pick['kld']:.4f}, top-1 agreement {pick['top1']:.1%}).")
+        lines.append(f"Recommended quant: {pick['name']} ({_show(pick['file_size'], 'mib')} MiB), the smallest with "
+                     f"mean KLD below {threshold} vs {reference} "
+                     f"(KLD {pick['kld']:.4f}, top-1 agreement {_show(pick['top1'], 'pct')}).")
+    elif ggufs:
+        lines.append(f"No GGUF has mean KLD below {threshold} vs {reference}: no quant is recommended.")
     if shipped and shipped["kld"] is not None and shipped["kld"] >= threshold:
-        lines.append(f"The shipped {shipped['name']} has mean KLD {shipped['kld']:.4f}, above {threshold}: it "
-                     f"changes the top token on {1 - shipped['top1']:.1%} of positions.")
+        changed = (f": it changes the top token on {1 - shipped['top1']:.1%} of positions"
+                   if shipped["top1"] is not None else "")
+        lines.append(f"The shipped {shipped['name']} has mean KLD {shipped['kld']:.4f}, above {threshold}{changed}.")
     return lines
 
 
@@ -79,7 +96,9 @@ def _data_uri(png: bytes | None) -> str | None:
     return "data:image/png;base64," + base64.b64encode(png).decode() if png else None
 
 
-def _samples(eval_result: dict[str, Any]) -> list[dict[str, Any]]:
+def _samples(eval_result: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if eval_result is None:
+        return []
     return [{"prompt": s["prompt"], "rows": [("reference", s["reference"]), *s["answers"].items()]}
             for s in eval_result["samples"]]
 
@@ -87,11 +106,12 @@ def _samples(eval_result: dict[str, Any]) -> list[dict[str, Any]]:
 def write_variant_report(out_dir: Path, report: VariantReport, root: Path) -> tuple[Path, Path]:
     """`root` is the project root, whose templates/report/ lays the files out."""
     out_dir = Path(out_dir)
-    images = {"loss": charts.loss_curve(report.train_losses), "ladder": charts.quant_ladder(report.eval)}
+    images = {"loss": charts.loss_curve(report.train_losses),
+              "ladder": charts.quant_ladder(report.eval) if report.eval else None}
     for name, png in images.items():
         if png:
             (out_dir / f"{name}.png").write_bytes(png)
-    header, rows = metrics_table(report.eval)
+    header, rows = metrics_table(report.eval) if report.eval else ([], [])
     values = {
         "title": report.variant, "verdict": verdict(report.eval), "header": header, "rows": rows,
         "eval": report.eval, "samples": _samples(report.eval), "stages": report.stages,
@@ -108,22 +128,34 @@ def write_variant_report(out_dir: Path, report: VariantReport, root: Path) -> tu
     return md, html
 
 
+def _swept_value(report: VariantReport, key: str) -> str:
+    """The override value that named this variant; else the key's scalar value in its resolved config."""
+    if key in report.swept:
+        return str(report.swept[key])
+    value: Any = yaml.safe_load(report.config_yaml) or {}
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return "—" if value is None or isinstance(value, (dict, list)) else str(value)
+
+
 def write_sweep_report(out_dir: Path, reports: list[VariantReport], swept_keys: list[str],
                        root: Path) -> tuple[Path, Path]:
-    """One row per variant: its name, then the shipped quant's and the fine-tuned model's numbers."""
+    """One row per variant: its name and swept values, then the shipped quant's and the fine-tuned
+    model's numbers ("—" for a variant built without eval)."""
     out_dir = Path(out_dir)
     rows, perplexities = [], []
     for report in reports:
-        by_name = {m["name"]: m for m in report.eval["models"]}
-        shipped = by_name.get(report.eval["shipped_quant"], {})
+        by_name = {m["name"]: m for m in report.eval["models"]} if report.eval else {}
+        shipped = by_name.get(report.eval["shipped_quant"], {}) if report.eval else {}
         tuned = by_name.get("fine-tuned", {})
         perplexities.append(shipped.get("perplexity"))
-        rows.append([report.variant, _show(tuned.get("perplexity"), "{:.2f}"), _show(shipped.get("perplexity"), "{:.2f}"),
+        rows.append([report.variant, *(_swept_value(report, key) for key in swept_keys),
+                     _show(tuned.get("perplexity"), "{:.2f}"), _show(shipped.get("perplexity"), "{:.2f}"),
                      _show(shipped.get("kld"), "{:.4f}"), _show(shipped.get("rouge_l"), "{:.2f}"),
                      _show(shipped.get("exact_match"), "pct"), _show(_value(shipped, ("tool_call", "arguments")), "pct"),
                      _show(shipped.get("file_size"), "mib"),
                      _show(report.train_losses[-1][1] if report.train_losses else None, "{:.4f}")])
-    header = ["variant", "fine-tuned ppl", "shipped ppl", "shipped KLD", "ROUGE-L", "exact", "tool args",
+    header = ["variant", *swept_keys, "fine-tuned ppl", "shipped ppl", "shipped KLD", "ROUGE-L", "exact", "tool args",
               "size MiB", "final train loss"]
     png = charts.sweep_perplexity([r.variant for r in reports], perplexities)
     if png:
