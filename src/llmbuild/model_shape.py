@@ -1,21 +1,18 @@
 """Where `doit size` finds the model's shape, first that exists:
 
 1. model.path is an HF folder: its config.json;
-2. model.path is a .gguf file (or the first of a split one): the GGUF header, metadata and tensor list;
-3. the built base model in the store (build/base/<key>/config.json);
+2. the built base model in the store (build/base/<key>/config.json);
+3. model.path is a .gguf file (or the first of a split one): its metadata and tensor list (gguf-py);
 4. the `model.shape` block of the model config (the big hub models carry their published shape);
 
 otherwise a ConfigError naming model.path. Nothing here loads weights or imports torch,
-transformers or llama.cpp: the GGUF header is read directly (gguf-py's GGUFReader builds an object
-per token, about 5 s for a 49k vocabulary; skipping the token arrays takes milliseconds).
+transformers or llama.cpp.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import mmap
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,10 +41,10 @@ def find_shape(model: DictConfig, root: Path, base_dir: Path | None) -> ShapeSou
     path = resolve_model_path(model.path, root) if model.path else None
     if path is not None and (path / "config.json").is_file():
         return ShapeSource(from_hf_config(path / "config.json"), f"{path / 'config.json'}")
-    if path is not None and path.is_file() and path.suffix == ".gguf":
-        return from_gguf(path)
     if base_dir is not None and (base_dir / "config.json").is_file():
         return ShapeSource(from_hf_config(base_dir / "config.json"), f"{base_dir / 'config.json'} (built base model)")
+    if path is not None and path.is_file() and path.suffix == ".gguf":
+        return from_gguf(path)
     if model.get("shape") is not None:
         return ShapeSource(from_config(model.shape), "model.shape in the model config")
     if not model.path:
@@ -133,74 +130,18 @@ def from_gguf(path: Path) -> ShapeSource:
 
 
 # -- GGUF header ---------------------------------------------------------------------------------
-# The layout (gguf-py's constants.py, llama.cpp's gguf.cpp): "GGUF", version u32, tensor count u64,
-# key-value count u64, the key-value pairs, then per tensor: name, n_dims u32, dims u64 each, type
-# u32, offset u64. Little-endian; strings are a u64 length and UTF-8 bytes.
-
-_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-_STRING, _ARRAY = 8, 9
-
 
 def read_gguf_header(path: Path) -> tuple[dict[str, Any], dict[str, tuple[int, ...]]]:
-    """The scalar metadata (arrays such as the vocabulary are skipped) and every tensor's dims."""
+    """The scalar metadata (arrays such as the vocabulary are left out) and every tensor's dims, in
+    GGUF order (innermost first), as gguf-py reads them. gguf-py builds an object per token, about
+    5 s for a 49k vocabulary; `find_shape` reads a built base model's config.json first."""
+    from gguf import GGUFReader, GGUFValueType
+
     try:
-        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return _parse(data, path)
+        reader = GGUFReader(str(path))
     except (OSError, ValueError) as err:
-        raise ConfigError(f"{path}: cannot read its GGUF header ({err})") from None
-    except struct.error:
-        raise ConfigError(f"{path}: the GGUF header is truncated") from None
-
-
-def _parse(data: mmap.mmap, path: Path) -> tuple[dict[str, Any], dict[str, tuple[int, ...]]]:
-    if data[:4] != b"GGUF":
-        raise ConfigError(f"{path}: not a GGUF file (it does not start with 'GGUF')")
-    version, n_tensors, n_kv = struct.unpack_from("<IQQ", data, 4)
-    if version not in (2, 3):
-        raise ConfigError(f"{path}: GGUF version {version} (big-endian or too old); llama.cpp writes version 3")
-    pos = 24
-
-    def string() -> str:
-        nonlocal pos
-        (length,) = struct.unpack_from("<Q", data, pos)
-        text = data[pos + 8:pos + 8 + length].decode("utf-8", "replace")
-        pos += 8 + length
-        return text
-
-    def skip(kind: int) -> None:
-        nonlocal pos
-        if kind == _STRING:
-            (length,) = struct.unpack_from("<Q", data, pos)
-            pos += 8 + length
-        elif kind == _ARRAY:
-            inner, count = struct.unpack_from("<IQ", data, pos)
-            pos += 12
-            if inner in _SCALARS:
-                pos += count * struct.calcsize(_SCALARS[inner])
-            else:
-                for _ in range(count):
-                    skip(inner)
-        else:
-            pos += struct.calcsize(_SCALARS[kind])
-
-    metadata: dict[str, Any] = {}
-    for _ in range(n_kv):
-        key = string()
-        (kind,) = struct.unpack_from("<I", data, pos)
-        pos += 4
-        if kind == _STRING:
-            metadata[key] = string()
-        elif kind in _SCALARS:
-            (metadata[key],) = struct.unpack_from(_SCALARS[kind], data, pos)
-            pos += struct.calcsize(_SCALARS[kind])
-        elif kind == _ARRAY:
-            skip(kind)
-        else:
-            raise ConfigError(f"{path}: unknown GGUF value type {kind} for key {key!r}")
-    tensors: dict[str, tuple[int, ...]] = {}
-    for _ in range(n_tensors):
-        name = string()
-        (n_dims,) = struct.unpack_from("<I", data, pos)
-        tensors[name] = struct.unpack_from(f"<{n_dims}Q", data, pos + 4)
-        pos += 4 + 8 * n_dims + 4 + 8
+        raise ConfigError(f"{path}: cannot read it as a GGUF file ({err})") from None
+    metadata = {name: field.contents() for name, field in reader.fields.items()
+                if field.types and field.types[0] != GGUFValueType.ARRAY}
+    tensors = {tensor.name: tuple(int(d) for d in tensor.shape) for tensor in reader.tensors}
     return metadata, tensors
