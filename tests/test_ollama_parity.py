@@ -23,12 +23,7 @@ def check(root: Path, family: str, fewshot=(), system=SYSTEM, stops=None):
     reference = parity.gguf_prompt(hf_chat_template(root, family, system), "", EOS)
     template = ollama_template(root, family, eos_token=EOS)
     fewshot = [dict(m) for m in fewshot]
-
-    def render_ollama(requests):
-        requests = [{"messages": [go_template.ollama_message(m) for m in r["messages"]], "tools": r["tools"]}
-                    for r in requests]
-        return go_template.render(template, system, fewshot, requests)
-
+    render_ollama = go_template.request_renderer(template, system, fewshot)
     stops = stops if stops is not None else list(dict.fromkeys([*FAMILIES[family].stop, EOS]))
     return parity.ollama_checks(parity.suite(FAMILIES[family].tools), reference, render_ollama, fewshot, stops)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .plan.graph import Plan
+from .plan.graph import Plan, stage_of
 from .store import MANIFEST, Store, read_manifest
 
 
@@ -120,7 +120,7 @@ def render_plan(plans: list[Plan]) -> str:
         return "\n".join(lines)
     per_stage: dict[str, int] = {}
     for status in to_run.values():
-        stage = status.stage.partition("@")[0]  # a quant of the eval ladder is a quantize task
+        stage = stage_of(status.stage)
         per_stage[stage] = per_stage.get(stage, 0) + 1
     known = [s.estimate_seconds for s in to_run.values() if s.estimate_seconds is not None]
     unknown = len(to_run) - len(known)

@@ -7,8 +7,10 @@ reader that every consumer of the file (llama.cpp, Ollama) uses.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from .errors import ToolError
 
@@ -23,7 +25,30 @@ class GgufMetadata:
         return self.values.get(key)
 
 
-def read_metadata(path: Path) -> GgufMetadata:
+class GgufVocab:
+    """A GGUF loaded by llama.cpp without weights: its metadata and its tokenizer."""
+
+    def __init__(self, llm):
+        self._llm = llm
+
+    def metadata(self) -> GgufMetadata:
+        import llama_cpp
+
+        vocab = llama_cpp.llama_model_get_vocab(self._llm._model.model)
+
+        def text(token: int) -> str:
+            return llama_cpp.llama_vocab_get_text(vocab, token).decode("utf-8", "replace") if token >= 0 else ""
+
+        ends = [text(i) for i in (llama_cpp.llama_vocab_eos(vocab), llama_cpp.llama_vocab_eot(vocab)) if i >= 0]
+        return GgufMetadata(dict(self._llm.metadata), tuple(dict.fromkeys(ends)), text(llama_cpp.llama_vocab_bos(vocab)))
+
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        """llama.cpp's token ids for each text (special tokens parsed, no BOS added)."""
+        return [self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True) for text in texts]
+
+
+@contextmanager
+def open_vocab(path: Path) -> Iterator[GgufVocab]:
     import llama_cpp
 
     try:
@@ -31,22 +56,16 @@ def read_metadata(path: Path) -> GgufMetadata:
     except (ValueError, RuntimeError) as err:
         raise ToolError(f"llama.cpp cannot read {path.name}: {err}") from None
     try:
-        vocab = llama_cpp.llama_model_get_vocab(llm._model.model)
-        def text(token: int) -> str:
-            return llama_cpp.llama_vocab_get_text(vocab, token).decode("utf-8", "replace") if token >= 0 else ""
-
-        ends = [text(i) for i in (llama_cpp.llama_vocab_eos(vocab), llama_cpp.llama_vocab_eot(vocab)) if i >= 0]
-        return GgufMetadata(dict(llm.metadata), tuple(dict.fromkeys(ends)), text(llama_cpp.llama_vocab_bos(vocab)))
+        yield GgufVocab(llm)
     finally:
         llm.close()
+
+
+def read_metadata(path: Path) -> GgufMetadata:
+    with open_vocab(path) as vocab:
+        return vocab.metadata()
 
 
 def token_ids(path: Path, texts: list[str]) -> list[list[int]]:
-    """llama.cpp's token ids for each text (special tokens parsed, no BOS added)."""
-    import llama_cpp
-
-    llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
-    try:
-        return [llm.tokenize(text.encode("utf-8"), add_bos=False, special=True) for text in texts]
-    finally:
-        llm.close()
+    with open_vocab(path) as vocab:
+        return vocab.token_ids(texts)

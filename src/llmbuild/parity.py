@@ -186,28 +186,47 @@ def ollama_checks(conversations, render_gguf: Callable[[list, list, bool], str],
     Modelfile SYSTEM in front when the request has none, which the reference mirrors."""
     cases, requests = [], []
     for conversation in conversations:
-        last = max(i for i, m in enumerate(conversation.messages) if m["role"] == "assistant")
         system = [{"role": "system", "content": conversation.system}] if conversation.system is not None else []
-        history, answer = conversation.messages[:last], conversation.messages[last]
+        history, answer = last_answer(conversation.messages)
         cases.append((conversation, system + fewshot + history, answer))
         requests.append({"messages": system + history, "tools": conversation.tools or None})
     prompts = render_ollama(requests)
     checks = []
     for (conversation, messages, answer), ollama in zip(cases, prompts, strict=True):
-        expected = render_gguf(messages, conversation.tools, True)
-        full = render_gguf(messages + [answer], conversation.tools, False)
-        checks.append(OllamaCheck(conversation.name, expected, ollama, _stop_problem(expected, full, answer, stops)))
+        expected, rendered, stop = answer_span(render_gguf, messages, answer, conversation.tools, stops)
+        checks.append(OllamaCheck(conversation.name, expected, ollama, _stop_problem(rendered, stop, answer, stops)))
     return checks
 
 
-def _stop_problem(prompt: str, full: str, answer: dict[str, Any], stops: list[str]) -> str | None:
+def last_answer(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(the history before the last assistant message, that message)."""
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    return messages[:last], messages[last]
+
+
+def answer_span(render: Callable[[list, list, bool], str], history: list, answer: dict[str, Any], tools: list,
+                stops: list[str]) -> tuple[str, str | None, str | None]:
+    """(the generation prompt for `answer`, the answer as the template renders it up to and
+    including its stop, that stop). The answer is None when the template renders the history
+    differently once the answer follows; the stop is None when none of `stops` ends the answer."""
+    prompt = render(history, tools, True)
+    full = render(history + [answer], tools, False)
     if not full.startswith(prompt):
-        return "the chat template renders the history differently with and without the answer"
+        return prompt, None, None
     rest = full[len(prompt):]
-    ends = [rest.find(stop) for stop in stops if stop and stop in rest]
-    if not ends:
-        return f"the trained answer {rest[:80]!r} ends with none of the Modelfile stops {stops}: Ollama would not stop"
-    text = rest[:min(ends)]
+    found = [(rest.find(stop), stop) for stop in stops if stop and stop in rest]
+    if not found:
+        return prompt, rest, None
+    at, stop = min(found)
+    return prompt, rest[:at + len(stop)], stop
+
+
+def _stop_problem(rendered: str | None, stop: str | None, answer: dict[str, Any], stops: list[str]) -> str | None:
+    if rendered is None:
+        return "the chat template renders the history differently with and without the answer"
+    if stop is None:
+        return f"the trained answer {rendered[:80]!r} ends with none of the Modelfile stops {stops}: Ollama would not stop"
+    text = rendered[:-len(stop)]
     content = answer.get("content") or ""
     if content and not answer.get("tool_calls") and text != content:
         return f"Ollama would stop at {text[:80]!r}, not after the trained answer {content[:80]!r}"

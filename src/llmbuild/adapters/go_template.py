@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import ToolError
 
@@ -71,6 +71,16 @@ def render(template: str, system: str, fewshot: list[dict[str, Any]],
     if "error" in answer:
         raise ToolError(f"Ollama's text/template rejects the TEMPLATE: {answer['error']}")
     return answer["prompts"]
+
+
+def request_renderer(template: str, system: str,
+                     fewshot: list[dict[str, Any]]) -> Callable[[list[dict[str, Any]]], list[str]]:
+    """`render` for OpenAI-style requests ({"messages", "tools"}), for a Modelfile with this
+    TEMPLATE, SYSTEM and MESSAGE turns."""
+    def render_requests(requests: list[dict[str, Any]]) -> list[str]:
+        return render(template, system, fewshot, [
+            {"messages": [ollama_message(m) for m in r["messages"]], "tools": r["tools"]} for r in requests])
+    return render_requests
 
 
 def ollama_message(message: dict[str, Any]) -> dict[str, Any]:

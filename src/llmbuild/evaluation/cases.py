@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import parity
+
 
 @dataclass(frozen=True)
 class Case:
@@ -30,16 +32,11 @@ def build(rows: list[dict[str, Any]], render: Callable[[list, list, bool], str],
     """`render(messages, tools, add_generation_prompt)` is the chat template; `stops` end an answer."""
     cases = []
     for row in rows:
-        messages, tools = row["messages"], row.get("tools") or []
-        last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-        history, answer = messages[:last], messages[last]
-        prompt_text = render(history, tools, True)
-        full = render(history + [answer], tools, False)
-        if not full.startswith(prompt_text):
+        tools = row.get("tools") or []
+        history, answer = parity.last_answer(row["messages"])
+        prompt_text, answer_text, _ = parity.answer_span(render, history, answer, tools, stops)
+        if answer_text is None:
             raise ValueError("the chat template renders the history differently with and without the answer")
-        rest = full[len(prompt_text):]
-        ends = [rest.find(s) + len(s) for s in stops if s and s in rest]
-        answer_text = rest[:min(ends)] if ends else rest
         user = next((m.get("content") or "" for m in reversed(history) if m["role"] in ("user", "tool")), "")
         calls = [{"name": c["function"]["name"], "arguments": _arguments(c["function"].get("arguments"))}
                  for c in answer.get("tool_calls") or []]

@@ -69,6 +69,15 @@ def template_digests(stage: str, family: str, root: Path, digests: DigestCache) 
     return out
 
 
+def ladder_slot(quant_type: str) -> str:
+    return f"quantize@{quant_type}"
+
+
+def stage_of(slot: str) -> str:
+    """The stage a plan slot builds (a quant of the eval ladder is a quantize artifact)."""
+    return slot.partition("@")[0]
+
+
 def ladder_types(cfg) -> list[str]:
     """The extra quant types eval compares with the shipped one (eval.quants, minus quant.type)."""
     return [t for t in dict.fromkeys(cfg.eval.quants) if t != cfg.quant.type] if cfg.eval.enabled else []
@@ -104,7 +113,7 @@ def build_plan(composed: Composed, root: Path, digests: DigestCache | None = Non
         upstream.update({name: nodes[name].key for name in spec.optional_upstream if name in nodes})
         if spec.quant_ladder:
             for quant_type in ladder_types(cfg):
-                slot = f"quantize@{quant_type}"
+                slot = ladder_slot(quant_type)
                 nodes[slot] = _ladder_quant(nodes, cfg, plain, quant_type, digests, root, family, strict)
                 upstream[slot] = nodes[slot].key
         body = payload(spec, cfg, upstream, input_fingerprints(stage, cfg, root, digests, strict),

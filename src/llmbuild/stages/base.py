@@ -15,24 +15,29 @@ def run(ctx: StageContext) -> None:
     model = ctx.cfg.model
     if model.path:
         source = resolve_model_path(model.path, ctx.root)
-        if source.is_file() and gguf_split.shards_of(source):
-            merged = ctx.out / ".merged.gguf"  # llama.cpp reads every shard; the import needs one file
-            ctx.say(f"{source.name} is split into {len(gguf_split.shards_of(source))} files: merging with llama.cpp")
-            gguf_split.merge(gguf_split.shards_of(source)[0], merged)
-            info = gguf_import.import_gguf(merged, ctx.out)
-            merged.unlink()
-            ctx.say(f"tokenizer: {info['vocab_size']} tokens, pre-tokenizer '{info['pre_tokenizer']}'")
-            return
         if source.is_file() and source.suffix == ".gguf":
-            ctx.say(f"importing {source.name}: weights through transformers, tokenizer rebuilt from the GGUF")
-            info = gguf_import.import_gguf(source, ctx.out)
-            ctx.say(f"tokenizer: {info['vocab_size']} tokens, pre-tokenizer '{info['pre_tokenizer']}'")
+            _import_gguf(ctx, source)
             return
         if source.is_dir():
             _link_folder(source, ctx.out)
             return
         raise StageError(f"model.path = {model.path!r} is neither an HF model folder nor a .gguf file")
     hub.download(model.hub_id, model.revision, ctx.out)
+
+
+def _import_gguf(ctx: StageContext, source: Path) -> None:
+    shards = gguf_split.shards_of(source)
+    if shards:  # llama.cpp reads every shard; the import needs one file
+        ctx.say(f"{source.name} is split into {len(shards)} files: merging with llama.cpp")
+        single = ctx.out / ".merged.gguf"
+        gguf_split.merge(shards[0], single)
+    else:
+        single = source
+    ctx.say(f"importing {source.name}: weights through transformers, tokenizer rebuilt from the GGUF")
+    info = gguf_import.import_gguf(single, ctx.out)
+    if shards:
+        single.unlink()
+    ctx.say(f"tokenizer: {info['vocab_size']} tokens, pre-tokenizer '{info['pre_tokenizer']}'")
 
 
 def _link_folder(source: Path, out: Path) -> None:

@@ -21,7 +21,7 @@ from ..evaluation import cases as eval_cases
 from ..evaluation import metrics
 from ..gguf_meta import read_metadata
 from ..naming import gguf_file
-from ..plan.graph import ladder_types
+from ..plan.graph import ladder_slot, ladder_types
 from ..stages.data import HELDOUT
 from .context import StageContext
 
@@ -49,7 +49,7 @@ def run(ctx: StageContext) -> None:
     models.append({"name": cfg.quant.convert_type, "kind": "gguf", "quant": cfg.quant.convert_type,
                    "path": reference_gguf})
     for quant in quants:
-        slot = "quantize" if quant == cfg.quant.type else f"quantize@{quant}"
+        slot = "quantize" if quant == cfg.quant.type else ladder_slot(quant)
         models.append({"name": quant, "kind": "gguf", "quant": quant,
                        "path": ctx.inputs[slot] / gguf_file(cfg.model.name, quant)})
     ctx.say(f"{len(cases)} held-out rows x {len(models)} models ({', '.join(m['name'] for m in models)})")

@@ -11,7 +11,7 @@ from .. import parity
 from ..chat_families import FAMILIES
 from ..config.validate import chat_family
 from ..errors import StageError
-from ..gguf_meta import read_metadata, token_ids
+from ..gguf_meta import open_vocab
 from ..naming import gguf_file
 from .context import StageContext
 
@@ -23,10 +23,10 @@ def run(ctx: StageContext) -> None:
     family = FAMILIES[chat_family(cfg)]
     merged = ctx.inputs["merge"] / "merged"
     gguf = ctx.inputs["convert"] / gguf_file(cfg.model.name, cfg.quant.convert_type)
-    meta = read_metadata(gguf)
     tokenizer = AutoTokenizer.from_pretrained(merged)
-    mismatched = parity.tokenizer_mismatches(tokenizer, lambda texts: token_ids(gguf, texts),
-                                             list(tokenizer.all_special_tokens))
+    with open_vocab(gguf) as vocab:  # one llama.cpp load for the metadata and the token ids
+        meta = vocab.metadata()
+        mismatched = parity.tokenizer_mismatches(tokenizer, vocab.token_ids, list(tokenizer.all_special_tokens))
     if mismatched:
         raise StageError("the GGUF tokenizes differently from the merged model (llama.cpp would see other tokens "
                          "than training did):\n" + "\n".join(mismatched))

@@ -62,12 +62,7 @@ def run(ctx: StageContext) -> None:
 
 def _check_template(ctx: StageContext, family, spec: modelfile.Modelfile, meta, stop: list[str]) -> None:
     fewshot = [{"role": role, "content": content} for role, content in spec.messages]
-
-    def render_ollama(requests):
-        requests = [{"messages": [go_template.ollama_message(m) for m in r["messages"]], "tools": r["tools"]}
-                    for r in requests]
-        return go_template.render(spec.template, spec.system, fewshot, requests)
-
+    render_ollama = go_template.request_renderer(spec.template, spec.system, fewshot)
     reference = parity.gguf_prompt(meta.get("tokenizer.chat_template") or "", meta.bos_token,
                                    meta.end_tokens[0] if meta.end_tokens else "")
     checks = parity.ollama_checks(parity.suite(family.tools), reference, render_ollama, fewshot, stop)

@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from .. import review
 from ..adapters import llamafactory
 from ..report import inputs, write_variant_report
+from ..plan.graph import stage_of
 from ..store import read_manifest
 from .context import StageContext
 
@@ -47,11 +48,11 @@ def upstream_manifests(inputs: dict[str, Path]) -> list[dict]:
         if manifest is None:
             return
         for slot, upstream_key in manifest.get("upstream", {}).items():
-            visit(slot.partition("@")[0], upstream_key)
+            visit(stage_of(slot), upstream_key)
         seen[(stage, key)] = manifest
 
     for slot, path in inputs.items():
-        visit(slot.partition("@")[0], path.name)
+        visit(stage_of(slot), path.name)
     return list(seen.values())
 
 
