@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gc
 import time
-from dataclasses import replace
 
 import torch
 from peft import LoraConfig, get_peft_model

@@ -14,7 +14,7 @@ import pytest
 from llmbuild import size_report
 from llmbuild.config.compose import compose
 from llmbuild.errors import ConfigError
-from llmbuild.model_shape import ShapeSource, find_shape, read_gguf_header
+from llmbuild.model_shape import find_shape, read_gguf_header
 from llmbuild.plan.graph import build_plan
 from llmbuild.plan.keys import resolve_model_path
 from llmbuild.sizing import (GIB, OVERHEAD_BYTES, ModelShape, TrainSetup, lora_modules, lora_parameters,
