@@ -4,6 +4,8 @@
 # Q4_K_M, Modelfile, llama.cpp smoke test, held-out eval (HF models on the GPU, GGUFs in the CPU
 # llama.cpp wheel) and report; then a no-op rebuild and a quant-only rebuild (QUANT_REBUILD=0 skips it).
 #   bash bench/gpu_build.sh WHEEL_DIR TOKENIZER_DIR OUT_DIR [SHAPE]
+# EXTRA adds overrides to every build, e.g. EXTRA=lora.quantization_bit=4 for QLoRA (the bitsandbytes
+# wheel in WHEEL_DIR; its CUDA 13.0 and CPU libraries are enough there).
 # WHEEL_DIR holds the cp312 wheels listed in shared/gpu/README.md plus hydra-core, doit, gguf,
 # filelock, diskcache, cloudpickle, matplotlib and its dependencies, and the llama-cpp-python wheel
 # built here. No Go on the device, so the Ollama TEMPLATE check is off (target.ollama.verify_template).
@@ -16,7 +18,7 @@ model=/tmp/model-$shape store=/tmp/llmbuild-store
 [ -d "$model" ] || python3 bench/random_model.py --shape "$shape" --tokenizer "$tokenizer" --out "$model" | tee -a "$out/gpu.txt"
 args=(--db-file "$store/doit.db" "store=$store" model=local "model.path=$model" "model.name=$shape-random"
       model.chat_format=qwen train=gpu-bf16 "train.num_train_epochs=${EPOCHS:-2}" train.logging_steps=1 smoke.max_tokens=48
-      target.ollama.verify_template=false eval.max_rows=4 eval.max_new_tokens=16 "eval.quants=[]")
+      target.ollama.verify_template=false eval.max_rows=4 eval.max_new_tokens=16 "eval.quants=[]" ${EXTRA:-})
 mkdir -p "$store"
 timed() { local start=$SECONDS; "$@"; echo "wall $((SECONDS - start)) s: ${*:3:1} ${*: -1}" | tee -a "$out/gpu.txt"; }
 timed python3 -m doit build "${args[@]}" > "$out/build.log" 2>&1 || { tail -50 "$out/build.log"; exit 1; }

@@ -6,19 +6,28 @@ gradient checkpointing per decoder layer: the pieces LLaMA-Factory's SFT puts to
 its data pipeline. Each configuration runs two steps; the second step's peak is reported.
 
     PYTHONPATH=src python bench/train_memory.py          # on a machine with a CUDA GPU (about 80 GB)
+    PYTHONPATH=src python bench/train_memory.py --qlora MODEL_DIR   # QLoRA rows (needs bitsandbytes)
 
-Needs torch, transformers and peft; llmbuild only for `sizing` (pure arithmetic).
+QLoRA needs weights to quantize, so `--qlora` loads a saved model (bench/random_model.py writes one)
+with the BitsAndBytesConfig LLaMA-Factory builds for `quantization_bit: 4` (NF4, double
+quantization, bf16 compute and storage) and measures the QLORA_RUNS on it.
+
+Needs torch, transformers and peft (and bitsandbytes for --qlora); llmbuild only for `sizing`
+and `model_shape` (pure arithmetic and config.json reading).
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
 import time
+from pathlib import Path
 
 import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoConfig, AutoModelForCausalLM
 
+from llmbuild.model_shape import from_hf_config
 from llmbuild.sizing import GIB, OVERHEAD_BYTES, ModelShape, TrainSetup, lora_modules, lora_parameters, train_memory
 
 SHAPES = {
@@ -40,6 +49,12 @@ RUNS = {  # shape -> (targets, r, setup)
         (["all"], 16, TrainSetup(8, 2048, True)),
     ],
 }
+QLORA_RUNS = [  # (targets, r, setup) on the --qlora model
+    (["all"], 8, TrainSetup(1, 2048, True, quantization_bit=4)),
+    (["all"], 8, TrainSetup(1, 2048, False, quantization_bit=4)),
+    (["all"], 8, TrainSetup(4, 2048, True, quantization_bit=4)),
+    (["q_proj", "v_proj"], 8, TrainSetup(2, 1024, False, quantization_bit=4, lora_dropout=0.1)),
+]
 
 
 def build(shape: ModelShape):
@@ -53,6 +68,18 @@ def build(shape: ModelShape):
         model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
     torch.set_default_dtype(torch.float32)
     return model
+
+
+def load_4bit(model_dir: Path):
+    """The model as LLaMA-Factory loads it for `quantization_bit: 4` (model/model_utils/quantization.py)."""
+    from transformers import BitsAndBytesConfig
+
+    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16,
+                                      bnb_4bit_use_double_quant=True, bnb_4bit_quant_type="nf4",
+                                      bnb_4bit_quant_storage=torch.bfloat16)
+    return AutoModelForCausalLM.from_pretrained(model_dir, quantization_config=quantization, dtype=torch.bfloat16,
+                                                device_map={"": torch.cuda.current_device()},
+                                                attn_implementation="sdpa")
 
 
 def step(model, optimizer, ids) -> None:
@@ -94,22 +121,34 @@ def measure(base, shape: ModelShape, targets, r: int, setup: TrainSetup) -> tupl
     return peak, reserved
 
 
+def report(name: str, shape: ModelShape, base, runs) -> None:
+    for targets, r, setup in runs:
+        modules = lora_modules(targets)
+        estimate = train_memory(shape, modules, lora_parameters(shape, modules, r), setup).total - OVERHEAD_BYTES
+        peak, reserved = measure(base, shape, targets, r, setup)
+        dropout = f", dropout {setup.lora_dropout}" if setup.lora_dropout else ""
+        print(f"| {name} | {setup.label}, r={r} {','.join(targets)}{dropout} | {setup.batch_size} x {setup.cutoff_len} | "
+              f"{'on' if setup.gradient_checkpointing else 'off'} | {estimate / GIB:.2f} | {peak / GIB:.2f} | "
+              f"{reserved / GIB:.2f} | {estimate / peak:.2f} |", flush=True)
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--qlora", type=Path, metavar="MODEL_DIR",
+                        help="measure only the QLoRA rows, on this saved model (its config.json gives the shape)")
+    args = parser.parse_args()
     print(torch.cuda.get_device_name(), f"torch {torch.__version__}")
     print("| model | LoRA | batch x cutoff | checkpointing | estimate (no overhead) GiB | measured peak GiB | "
           "reserved GiB | estimate / measured |")
     print("|---|---|---|---|---:|---:|---:|---:|")
-    for name, shape in SHAPES.items():
+    if args.qlora:
+        models = {args.qlora.name: (from_hf_config(args.qlora / "config.json"), lambda: load_4bit(args.qlora), QLORA_RUNS)}
+    else:
+        models = {name: (shape, lambda shape=shape: build(shape), RUNS[name]) for name, shape in SHAPES.items()}
+    for name, (shape, load, runs) in models.items():
         started = time.time()
-        base = build(shape)
-        for targets, r, setup in RUNS[name]:
-            modules = lora_modules(targets)
-            estimate = train_memory(shape, modules, lora_parameters(shape, modules, r), setup).total - OVERHEAD_BYTES
-            peak, reserved = measure(base, shape, targets, r, setup)
-            dropout = f", dropout {setup.lora_dropout}" if setup.lora_dropout else ""
-            print(f"| {name} | r={r} {','.join(targets)}{dropout} | {setup.batch_size} x {setup.cutoff_len} | "
-                  f"{'on' if setup.gradient_checkpointing else 'off'} | {estimate / GIB:.2f} | {peak / GIB:.2f} | "
-                  f"{reserved / GIB:.2f} | {estimate / peak:.2f} |", flush=True)
+        base = load()
+        report(name, shape, base, runs)
         free, total = torch.cuda.mem_get_info()
         print(f"({name}: {time.time() - started:.0f} s; outside PyTorch's allocator, CUDA context and "
               f"libraries: {(total - free - torch.cuda.memory_reserved()) / GIB:.2f} GiB)", flush=True)

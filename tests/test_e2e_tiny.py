@@ -320,3 +320,26 @@ def test_ollama_adapter_target_applies_the_lora_gguf_to_the_base(workspace):
     base = logits(model_path=str(folder / "Tiny-Llama-base-F16.gguf"))
     # the adapter moves the base onto the merged model (f16 rounding apart)
     assert np.abs(applied - merged).max() < 0.1 * np.abs(base - merged).max()
+
+
+def test_qlora_trains_on_a_4bit_base_and_merges_into_16_bits(workspace):
+    from safetensors.torch import load_file
+
+    top, model = workspace
+    doit_build(top, model)
+    ran, out = doit_build(top, model, "lora.quantization_bit=4")
+    assert ran[:2] == ["train", "merge"], "QLoRA changes training and what follows it, not base or data"
+    variant = out_folder(out)
+    train_dir = (variant / "adapter").resolve().parent
+    assert yaml.safe_load((train_dir / "llamafactory.yaml").read_text())["quantization_bit"] == 4
+    assert "Quantizing model to 4 bit with bitsandbytes" in (train_dir / "train.log").read_text()
+
+    merged_dir = (variant / "merged").resolve()
+    assert "quantization_config" not in json.loads((merged_dir / "config.json").read_text()), \
+        "the adapter is merged into the 16-bit base, not into the 4-bit training copy"
+    name = "model.layers.0.self_attn.q_proj.weight"
+    base = load_file(next((variant / "base").resolve().rglob("model.safetensors")))[name]
+    merged = load_file(next(merged_dir.glob("*.safetensors")))[name]
+    assert merged.shape == base.shape and merged.dtype.is_floating_point
+    assert 0 < (merged.float() - base.float()).abs().max() < 0.1, "the LoRA delta, small after two steps"
+    assert (variant / "Tiny-Llama-Q4_K_M.gguf").is_file()

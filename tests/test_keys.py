@@ -93,6 +93,14 @@ def test_tool_versions_are_part_of_the_key(plan_for, monkeypatch):
     assert changed(before, after) == {"convert", "parity", "quantize", "render", "smoke", "eval", "report"}
 
 
+def test_bitsandbytes_version_is_part_of_the_key_only_for_qlora(plan_for, monkeypatch):
+    before, qlora_before = plan_for(), plan_for("lora.quantization_bit=4")
+    real = keys.tool_version
+    monkeypatch.setattr(keys, "tool_version", lambda d: "9.9" if d == "bitsandbytes" else real(d))
+    assert changed(before, plan_for()) == set()
+    assert changed(qlora_before, plan_for("lora.quantization_bit=4")) == DOWNSTREAM_OF_TRAIN
+
+
 def test_planning_reads_no_model_file_twice(plan_for, monkeypatch):
     plan_for()  # fills the digest cache
     calls = []

@@ -77,3 +77,21 @@ def test_modelfile_golden(family, system, messages, license_):
     text = modelfile.render(spec, ROOT)
     golden(f"Modelfile.{family}", text)
     assert modelfile.read_back(text.split("SYSTEM ", 1)[1].split("\n\nPARAMETER")[0]) == system if system else True
+
+
+def test_ollama_names_are_valid_and_long_sweep_variants_stay_apart():
+    from types import SimpleNamespace
+
+    from llmbuild.outputs import OLLAMA_NAME_MAX, ollama_name
+
+    def name(variant: str, configured: str | None = None) -> str:
+        cfg = SimpleNamespace(target=SimpleNamespace(ollama=SimpleNamespace(model_name=configured)))
+        return ollama_name(SimpleNamespace(variant=variant, composed=SimpleNamespace(cfg=cfg)))
+
+    assert name("demo_lora.r-16") == "demo_lora.r-16"
+    assert name("demo", configured="quill") == "quill"
+    long_a = "demo_lora.quantization_bit-4_train.max_steps-3_eval.enabled-false_lora.r-16"
+    long_b = long_a.replace("r-16", "r-32") + "_quant-q8_0"
+    a, b = name(long_a), name(long_b)
+    assert a != b and len(a) <= OLLAMA_NAME_MAX and len(b) <= OLLAMA_NAME_MAX
+    assert a.startswith("demo_lora.quantization_bit-4") and name(long_a) == a

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,8 @@ def test_sizing_keys_change_no_stage_key(tmp_path):
     assert keys("train.gpu_memory_gib=16", "model.shape.vocab_size=1000") == keys()
 
 
+QWEN25_7B_SMOL_VOCAB = replace(QWEN25_7B, vocab_size=49152)
+
 # peak memory measured with bench/train_memory.py on an H100 80GB (torch 2.11, transformers 5.17,
 # peft 0.21; random-initialised weights of the real shapes): torch.cuda.max_memory_allocated
 MEASURED_GIB = [
@@ -130,6 +133,12 @@ MEASURED_GIB = [
     (LLAMA32_1B, ["all"], 16, TrainSetup(4, 1024, False), 15.53),
     (LLAMA32_1B, ["all"], 16, TrainSetup(4, 1024, True), 8.65),
     (LLAMA32_1B, ["all"], 16, TrainSetup(8, 2048, True), 27.10),
+    # QLoRA (bitsandbytes 0.50.2, NF4 with double quantization as LLaMA-Factory loads it), on the
+    # random Qwen2.5-7B shape that bench/random_model.py writes with SmolLM2's tokenizer
+    (QWEN25_7B_SMOL_VOCAB, ["all"], 8, TrainSetup(1, 2048, True, quantization_bit=4), 5.63),
+    (QWEN25_7B_SMOL_VOCAB, ["all"], 8, TrainSetup(1, 2048, False, quantization_bit=4), 16.58),
+    (QWEN25_7B_SMOL_VOCAB, ["all"], 8, TrainSetup(4, 2048, True, quantization_bit=4), 10.24),
+    (QWEN25_7B_SMOL_VOCAB, ["q_proj", "v_proj"], 8, TrainSetup(2, 1024, False, quantization_bit=4, lora_dropout=0.1), 14.71),
 ]
 
 

@@ -3,6 +3,7 @@ content-addressed store, the resolved config and the stage keys."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -74,11 +75,22 @@ def quantized_gguf(plan: Plan) -> Path:
     return plan.store / "quantize" / plan.nodes["quantize"].key / gguf_file(cfg.model.name, cfg.quant.type)
 
 
+OLLAMA_NAME_MAX = 80  # ollama's types/model/name.go: a model name part is 1 to 80 characters
+
+
 def ollama_name(plan: Plan) -> str:
-    """target.ollama.model_name, else the variant name made valid for Ollama ([a-z0-9._-], short)."""
+    """target.ollama.model_name, else the variant name made valid for Ollama ([a-z0-9._-]). A name
+    too long keeps its start and ends with a digest of the whole, so two long sweep variants never
+    share an Ollama model."""
     cfg = plan.composed.cfg
     configured = cfg.target.ollama.model_name if cfg.target.ollama else None
-    return configured or re.sub(r"[^a-z0-9._-]+", "-", plan.variant.lower()).strip("-.")[:64]
+    if configured:
+        return configured
+    name = re.sub(r"[^a-z0-9._-]+", "-", plan.variant.lower()).strip("-.")
+    if len(name) <= OLLAMA_NAME_MAX:
+        return name
+    digest = hashlib.sha256(plan.variant.encode()).hexdigest()[:8]
+    return f"{name[:OLLAMA_NAME_MAX - 9].rstrip('-.')}-{digest}"
 
 
 def summary(plan: Plan) -> str:

@@ -67,7 +67,7 @@ class LoraConfig:
     target: List[str] = field(default_factory=lambda: ["all"])  # module names, or ["all"] for every linear layer
     rslora: bool = False                # rank-stabilised scaling alpha / sqrt(r)
     dora: bool = False
-    quantization_bit: Optional[int] = None  # 4 or 8: QLoRA through bitsandbytes (GPU only)
+    quantization_bit: Optional[int] = None  # 4 or 8: QLoRA through bitsandbytes (NF4 or LLM.int8 base)
 
 
 @dataclass

@@ -72,7 +72,8 @@ def payload(spec: StageSpec, cfg: DictConfig, upstream: dict[str, str], inputs: 
         "upstream": dict(upstream),
         "inputs": dict(inputs),
         "templates": dict(templates),
-        "tools": {name: tool_version(name) for name in spec.tools},
+        "tools": {name: tool_version(name) for name in spec.tools + tuple(
+            tool for key, tool in spec.tools_if if OmegaConf.select(cfg, key) is not None)},
     }
 
 

@@ -17,6 +17,7 @@ class StageSpec:
     reads: tuple[str, ...] = ()             # config keys (a group name means all of it); see keys.DERIVED
     upstream: tuple[str, ...] = ()
     tools: tuple[str, ...] = ()             # Python distributions whose versions enter the key
+    tools_if: tuple[tuple[str, str], ...] = ()  # (config key, distribution): its version too, when the key is set
     templates: tuple[str, ...] = ()         # files under templates/, "{family}" filled in
     version: str = "1"
     target: str | None = None               # a deploy target: the stage exists only when target.<name> is set
@@ -41,6 +42,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         reads=("lora", "train", "chat_format", "prompt.system", "model.trust_remote_code"),
         upstream=("base", "data"),
         tools=("llamafactory", "transformers", "peft", "trl", "datasets", "accelerate", "torch"),
+        tools_if=(("lora.quantization_bit", "bitsandbytes"),),
         templates=("chat/{family}.jinja",),
     ),
     StageSpec(
