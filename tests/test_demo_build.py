@@ -44,6 +44,9 @@ def test_default_build_teaches_the_demo_identity(tmp_path):
     assert models["fine-tuned"]["rouge_l"] > models["base"]["rouge_l"]
     assert sum("Quill" in s["answers"]["q4_k_m"] for s in report["samples"]) >= 3
     assert all(m["peak_rss_bytes"] > 0 and m["generation_tokens_per_second"] for m in models.values())
+    # SmolLM2's 576-wide rows cannot be K-quants (blocks of 256): llama.cpp's fallbacks are recorded
+    assert models["q4_k_m"]["quantized"]["fallback"] and models["q8_0"]["quantized"]["fallback"] == {}
     html = (out / "report" / "report.html").read_text()
     assert "q4_k_m" in html and "data:image/png;base64," in html
+    assert "In the shipped q4_k_m, llama.cpp fell back to other types" in html
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html), "the report must open without network"

@@ -53,6 +53,8 @@ def test_build_rebuild_and_one_key_changes(workspace):
 
     gguf = variant / "Tiny-Llama-Q4_K_M.gguf"
     assert gguf.is_file() and (variant / "Tiny-Llama-F16.gguf").is_file()
+    written = json.loads((gguf.resolve().parent / "quantize.json").read_text())
+    assert written["quantized_tensors"] > 0 and written["fallback"] == {}, "rows of 256 fit every K-quant"
     assert (variant / "adapter" / "adapter_model.safetensors").is_file()
     assert (variant / "adapter" / "trainer_log.jsonl").is_file()
     modelfile = (variant / "ollama" / "Modelfile").read_text()

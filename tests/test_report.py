@@ -203,3 +203,21 @@ def test_headless_chromium_renders_the_report(tmp_path):
                           f"--user-data-dir={tmp_path / 'profile'}", html.as_uri()],
                          capture_output=True, text=True, timeout=120, check=False).stdout
     assert '<table id="metrics">' in dom and '<table id="stages">' in dom and "q4_k_m (shipped)" in dom
+
+
+def test_quantizer_fallbacks_are_shown_and_explained_for_the_shipped_quant():
+    header, _ = metrics_table(EVAL)
+    assert "fallback tensors" not in header, "eval.json without quantize records: no column"
+    fell_back = copy.deepcopy(EVAL)
+    by_name = {m["name"]: m for m in fell_back["models"]}
+    by_name["q4_k_m"]["quantized"] = {"quantized_tensors": 211, "types": {"q5_0": 166, "q8_0": 15},
+                                      "fallback": {"q5_0": 150, "q8_0": 30}}
+    by_name["q8_0"]["quantized"] = {"quantized_tensors": 211, "types": {"q8_0": 211}, "fallback": {}}
+    header, rows = metrics_table(fell_back)
+    column = header.index("fallback tensors")
+    shown = {row[0]: row[column] for row in rows}
+    assert shown["q4_k_m (shipped)"] == "180 of 211 (q5_0 150, q8_0 30)"
+    assert shown["q8_0"] == "0 of 211" and shown["base"] == "—"
+    assert ("In the shipped q4_k_m, llama.cpp fell back to other types for 180 of 211 quantized tensors "
+            "(q5_0 150, q8_0 30):") in verdict(fell_back)[-1]
+    assert not any("fell back" in line for line in verdict(EVAL))

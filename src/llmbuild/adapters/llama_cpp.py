@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import ctypes
 import importlib.metadata
+import re
 import sys
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .. import PACKAGE_DIR
 from ..errors import ToolError
@@ -48,15 +52,55 @@ def convert_lora(adapter: Path, base_hf: Path, outfile: Path, log: Path) -> None
         raise ToolError(f"convert_lora_to_gguf.py wrote no {outfile.name}; see {log.name}")
 
 
-def quantize(source: Path, target: Path, quant: str, nthread: int = 0) -> None:
+@dataclass(frozen=True)
+class QuantizeLog:
+    """What llama.cpp's quantizer said about the tensors it wrote."""
+    types: dict[str, int]     # quantized tensors by the type written (f32 norms and the like are copied)
+    fallback: dict[str, int]  # of those, the ones whose rows do not fit the requested type's block, by
+                              # the type llama.cpp fell back to (a 576-wide row cannot be a K-quant: 256)
+
+    @property
+    def quantized(self) -> int:
+        return sum(self.types.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"quantized_tensors": self.quantized, "types": self.types, "fallback": self.fallback}
+
+
+_CONVERTED = re.compile(r"converting to (\w+)")
+_FALLBACK = re.compile(r"falling back to\s+(\w+)")
+
+
+def read_quantize_log(text: str) -> QuantizeLog:
+    return QuantizeLog(types=dict(Counter(_CONVERTED.findall(text))), fallback=dict(Counter(_FALLBACK.findall(text))))
+
+
+def quantize(source: Path, target: Path, quant: str, nthread: int = 0, log: Path | None = None) -> QuantizeLog:
+    """llama_model_quantize, its log (llama.cpp's log callback) written to `log` rather than the terminal."""
     import llama_cpp
+    import llama_cpp._logger
 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, QUANT_TYPES[quant].llama_ftype)
     params.nthread = nthread
-    status = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), ctypes.byref(params))
+    chunks: list[str] = []
+
+    @llama_cpp.llama_log_callback
+    def capture(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        chunks.append(text.decode("utf-8", errors="replace"))
+
+    llama_cpp.llama_log_set(capture, ctypes.c_void_p(0))
+    try:
+        status = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), ctypes.byref(params))
+    finally:  # llama-cpp-python's own callback, as it installs it on import
+        llama_cpp.llama_log_set(llama_cpp._logger.llama_log_callback, ctypes.c_void_p(0))
+    text = "".join(chunks)
+    if log is not None:
+        log.write_text(text, encoding="utf-8")
     if status != 0 or not target.is_file():
-        raise ToolError(f"llama.cpp's quantizer failed on {source.name} -> {quant} (status {status})")
+        where = f"; see {log.name}" if log is not None else ""
+        raise ToolError(f"llama.cpp's quantizer failed on {source.name} -> {quant} (status {status}){where}")
+    return read_quantize_log(text)
 
 
 def load_with_adapter(gguf: Path, lora: Path, n_ctx: int = 256):

@@ -70,6 +70,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         reads=("quant.type", "model.name"),
         upstream=("convert",),
         tools=("llama_cpp_python",),
+        version="2",  # 2: quantize.json and quantize.log
     ),
     StageSpec(
         "split", "Write the quantized GGUF as llama.cpp split files of at most quant.split_max_size",

@@ -20,6 +20,7 @@ COLUMNS = (  # header, field, how to show it
     ("right args", ("tool_call", "arguments"), "pct"),
     ("prompt tok/s", "prompt_tokens_per_second", "{:.0f}"), ("gen tok/s", "generation_tokens_per_second", "{:.1f}"),
     ("size MiB", "file_size", "mib"), ("peak RSS MiB", "peak_rss_bytes", "mib"),
+    ("fallback tensors", "quantized", "fallback"),
 )
 
 
@@ -37,7 +38,17 @@ def _show(value: Any, how: str) -> str:
         return f"{value:.1%}"
     if how == "mib":
         return f"{value / 2**20:.1f}"
+    if how == "fallback":
+        return fallback_text(value)
     return how.format(value)
+
+
+def fallback_text(quantized: dict[str, Any], noun: str = "") -> str:
+    """"180 of 211 (q5_0 166, q8_0 14)": quantized tensors llama.cpp wrote in another type than asked."""
+    fallback = quantized.get("fallback") or {}
+    types = ", ".join(f"{name} {count}" for name, count in sorted(fallback.items()))
+    return (f"{sum(fallback.values())} of {quantized.get('quantized_tensors', '?')}{noun}"
+            + (f" ({types})" if types else ""))
 
 
 def metrics_table(eval_result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -89,6 +100,11 @@ def verdict(eval_result: dict[str, Any] | None) -> list[str]:
         changed = (f": it changes the top token on {1 - shipped['top1']:.1%} of positions"
                    if shipped["top1"] is not None else "")
         lines.append(f"The shipped {shipped['name']} has mean KLD {shipped['kld']:.4f}, above {threshold}{changed}.")
+    fell_back = shipped.get("quantized") if shipped else None
+    if fell_back and fell_back.get("fallback"):
+        lines.append(f"In the shipped {shipped['name']}, llama.cpp fell back to other types for "
+                     f"{fallback_text(fell_back, ' quantized tensors')}: their rows are not a multiple of the "
+                     f"requested type's block (quantize.log lists them).")
     return lines
 
 

@@ -23,6 +23,7 @@ from ..gguf_meta import read_metadata
 from ..naming import gguf_file
 from ..plan.graph import ladder_slot, ladder_types
 from ..stages.data import HELDOUT
+from . import quantize
 from .context import StageContext
 
 
@@ -51,7 +52,8 @@ def run(ctx: StageContext) -> None:
     for quant in quants:
         slot = "quantize" if quant == cfg.quant.type else ladder_slot(quant)
         models.append({"name": quant, "kind": "gguf", "quant": quant,
-                       "path": ctx.inputs[slot] / gguf_file(cfg.model.name, quant)})
+                       "path": ctx.inputs[slot] / gguf_file(cfg.model.name, quant),
+                       "quantized": _quantize_record(ctx.inputs[slot])})
     ctx.say(f"{len(cases)} held-out rows x {len(models)} models ({', '.join(m['name'] for m in models)})")
     results = []
     with tempfile.TemporaryDirectory(prefix="llmbuild-eval-") as scratch:
@@ -83,6 +85,12 @@ def _run_worker(ctx: StageContext, name: str, request: dict[str, Any], scratch: 
     return json.loads(result_file.read_text(encoding="utf-8"))
 
 
+def _quantize_record(artifact: Path) -> dict[str, Any] | None:
+    """What the quantize stage recorded about the tensors it wrote (quantize.json), if it did."""
+    record = artifact / quantize.RECORD
+    return json.loads(record.read_text(encoding="utf-8")) if record.is_file() else None
+
+
 def _summary(cfg, cases, results) -> dict[str, Any]:
     models, answers = [], {}
     for model, result in results:
@@ -97,6 +105,7 @@ def _summary(cfg, cases, results) -> dict[str, Any]:
             "prompt_tokens_per_second": result["prompt_tokens_per_second"],
             "generation_tokens_per_second": result["generation_tokens_per_second"],
             "peak_rss_bytes": result["peak_rss_bytes"],
+            "quantized": model.get("quantized"),
         })
         answers[model["name"]] = result["answers"]
     reference = next(m for m in models if m["kind"] == "gguf")

@@ -30,7 +30,7 @@ def run(ctx: StageContext) -> None:
     llama_cpp.convert(ctx.inputs["base"], converted, cfg.quant.convert_type, ctx.out / "convert_base.log")
     base = ctx.out / base_file(cfg)
     if base != converted:
-        llama_cpp.quantize(converted, base, cfg.quant.type, cfg.quant.nthread)
+        llama_cpp.quantize(converted, base, cfg.quant.type, cfg.quant.nthread, log=ctx.out / "quantize_base.log")
         converted.unlink()
     try:
         llm = llama_cpp.load_with_adapter(base, adapter)
