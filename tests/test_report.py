@@ -89,7 +89,10 @@ def test_verdict_says_whether_the_fine_tune_helped_and_which_quant_to_ship():
     assert "top-1 agreement —" in lines[1] and lines[2].endswith("has mean KLD 0.0800, above 0.05.")
     strict = copy.deepcopy(EVAL)
     strict["settings"]["recommend_kld"] = 0.0
-    assert "No GGUF has mean KLD below 0.0 vs f16" in verdict(strict)[1]
+    assert "No quant has mean KLD below 0.0 vs f16: none is recommended; ship f16 (258.0 MiB)" in verdict(strict)[1]
+    only_reference = copy.deepcopy(EVAL)  # random weights: every quant far off, f16 trivially at 0
+    only_reference["settings"]["recommend_kld"] = 0.001
+    assert verdict(only_reference)[1].startswith("No quant has mean KLD below 0.001 vs f16")
     assert "did not run" in verdict(None)[0]
 
 

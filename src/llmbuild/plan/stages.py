@@ -135,6 +135,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         tools=("matplotlib", "jinja2"),
         templates=("report/report.md.j2", "report/report.html.j2"),
         enabled_by="eval.enabled",
+        version="2",  # 2: quantizer fallbacks; the f16 reference is never the recommended quant
     ),
 )}
 

@@ -86,7 +86,8 @@ def verdict(eval_result: dict[str, Any] | None) -> list[str]:
         lines.append(f"Fine-tuned held-out perplexity {tuned['perplexity']:.2f} (the base model was not evaluated).")
     threshold = eval_result["settings"].get("recommend_kld", RECOMMEND_KLD)
     reference = eval_result["settings"]["kld_reference"]
-    ggufs = [m for m in eval_result["models"] if m["kind"] == "gguf" and m["kld"] is not None]
+    # the reference passes its own test trivially: it is the fallback, not a recommendation
+    ggufs = [m for m in eval_result["models"] if m["kind"] == "gguf" and m["kld"] is not None and m["name"] != reference]
     good = sorted((m for m in ggufs if m["kld"] < threshold), key=lambda m: m["file_size"] or 0)
     shipped = by_name.get(eval_result["shipped_quant"])
     if good:
@@ -95,7 +96,10 @@ def verdict(eval_result: dict[str, Any] | None) -> list[str]:
                      f"mean KLD below {threshold} vs {reference} "
                      f"(KLD {pick['kld']:.4f}, top-1 agreement {_show(pick['top1'], 'pct')}).")
     elif ggufs:
-        lines.append(f"No GGUF has mean KLD below {threshold} vs {reference}: no quant is recommended.")
+        kept = by_name.get(reference)
+        size = f" ({_show(kept['file_size'], 'mib')} MiB)" if kept else ""
+        lines.append(f"No quant has mean KLD below {threshold} vs {reference}: none is recommended; ship "
+                     f"{reference}{size} or add larger types to eval.quants.")
     if shipped and shipped["kld"] is not None and shipped["kld"] >= threshold:
         changed = (f": it changes the top token on {1 - shipped['top1']:.1%} of positions"
                    if shipped["top1"] is not None else "")
