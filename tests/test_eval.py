@@ -162,3 +162,13 @@ def test_without_eval_there_is_no_eval_or_report_stage(tmp_path):
 def test_bad_eval_settings_are_clear_errors(tmp_path, override, message):
     with pytest.raises(ConfigError, match=message):
         compose(ROOT, [f"store={tmp_path}", override])
+
+
+def test_a_workers_peak_memory_is_its_own_not_its_parents():
+    import subprocess
+    import sys
+
+    held = np.ones(400 * 2**20 // 8)  # the parent holds 400 MiB, as a doit process that trained may
+    code = "from llmbuild.evaluation.worker import peak_rss_bytes; print(peak_rss_bytes())"
+    child = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert 0 < child < 300 * 2**20 and held.sum() > 0

@@ -28,6 +28,16 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def peak_rss_bytes() -> int:
+    """This process's own peak resident memory. Linux's ru_maxrss carries over the parent's peak
+    across fork and exec (a worker started by a doit process that trained would report the
+    trainer's), so VmHWM, the high-water mark of this process's address space, comes first."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 

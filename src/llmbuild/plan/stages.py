@@ -127,6 +127,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         tools=("llama_cpp_python", "transformers", "torch"),
         enabled_by="eval.enabled",
         quant_ladder=True,
+        version="2",  # 2: each worker's own peak memory (VmHWM), quantize records
     ),
     StageSpec(
         "report", "Write report.md and a self-contained report.html: config, timings, loss, quant ladder, answers",
