@@ -75,6 +75,15 @@ def read_quantize_log(text: str) -> QuantizeLog:
     return QuantizeLog(types=dict(Counter(_CONVERTED.findall(text))), fallback=dict(Counter(_FALLBACK.findall(text))))
 
 
+def fallback_text(record: dict[str, Any], noun: str = "") -> str:
+    """"180 of 211{noun} (q5_0 166, q8_0 14)" from a `QuantizeLog.to_json()` record: the quantized
+    tensors llama.cpp wrote in another type than asked."""
+    fallback = record.get("fallback") or {}
+    types = ", ".join(f"{name} {count}" for name, count in sorted(fallback.items()))
+    return (f"{sum(fallback.values())} of {record.get('quantized_tensors', '?')}{noun}"
+            + (f" ({types})" if types else ""))
+
+
 def quantize(source: Path, target: Path, quant: str, nthread: int = 0, log: Path | None = None) -> QuantizeLog:
     """llama_model_quantize, its log (llama.cpp's log callback) written to `log` rather than the terminal."""
     import llama_cpp

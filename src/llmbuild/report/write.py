@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from ..adapters.llama_cpp import fallback_text
 from ..templating import render_file
 from . import charts
 from .inputs import VariantReport
@@ -41,14 +42,6 @@ def _show(value: Any, how: str) -> str:
     if how == "fallback":
         return fallback_text(value)
     return how.format(value)
-
-
-def fallback_text(quantized: dict[str, Any], noun: str = "") -> str:
-    """"180 of 211 (q5_0 166, q8_0 14)": quantized tensors llama.cpp wrote in another type than asked."""
-    fallback = quantized.get("fallback") or {}
-    types = ", ".join(f"{name} {count}" for name, count in sorted(fallback.items()))
-    return (f"{sum(fallback.values())} of {quantized.get('quantized_tensors', '?')}{noun}"
-            + (f" ({types})" if types else ""))
 
 
 def metrics_table(eval_result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:

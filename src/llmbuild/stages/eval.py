@@ -85,10 +85,9 @@ def _run_worker(ctx: StageContext, name: str, request: dict[str, Any], scratch: 
     return json.loads(result_file.read_text(encoding="utf-8"))
 
 
-def _quantize_record(artifact: Path) -> dict[str, Any] | None:
-    """What the quantize stage recorded about the tensors it wrote (quantize.json), if it did."""
-    record = artifact / quantize.RECORD
-    return json.loads(record.read_text(encoding="utf-8")) if record.is_file() else None
+def _quantize_record(artifact: Path) -> dict[str, Any]:
+    """What the quantize stage recorded about the tensors it wrote (quantize.json)."""
+    return json.loads((artifact / quantize.RECORD).read_text(encoding="utf-8"))
 
 
 def _summary(cfg, cases, results) -> dict[str, Any]:

@@ -18,11 +18,10 @@ def run(ctx: StageContext) -> None:
     source = ctx.inputs["convert"] / gguf_file(cfg.model.name, cfg.quant.convert_type)
     target = ctx.out / gguf_file(cfg.model.name, cfg.quant.type)
     written = llama_cpp.quantize(source, target, cfg.quant.type, cfg.quant.nthread, log=ctx.out / "quantize.log")
-    (ctx.out / RECORD).write_text(json.dumps({"type": cfg.quant.type, **written.to_json()}, indent=1) + "\n",
-                                  encoding="utf-8")
+    record = {"type": cfg.quant.type, **written.to_json()}
+    (ctx.out / RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     ratio = target.stat().st_size / source.stat().st_size
     ctx.say(f"{target.name}: {target.stat().st_size / 2**20:.1f} MiB ({ratio:.0%} of {cfg.quant.convert_type})")
     if written.fallback:
-        types = ", ".join(f"{name} {count}" for name, count in sorted(written.fallback.items()))
-        ctx.say(f"  {sum(written.fallback.values())} of {written.quantized} quantized tensors fell back from "
-                f"{cfg.quant.type} ({types}): their rows do not fit its block; see quantize.log")
+        ctx.say(f"  {llama_cpp.fallback_text(record, ' quantized tensors')} fell back from {cfg.quant.type}: "
+                f"their rows do not fit its block; see quantize.log")
