@@ -1,20 +1,12 @@
-"""llmbuild's doit entry point. Thin on purpose: the package composes the configuration and
-generates the tasks.
+"""llmbuild's doit entry point.
+
+The build graph's tasks come from llmbuild's task loader (pyproject.toml: [tool.doit] loader), which
+composes the command line's Hydra overrides and plans them; doit then runs what is stale.
 
     doit build [overrides]      build what is stale (`doit help build`)
     doit list / info / clean / forget [overrides]
+
+Add your own `task_*` functions here: they run beside llmbuild's.
 """
 
-from pathlib import Path
-
-from llmbuild.cli import session
-from llmbuild.cli.tasks import tasks_for
-
-ROOT = Path(__file__).resolve().parent
-(ROOT / "build").mkdir(exist_ok=True)  # doit's dependency database lives there
-
 DOIT_CONFIG = {"default_tasks": ["package"], "verbosity": 2}
-
-
-def task_llmbuild():
-    yield from tasks_for(session.plan_current(ROOT))

@@ -23,14 +23,14 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from tiny_model import build_tiny_llama  # noqa: E402
 
-STAGES = ("base", "data", "train", "merge", "convert", "parity", "quantize", "render", "smoke", "eval", "report",
+STAGES = ("base", "data", "train", "merge", "convert", "parity", "quantize", "ollama", "smoke", "eval", "report",
           "package")
-AFTER_TRAIN = {"train", "merge", "convert", "parity", "quantize", "render", "smoke", "eval", "report", "package"}
+AFTER_TRAIN = {"train", "merge", "convert", "parity", "quantize", "ollama", "smoke", "eval", "report", "package"}
 # the stages that must run after one key changes: those reading it, and what depends on them
 MINIMAL = {
-    "quant=q8_0": {"quantize", "render", "smoke", "eval", "report", "package"},
-    "quant.convert_type=bf16": {"convert", "parity", "quantize", "render", "smoke", "eval", "report", "package"},
-    "prompt.temperature=0.2": {"render", "report", "package"},   # the report shows the resolved config
+    "quant=q8_0": {"quantize", "ollama", "smoke", "eval", "report", "package"},
+    "quant.convert_type=bf16": {"convert", "parity", "quantize", "ollama", "smoke", "eval", "report", "package"},
+    "prompt.temperature=0.2": {"ollama", "report", "package"},   # the report shows the resolved config
     "smoke.max_tokens=4": {"smoke", "report", "package"},
     "eval.max_new_tokens=2": {"eval", "report", "package"},
     "lora.r=4": AFTER_TRAIN,

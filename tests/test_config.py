@@ -8,13 +8,21 @@ from pathlib import Path
 import pytest
 from omegaconf.errors import ReadonlyConfigError
 
-from llmbuild.adapters.llamafactory import train_args
 from llmbuild.config.compose import compose
 from llmbuild.errors import ConfigError
-from llmbuild.quant_types import QUANT_TYPES
+from llmbuild.facts.quant_types import QUANT_TYPES
+from llmbuild.plan.graph import build_plan
+from llmbuild.plan.view import stage_config
+from llmbuild.stages.train import arguments
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = sorted(p.stem for p in (ROOT / "recipes").glob("*.yaml") if not p.stem.endswith(".lock"))
+
+
+def train_args(composed, **paths):
+    """LLaMA-Factory's training arguments, as the train stage writes them for this configuration."""
+    plan = build_plan(composed, ROOT, strict=False)
+    return arguments(stage_config(plan, "train"), **paths)
 
 
 def test_default_is_the_embedded_demo():
@@ -44,9 +52,10 @@ def test_model_alias_qwen7b_is_qwen25_7b_instruct():
     assert alias == full and alias.hub_id == "Qwen/Qwen2.5-7B-Instruct"
 
 
-def test_toolcall_recipe_expresses_seed_002():
-    cfg = compose(ROOT, ["recipe=toolcall-qwen7b"]).cfg
-    args = train_args(cfg, base="base", dataset_dir="data", output_dir="adapter")
+def test_toolcall_recipe_expresses_seed_002(tmp_path):
+    composed = compose(ROOT, ["recipe=toolcall-qwen7b", f"store={tmp_path}"])
+    cfg = composed.cfg
+    args = train_args(composed, base="base", dataset_dir="data", output_dir="adapter")
     assert args["template"] == "qwen" and args["lora_target"] == "q_proj,v_proj"
     assert (args["per_device_train_batch_size"], args["gradient_accumulation_steps"]) == (2, 8)
     assert (args["cutoff_len"], args["num_train_epochs"], args["warmup_steps"]) == (4096, 5, 20)
@@ -55,9 +64,10 @@ def test_toolcall_recipe_expresses_seed_002():
     assert cfg.quant.type == "q4_k_m" and cfg.quant.convert_type == "f16"
 
 
-def test_seed_001_hyperparameters_are_expressible():
-    cfg = compose(ROOT, ["model=llama3-8b-instruct", "lora=seed001", "train=seed001"]).cfg
-    args = train_args(cfg, base="base", dataset_dir="data", output_dir="adapter")
+@pytest.mark.parametrize("names", [("lora=r16-all-proj", "train=linear-60-steps"), ("lora=seed001", "train=seed001")])
+def test_seed_001_hyperparameters_are_expressible(tmp_path, names):
+    composed = compose(ROOT, ["model=llama3-8b-instruct", *names, f"store={tmp_path}"])
+    args = train_args(composed, base="base", dataset_dir="data", output_dir="adapter")
     assert (args["lora_rank"], args["lora_alpha"], args["lora_dropout"], args["use_rslora"]) == (16, 16, 0.0, False)
     assert args["lora_target"] == "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
     assert (args["per_device_train_batch_size"], args["gradient_accumulation_steps"]) == (1, 4)
@@ -66,15 +76,15 @@ def test_seed_001_hyperparameters_are_expressible():
     assert args["template"] == "llama3"
 
 
-def test_seed_003_warmup_ratio_and_fp16():
-    cfg = compose(ROOT, ["train.warmup_steps=0", "train.warmup_ratio=0.03", "train.fp16=true"]).cfg
-    args = train_args(cfg, base="b", dataset_dir="d", output_dir="a")
+def test_seed_003_warmup_ratio_and_fp16(tmp_path):
+    composed = compose(ROOT, ["train.warmup_steps=0", "train.warmup_ratio=0.03", "train.fp16=true", f"store={tmp_path}"])
+    args = train_args(composed, base="b", dataset_dir="d", output_dir="a")
     assert args["warmup_ratio"] == 0.03 and "warmup_steps" not in args and args["fp16"] is True
 
 
-def test_extra_llamafactory_arguments_pass_through():
-    cfg = compose(ROOT, ["+train.extra.neftune_noise_alpha=5"]).cfg
-    assert train_args(cfg, base="b", dataset_dir="d", output_dir="a")["neftune_noise_alpha"] == 5
+def test_extra_llamafactory_arguments_pass_through(tmp_path):
+    composed = compose(ROOT, ["+train.extra.neftune_noise_alpha=5", f"store={tmp_path}"])
+    assert train_args(composed, base="b", dataset_dir="d", output_dir="a")["neftune_noise_alpha"] == 5
 
 
 def test_unknown_key_names_key_source_and_nearest_valid_key():

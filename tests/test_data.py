@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from llmbuild import datasets
+from llmbuild.dataset import rows as datasets
 from llmbuild.errors import DataError
 
 

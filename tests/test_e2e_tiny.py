@@ -46,7 +46,7 @@ def out_folder(stdout: str) -> Path:
 def test_build_rebuild_and_one_key_changes(workspace):
     top, model = workspace
     ran, out = doit_build(top, model)
-    assert ran == ["base", "data", "train", "merge", "convert", "parity", "quantize", "render", "smoke", "package"]
+    assert ran == ["base", "data", "train", "merge", "convert", "parity", "quantize", "ollama", "smoke", "package"]
     store = top / "store"
     variant = next((store / "out").iterdir())
     assert "outputs in" in out and str(variant.name) in out
@@ -75,15 +75,29 @@ def test_build_rebuild_and_one_key_changes(workspace):
     assert ran == [] and len(re.findall(r"^-- ", out, flags=re.M)) == 10, "a rebuild with nothing changed runs nothing"
 
     ran, _ = doit_build(top, model, "quant=q8_0")
-    assert ran == ["quantize", "render", "smoke", "package"]
+    assert ran == ["quantize", "ollama", "smoke", "package"]
     ran, _ = doit_build(top, model)
     assert ran == [], "going back to q4_k_m reuses the stored artifact"
 
     ran, _ = doit_build(top, model, "prompt.temperature=0.2")
-    assert ran == ["render", "package"]
+    assert ran == ["ollama", "package"]
 
     ran, _ = doit_build(top, model, "lora.r=4")
-    assert ran == ["train", "merge", "convert", "parity", "quantize", "render", "smoke", "package"]
+    assert ran == ["train", "merge", "convert", "parity", "quantize", "ollama", "smoke", "package"]
+
+
+def test_quantizer_threads_change_no_byte(workspace, tmp_path):
+    """Why quant.nthread is in no key (config/schema.py, NOT_BUILT): llama.cpp's quantizer writes
+    the same bytes with any number of threads."""
+    from llmbuild.adapters import llama_cpp
+
+    top, model = workspace
+    _, out = doit_build(top, model)
+    variant = out_folder(out)
+    stored = (variant / "Tiny-Llama-Q4_K_M.gguf").read_bytes()   # quant.nthread=0: every core
+    for threads in (1, 2):
+        llama_cpp.quantize(variant / "Tiny-Llama-F16.gguf", tmp_path / f"{threads}.gguf", "q4_k_m", threads)
+        assert (tmp_path / f"{threads}.gguf").read_bytes() == stored, f"{threads} thread(s) wrote other bytes"
 
 
 def test_training_yaml_runs_by_hand_unchanged(workspace):
@@ -123,7 +137,7 @@ def test_parallel_sweep_shares_stages_and_trains_one_at_a_time(workspace):
     counts = {stage.name: len(list(stage.glob("*/manifest.json"))) for stage in store.iterdir()
               if stage.is_dir() and any(stage.glob("*/manifest.json"))}
     counts["package"] = len(list((store / "out").iterdir()))
-    assert counts == {"base": 1, "data": 1, "train": 2, "merge": 2, "convert": 2, "parity": 2, "quantize": 4, "render": 4,
+    assert counts == {"base": 1, "data": 1, "train": 2, "merge": 2, "convert": 2, "parity": 2, "quantize": 4, "ollama": 4,
                       "smoke": 4, "eval": 4, "report": 4, "package": 4}
     spans = []
     for manifest in (top / "sweep" / "train").glob("*/manifest.json"):
@@ -272,6 +286,13 @@ def test_eval_and_report_on_a_tool_calling_dataset(workspace):
     assert len(held) == 3 and not any(prompt in trained for prompt in held), "held-out rows were trained on"
     assert (variant / "report" / "report.html").is_file() and (variant / "report" / "report.md").is_file()
 
+    # the report shows the resolved config, so a value it shows is part of its key: not shared
+    ran, named = doit_build(top, model, *setup, "target.ollama.model_name=quill")
+    assert ran == ["ollama", "report", "package"]
+    assert "model_name: quill" in (out_folder(named) / "report" / "report.md").read_text()
+    assert "model_name: null" in (variant / "report" / "report.md").read_text()
+    assert "ollama create quill -f Modelfile" in (out_folder(named) / "ollama" / "Modelfile").read_text()
+
     ran, _ = doit_build(top, model, *setup, "eval.max_new_tokens=6")
     assert ran == ["eval", "report", "package"], "an eval setting re-runs eval (and its report) only"
 
@@ -283,20 +304,21 @@ def test_eval_and_report_on_a_tool_calling_dataset(workspace):
 
 def test_split_gguf_as_base_input_and_as_output(workspace):
     from llmbuild.adapters import gguf_split
+    from llmbuild.facts.gguf_files import parse_size, shards_of
 
     top, model = workspace
     doit_build(top, model)  # nothing to do when the first test ran
     f16 = next((top / "store" / "convert").glob("*/Tiny-Llama-F16.gguf"))
     shards_dir = top / "split-base"
     shards_dir.mkdir()
-    shards = gguf_split.split(f16, shards_dir, gguf_split.parse_size("1M"))
+    shards = gguf_split.split(f16, shards_dir, parse_size("1M"))
     assert len(shards) > 2
 
     ran, out = doit_build(top, shards[0], "model.name=Tiny-Split", "quant.split_max_size=1M")
     assert ran[0] == "base" and "split" in ran and f"split into {len(shards)} files" in out
     split_out = out_folder(out) / "split"
     written = sorted(split_out.glob("Tiny-Split-Q4_K_M-*-of-*.gguf"))
-    assert len(written) > 1 and gguf_split.shards_of(written[0]) == written
+    assert len(written) > 1 and shards_of(written[0]) == written
 
 
 def test_ollama_adapter_target_applies_the_lora_gguf_to_the_base(workspace):
@@ -305,7 +327,7 @@ def test_ollama_adapter_target_applies_the_lora_gguf_to_the_base(workspace):
 
     top, model = workspace
     ran, out = doit_build(top, model, "target.ollama.adapter=true", "quant=f16")
-    assert "lora_gguf" in ran and "render" in ran
+    assert "lora_gguf" in ran and "ollama" in ran
     folder = out_folder(out) / "ollama"
     modelfile = (folder / "Modelfile").read_text()
     assert "FROM ./Tiny-Llama-base-F16.gguf" in modelfile and "ADAPTER ./Tiny-Llama-LoRA-F16.gguf" in modelfile

@@ -10,16 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llmbuild import datasets, parity
-from llmbuild.chat_template import hf_chat_template
+from llmbuild.adapters.llama_cpp import chat_formatter
+from llmbuild.chat.templates import hf_chat_template
+from llmbuild.cli.tasks import stage_context
 from llmbuild.config.compose import compose
+from llmbuild.dataset import rows as datasets
+from llmbuild.dataset.holdout import holdout_indices
 from llmbuild.errors import ConfigError, DataError
 from llmbuild.evaluation import cases as eval_cases
 from llmbuild.evaluation import metrics
-from llmbuild.evaluation.worker import Scores, log_softmax
+from llmbuild.evaluation.scores import Scores, log_softmax
+from llmbuild.facts import layout
 from llmbuild.plan.graph import build_plan
 from llmbuild.stages import data as data_stage
-from llmbuild.stages.context import StageContext
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,28 +30,28 @@ ROOT = Path(__file__).resolve().parent.parent
 # --- the held-out split ------------------------------------------------------------------------
 
 def test_holdout_is_a_fraction_or_a_count_and_depends_on_the_seed():
-    assert len(datasets.holdout_indices(40, 0.1, 0)) == 4
-    assert len(datasets.holdout_indices(40, 7, 0)) == 7
-    assert len(datasets.holdout_indices(5, 0.01, 0)) == 1          # a fraction never rounds to nothing
-    assert datasets.holdout_indices(40, 0, 0) == []
-    assert datasets.holdout_indices(40, 0.1, 0) == datasets.holdout_indices(40, 0.1, 0)
-    assert datasets.holdout_indices(40, 0.1, 0) != datasets.holdout_indices(40, 0.1, 1)
+    assert len(holdout_indices(40, 0.1, 0)) == 4
+    assert len(holdout_indices(40, 7, 0)) == 7
+    assert len(holdout_indices(5, 0.01, 0)) == 1          # a fraction never rounds to nothing
+    assert holdout_indices(40, 0, 0) == []
+    assert holdout_indices(40, 0.1, 0) == holdout_indices(40, 0.1, 0)
+    assert holdout_indices(40, 0.1, 0) != holdout_indices(40, 0.1, 1)
     with pytest.raises(DataError, match="leaves nothing to train on"):
-        datasets.holdout_indices(3, 3, 0)
+        holdout_indices(3, 3, 0)
 
 
 def _run_data_stage(tmp_path, *overrides):
-    cfg = compose(ROOT, [f"store={tmp_path / 'store'}", *overrides]).cfg
+    plan = build_plan(compose(ROOT, [f"store={tmp_path / 'store'}", *overrides]), ROOT)
     out = tmp_path / "out"
     out.mkdir()
-    data_stage.run(StageContext(cfg=cfg, root=ROOT, key="k", inputs={}, out=out))
-    return cfg, out
+    data_stage.run(stage_context(plan, "data", out))
+    return plan.composed.cfg, out
 
 
 def test_held_out_rows_are_never_in_the_training_file(tmp_path):
     cfg, out = _run_data_stage(tmp_path)
-    trained = json.loads((out / "dataset" / data_stage.FILE_NAME).read_text())
-    held = [json.loads(line) for line in (out / data_stage.HELDOUT).read_text().splitlines()]
+    trained = json.loads((out / "dataset" / layout.TRAIN_FILE).read_text())
+    held = [json.loads(line) for line in (out / layout.HELDOUT).read_text().splitlines()]
     source = [json.loads(line) for line in (ROOT / cfg.dataset.path).read_text().splitlines()]
     split = json.loads((out / "split.json").read_text())
     assert len(trained) + len(held) == len(source) == split["rows"] and len(held) == 4
@@ -77,7 +80,8 @@ def test_openai_rows_survive_the_round_trip_through_llamafactorys_layout():
 # --- cases in the trained format -----------------------------------------------------------------
 
 def test_a_case_is_the_generation_prompt_and_the_answer_up_to_its_end_token():
-    render = parity.gguf_prompt(hf_chat_template(ROOT, "chatml", "Be brief."), "", "<|im_end|>")
+    source = (ROOT / "templates" / "chat" / "chatml.jinja").read_text()
+    render = chat_formatter(hf_chat_template(source, "Be brief.", "chat/chatml.jinja"), "", "<|im_end|>")
     rows = [{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."},
                           {"role": "user", "content": "Name?"}, {"role": "assistant", "content": "Quill."}]}]
     (case,) = eval_cases.build(rows, render, ["<|im_end|>"])
@@ -169,6 +173,6 @@ def test_a_workers_peak_memory_is_its_own_not_its_parents():
     import sys
 
     held = np.ones(400 * 2**20 // 8)  # the parent holds 400 MiB, as a doit process that trained may
-    code = "from llmbuild.evaluation.worker import peak_rss_bytes; print(peak_rss_bytes())"
+    code = "from llmbuild.adapters.eval_worker import peak_rss_bytes; print(peak_rss_bytes())"
     child = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert 0 < child < 300 * 2**20 and held.sum() > 0

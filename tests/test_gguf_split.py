@@ -11,7 +11,9 @@ import pytest
 from llmbuild.adapters import gguf_split
 from llmbuild.config.compose import compose
 from llmbuild.errors import ConfigError
+from llmbuild.facts.gguf_files import parse_size, shards_of
 from llmbuild.plan.graph import build_plan
+
 from tiny_model import SMOLLM2_GGUF
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,10 +29,10 @@ def logits(path: Path) -> np.ndarray:
 
 
 def test_split_files_load_in_llama_cpp_and_merge_back(tmp_path):
-    shards = gguf_split.split(SMOLLM2_GGUF, tmp_path, gguf_split.parse_size("40M"))
+    shards = gguf_split.split(SMOLLM2_GGUF, tmp_path, parse_size("40M"))
     assert [p.name for p in shards] == [f"SmolLM2-135M-Instruct.Q4_1-{i:05d}-of-00003.gguf" for i in (1, 2, 3)]
     assert all(p.stat().st_size <= 40_000_000 + 10_000_000 for p in shards)  # tensor data + metadata
-    assert gguf_split.shards_of(shards[0]) == shards
+    assert shards_of(shards[0]) == shards
     reference = logits(SMOLLM2_GGUF)
     assert np.array_equal(logits(shards[0]), reference)
     merged = tmp_path / "merged.gguf"
@@ -45,9 +47,9 @@ def test_a_missing_shard_is_named(tmp_path):
 
 
 def test_sizes_use_llama_cpps_syntax():
-    assert gguf_split.parse_size("500M") == 500_000_000 and gguf_split.parse_size("2g") == 2_000_000_000
+    assert parse_size("500M") == 500_000_000 and parse_size("2g") == 2_000_000_000
     with pytest.raises(ConfigError, match="500M or 2G"):
-        gguf_split.parse_size("2GB")
+        parse_size("2GB")
 
 
 def test_every_shard_of_a_split_base_is_part_of_the_key(tmp_path):

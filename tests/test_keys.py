@@ -15,7 +15,7 @@ from llmbuild.plan.graph import build_plan
 from llmbuild.plan.stages import ORDER
 
 ROOT = Path(__file__).resolve().parent.parent
-DOWNSTREAM_OF_TRAIN = {"train", "merge", "convert", "parity", "quantize", "render", "smoke", "eval", "report"}
+DOWNSTREAM_OF_TRAIN = {"train", "merge", "convert", "parity", "quantize", "ollama", "smoke", "eval", "report"}
 
 
 def changed(plan_a, plan_b) -> set[str]:
@@ -24,12 +24,12 @@ def changed(plan_a, plan_b) -> set[str]:
 
 
 @pytest.mark.parametrize("override, expected", [
-    ("quant=q8_0", {"quantize", "render", "smoke", "eval", "report"}),
-    ("quant.convert_type=bf16", {"convert", "parity", "quantize", "render", "smoke", "eval", "report"}),
-    ("prompt.temperature=0.2", {"render", "report"}),   # the report shows the resolved config
-    ("prompt.top_k=20", {"render", "report"}),
-    ("prompt.num_ctx=4096", {"render", "report"}),
-    ("+prompt.stop=[END]", {"render", "report"}),
+    ("quant=q8_0", {"quantize", "ollama", "smoke", "eval", "report"}),
+    ("quant.convert_type=bf16", {"convert", "parity", "quantize", "ollama", "smoke", "eval", "report"}),
+    ("prompt.temperature=0.2", {"ollama", "report"}),   # the report shows the resolved config
+    ("prompt.top_k=20", {"ollama", "report"}),
+    ("prompt.num_ctx=4096", {"ollama", "report"}),
+    ("+prompt.stop=[END]", {"ollama", "report"}),
     ("prompt.system=Be terse.", DOWNSTREAM_OF_TRAIN),
     ("lora.r=16", DOWNSTREAM_OF_TRAIN),
     ("train.learning_rate=5e-4", DOWNSTREAM_OF_TRAIN),
@@ -81,7 +81,7 @@ def test_chat_template_source_is_part_of_train_and_merge_keys(plan_for, monkeypa
 
     monkeypatch.setattr("llmbuild.plan.graph.payload", edited)
     after = plan_for()
-    assert {"train", "merge", "render"} <= changed(before, after)
+    assert {"train", "merge", "ollama"} <= changed(before, after)
     assert "data" not in changed(before, after) and "base" not in changed(before, after)
 
 
@@ -90,7 +90,7 @@ def test_tool_versions_are_part_of_the_key(plan_for, monkeypatch):
     real = keys.tool_version
     monkeypatch.setattr(keys, "tool_version", lambda d: "9.9" if d == "llama_cpp_python" else real(d))
     after = plan_for()
-    assert changed(before, after) == {"convert", "parity", "quantize", "render", "smoke", "eval", "report"}
+    assert changed(before, after) == {"convert", "parity", "quantize", "ollama", "smoke", "eval", "report"}
 
 
 def test_bitsandbytes_version_is_part_of_the_key_only_for_qlora(plan_for, monkeypatch):
@@ -104,7 +104,7 @@ def test_bitsandbytes_version_is_part_of_the_key_only_for_qlora(plan_for, monkey
 def test_planning_reads_no_model_file_twice(plan_for, monkeypatch):
     plan_for()  # fills the digest cache
     calls = []
-    monkeypatch.setattr("llmbuild.store.file_sha256", lambda path: calls.append(path) or "x")
+    monkeypatch.setattr("llmbuild.store.digests.file_sha256", lambda path: calls.append(path) or "x")
     plan_for()
     assert calls == [], "a no-op plan must trust size/mtime and re-hash nothing"
 

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from llmbuild import modelfile
-from llmbuild.chat_template import ollama_template
+from llmbuild.chat import modelfile
+from llmbuild.chat.templates import ollama_template
+from llmbuild.facts.chat_families import FAMILIES
+from llmbuild.files.templates import TemplateDir
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -69,12 +71,14 @@ def golden(name: str, text: str) -> None:
 ])
 def test_modelfile_golden(family, system, messages, license_):
     spec = modelfile.Modelfile(
-        gguf_file="Model-Q4_K_M.gguf", template=ollama_template(ROOT, family, eos_token="</s>"),
+        gguf_file="Model-Q4_K_M.gguf",
+        template=ollama_template(TemplateDir(ROOT).text(FAMILIES[family].ollama_template), eos_token="</s>",
+                                 name=FAMILIES[family].ollama_template),
         header=["golden test"], system=system,
         parameters=[("temperature", 0.7), ("top_p", 0.9), ("top_k", 40), ("repeat_penalty", 1.1), ("num_ctx", 2048),
                     ("stop", "<|im_end|>"), ("stop", "</s>")],
         messages=messages, license=license_)
-    text = modelfile.render(spec, ROOT)
+    text = modelfile.render(spec, TemplateDir(ROOT))
     golden(f"Modelfile.{family}", text)
     assert modelfile.read_back(text.split("SYSTEM ", 1)[1].split("\n\nPARAMETER")[0]) == system if system else True
 
@@ -82,7 +86,7 @@ def test_modelfile_golden(family, system, messages, license_):
 def test_ollama_names_are_valid_and_long_sweep_variants_stay_apart():
     from types import SimpleNamespace
 
-    from llmbuild.outputs import OLLAMA_NAME_MAX, ollama_name
+    from llmbuild.plan.outputs import OLLAMA_NAME_MAX, ollama_name
 
     def name(variant: str, configured: str | None = None) -> str:
         cfg = SimpleNamespace(target=SimpleNamespace(ollama=SimpleNamespace(model_name=configured)))

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from llmbuild import parity
 from llmbuild.adapters import go_template
-from llmbuild.chat_families import FAMILIES
-from llmbuild.chat_template import hf_chat_template, ollama_template
+from llmbuild.adapters.llama_cpp import chat_formatter
+from llmbuild.chat import parity
+from llmbuild.chat.templates import hf_chat_template, ollama_template
+from llmbuild.facts.chat_families import FAMILIES
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEM = "You are a helpful assistant."
@@ -20,8 +21,9 @@ EOS = "<|im_end|>"
 
 
 def check(root: Path, family: str, fewshot=(), system=SYSTEM, stops=None):
-    reference = parity.gguf_prompt(hf_chat_template(root, family, system), "", EOS)
-    template = ollama_template(root, family, eos_token=EOS)
+    chat, ollama = FAMILIES[family].chat_template, FAMILIES[family].ollama_template
+    reference = chat_formatter(hf_chat_template((root / "templates" / chat).read_text(), system, chat), "", EOS)
+    template = ollama_template((root / "templates" / ollama).read_text(), eos_token=EOS, name=ollama)
     fewshot = [dict(m) for m in fewshot]
     render_ollama = go_template.request_renderer(template, system, fewshot)
     stops = stops if stops is not None else list(dict.fromkeys([*FAMILIES[family].stop, EOS]))

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from llmbuild import parity
-from llmbuild.chat_families import FAMILIES
-from llmbuild.chat_template import hf_chat_template
+from llmbuild.adapters import hf_tokenizer, llama_cpp, llamafactory
+from llmbuild.chat import parity
+from llmbuild.chat.templates import hf_chat_template
+from llmbuild.facts.chat_families import FAMILIES
+
 from tiny_model import SMOLLM2_GGUF
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,21 +22,18 @@ pytestmark = pytest.mark.slow  # imports LLaMA-Factory
 
 
 def renderers(root: Path, family: str):
-    from llamafactory.data.template import get_template_and_fix_tokenizer
-    from llamafactory.hparams import DataArguments
-
     from llmbuild.adapters.gguf_import import build_tokenizer, read_vocab
 
     vocab = read_vocab(SMOLLM2_GGUF)
-    template = hf_chat_template(root, family, SYSTEM)
+    name = FAMILIES[family].chat_template
+    template = hf_chat_template((root / "templates" / name).read_text(), SYSTEM, name)
     served = build_tokenizer(vocab)
     served.chat_template = template
     trained = build_tokenizer(vocab)
-    lf_template = get_template_and_fix_tokenizer(
-        trained, DataArguments(template=FAMILIES[family].llamafactory_template, default_system=SYSTEM))
-    return {"llamafactory": parity.llamafactory_renderer(lf_template, trained),
-            "transformers": parity.hf_renderer(served),
-            "llama-cpp-python": parity.gguf_renderer(template, served.bos_token, served.eos_token)}
+    return {"llamafactory": llamafactory.training_renderer(trained, FAMILIES[family].llamafactory_template, SYSTEM),
+            "transformers": hf_tokenizer.chat_renderer(served),
+            "llama-cpp-python": parity.conversation_renderer(
+                llama_cpp.chat_formatter(template, served.bos_token, served.eos_token))}
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))

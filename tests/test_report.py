@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from llmbuild.errors import StageError
+from llmbuild.evaluation.results import load as load_eval
+from llmbuild.files.templates import TemplateDir
 from llmbuild.report import charts, write_sweep_report, write_variant_report
-from llmbuild.report.inputs import VariantReport, load_eval
+from llmbuild.report.variant import VariantReport
 from llmbuild.report.write import metrics_table, verdict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,7 +119,7 @@ def test_charts_are_pngs_and_the_same_data_gives_the_same_bytes():
 
 
 def test_the_html_is_self_contained_and_escapes_answers(tmp_path):
-    md, html = write_variant_report(tmp_path, report(), ROOT)
+    md, html = write_variant_report(tmp_path, report(), TemplateDir(ROOT))
     page = html.read_text()
     assert page.count("data:image/png;base64,") == 2 and 'id="metrics"' in page and 'id="stages"' in page
     assert "http://" not in page and "https://" not in page and "<script" not in page
@@ -135,7 +137,7 @@ def test_the_html_is_self_contained_and_escapes_answers(tmp_path):
 
 
 def test_a_tool_calling_run_shows_tool_call_scores(tmp_path):
-    md, html = write_variant_report(tmp_path, report(tool_eval()), ROOT)
+    md, html = write_variant_report(tmp_path, report(tool_eval()), TemplateDir(ROOT))
     page = html.read_text()
     assert "<th>tool call parsed</th><th>right name</th><th>right args</th>" in page and "<th>ROUGE-L</th>" not in page
     assert "<td>q4_k_m (shipped)</td>" in page and "<td class=\"num\">25.0%</td>" in page
@@ -144,7 +146,7 @@ def test_a_tool_calling_run_shows_tool_call_scores(tmp_path):
 
 
 def test_a_build_without_eval_still_reports_training_and_stages(tmp_path):
-    md, html = write_variant_report(tmp_path, report(None), ROOT)
+    md, html = write_variant_report(tmp_path, report(None), TemplateDir(ROOT))
     page = html.read_text()
     assert "Evaluation did not run" in page and 'id="metrics"' not in page and 'id="stages"' in page
     assert page.count("data:image/png;base64,") == 1 and not (tmp_path / "ladder.png").exists()
@@ -175,7 +177,7 @@ def test_sweep_report_compares_variants(tmp_path):
     variants = [report(variant="demo_lora.r-8_quant-q4_k_m", config_yaml="lora:\n  r: 8\n", swept={"quant": "q4_k_m"}),
                 report(other, variant="demo_lora.r-16_quant-q8_0", config_yaml="lora:\n  r: 16\n", swept={"quant": "q8_0"}),
                 report(None, variant="demo_lora.r-32_quant-q8_0", config_yaml="lora:\n  r: 32\n")]
-    md, html = write_sweep_report(tmp_path, variants, ["lora.r", "quant"], ROOT)
+    md, html = write_sweep_report(tmp_path, variants, ["lora.r", "quant"], TemplateDir(ROOT))
     text = md.read_text()
     assert "| variant | lora.r | quant | fine-tuned ppl | shipped ppl |" in text
     # swept values: from the overrides when given, else from the resolved config; no eval, no numbers
@@ -189,7 +191,7 @@ def test_sweep_report_compares_variants(tmp_path):
 def test_headless_chromium_renders_the_report(tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "Chromium is missing: apt-get install chromium (README.md, Set up)"
-    _, html = write_variant_report(tmp_path, report(), ROOT)
+    _, html = write_variant_report(tmp_path, report(), TemplateDir(ROOT))
     shot = tmp_path / "shot.png"
     run = subprocess.run([chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                           f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,1600",

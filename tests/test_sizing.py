@@ -12,14 +12,25 @@ from pathlib import Path
 
 import pytest
 
-from llmbuild import size_report
+from llmbuild.adapters.gguf_header import read_gguf_header
+from llmbuild.cli.cmd_size import size_text
 from llmbuild.config.compose import compose
 from llmbuild.errors import ConfigError
-from llmbuild.model_shape import find_shape, read_gguf_header
+from llmbuild.files.paths import resolve_model_path
 from llmbuild.plan.graph import build_plan
-from llmbuild.plan.keys import resolve_model_path
-from llmbuild.sizing import (GIB, OVERHEAD_BYTES, ModelShape, TrainSetup, lora_modules, lora_parameters,
-                             parameter_count, remedies, train_memory)
+from llmbuild.sizing import report as size_report
+from llmbuild.sizing.memory import (
+    GIB,
+    OVERHEAD_BYTES,
+    ModelShape,
+    TrainSetup,
+    lora_modules,
+    lora_parameters,
+    parameter_count,
+    remedies,
+    train_memory,
+)
+from llmbuild.sizing.shape import find_shape
 
 ROOT = Path(__file__).resolve().parent.parent
 LLAMA2_7B = ModelShape(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
@@ -76,7 +87,7 @@ def test_qwen2_counts_its_qkv_biases():
 
 def test_gguf_header_agrees_with_llama_cpp():
     """The header reader against llama.cpp's own metadata reader, on the embedded demo model."""
-    from llmbuild.gguf_meta import read_metadata
+    from llmbuild.adapters.llama_cpp_vocab import read_metadata
 
     path = resolve_model_path(SMOLLM2, ROOT)
     metadata, tensors = read_gguf_header(path)
@@ -108,7 +119,7 @@ def test_hf_folder_and_built_base_model_are_read_before_model_shape(tmp_path):
     base = plan.store / "base" / plan.nodes["base"].key
     base.mkdir(parents=True)
     (base / "config.json").write_text((folder / "config.json").read_text())
-    assert "(built base model)" in size_report.render_plan(plan)
+    assert "(built base model)" in size_text(plan)
 
 
 def test_sizing_keys_change_no_stage_key(tmp_path):

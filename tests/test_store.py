@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from llmbuild.errors import StageError
-from llmbuild.store import DigestCache, Store
+from llmbuild.store.artifacts import Store
+from llmbuild.store.digests import DigestCache
 
 
 def test_successful_build_is_renamed_into_place_with_a_manifest(tmp_path):
@@ -46,7 +47,7 @@ def test_digest_cache_rehashes_only_changed_files(tmp_path, monkeypatch):
     first = cache.digest(data)
     cache.save()
     calls = []
-    import llmbuild.store as store_module
+    import llmbuild.store.digests as store_module
     real = store_module.file_sha256
     monkeypatch.setattr(store_module, "file_sha256", lambda p: calls.append(p) or real(p))
     again = DigestCache(tmp_path / "digests.json")

@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmbuild import explain, review
 from llmbuild.cli.session import make_plans
 from llmbuild.cli.tasks import tasks_for
 from llmbuild.errors import ConfigError
-from llmbuild.store import Store
+from llmbuild.plan import explain
+from llmbuild.review import diff, git
+from llmbuild.review import lock as lock_files
+from llmbuild.store.artifacts import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,7 +29,7 @@ def test_sweep_shares_upstream_stages_in_one_graph(tmp_path):
     assert len(plans) == 6
     # per training: the swept q4_k_m and q8_0, plus q5_k_m from the demo's eval ladder (its q8_0 is shared)
     assert task_counts(plans) == {"base": 1, "data": 1, "train": 3, "merge": 3, "convert": 3, "parity": 3,
-                                  "quantize": 9, "render": 6, "smoke": 6, "eval": 6, "report": 6, "package": 6}
+                                  "quantize": 9, "ollama": 6, "smoke": 6, "eval": 6, "report": 6, "package": 6}
 
 
 def test_sweep_grammar_is_hydras(tmp_path):
@@ -70,10 +72,10 @@ def test_plan_says_why_in_config_terms_and_estimates_cost(tmp_path):
     statuses = {s.stage: s for s in explain.explain(changed)}
     assert all(statuses[s].up_to_date for s in ("base", "data", "train", "merge", "convert", "parity"))
     assert statuses["quantize"].reasons == ("quant.type: 'q4_k_m' -> 'q8_0'",)
-    assert statuses["render"].reasons == ("upstream quantize is rebuilt",)
+    assert statuses["ollama"].reasons == ("upstream quantize is rebuilt",)
     assert statuses["quantize"].estimate_seconds == 4.0
-    text = explain.render_plan([changed])
-    assert "Would run 1 quantize, 1 render, 1 smoke, 1 eval, 1 report (about 20 s from earlier builds)" in text
+    text = explain.plan_text([changed])
+    assert "Would run 1 quantize, 1 ollama, 1 smoke, 1 eval, 1 report (about 20 s from earlier builds)" in text
 
 
 def test_plan_reuses_the_eval_ladders_quant_for_a_quant_change(tmp_path):
@@ -82,7 +84,7 @@ def test_plan_reuses_the_eval_ladders_quant_for_a_quant_change(tmp_path):
     (changed,) = make_plans(ROOT, ["quant=q8_0", f"store={tmp_path}"])
     statuses = {s.stage: s for s in explain.explain(changed)}
     assert statuses["quantize"].up_to_date and statuses["quantize@q5_k_m"].up_to_date
-    assert "Would run 1 render, 1 smoke, 1 eval, 1 report" in explain.render_plan([changed])
+    assert "Would run 1 ollama, 1 smoke, 1 eval, 1 report" in explain.plan_text([changed])
 
 
 def test_plan_names_tool_version_changes(tmp_path, monkeypatch):
@@ -104,11 +106,12 @@ def test_plan_of_a_new_store_says_never_built(tmp_path):
 def test_diff_lists_keys_and_the_stages_they_rebuild(tmp_path):
     (before,) = make_plans(ROOT, [f"store={tmp_path}"])
     (after,) = make_plans(ROOT, ["prompt.temperature=0.2", "lora.r=16", f"store={tmp_path}"])
-    doc = review.diff_document(before, after, ("a", "b"))
-    assert doc["changes"] == [{"key": "lora.r", "before": 8, "after": 16},
+    doc = diff.diff_document(before, after, ("a", "b"))
+    # lora.alpha follows lora.r (2 x r) unless it is set
+    assert doc["changes"] == [{"key": "lora.alpha", "before": 16, "after": 32}, {"key": "lora.r", "before": 8, "after": 16},
                               {"key": "prompt.temperature", "before": 0.7, "after": 0.2}]
-    assert doc["rebuild"] == ["train", "merge", "convert", "parity", "quantize", "render", "smoke", "eval", "report"]
-    markdown = review.diff_markdown(doc)
+    assert doc["rebuild"] == ["train", "merge", "convert", "parity", "quantize", "ollama", "smoke", "eval", "report"]
+    markdown = diff.diff_markdown(doc)
     assert "| `lora.r` | `8` | `16` |" in markdown and "reused: base, data" in markdown
 
 
@@ -116,20 +119,20 @@ def test_diff_against_a_git_revision_reads_that_revisions_files():
     import subprocess
     committed = subprocess.run(["git", "show", "HEAD:conf/config.yaml"], cwd=ROOT, capture_output=True,
                                text=True, check=True).stdout
-    with review.project_at(ROOT, "HEAD") as old_root:
+    with git.project_at(ROOT, "HEAD") as old_root:
         assert (old_root / "conf" / "config.yaml").read_text() == committed
         assert (old_root / "conf" / "recipes" / "demo.yaml").is_file(), "the recipes link comes along"
 
 
 def test_unknown_revision_is_a_clear_error():
     with pytest.raises(ConfigError, match="cannot read revision 'no-such-rev'"):
-        with review.project_at(ROOT, "no-such-rev"):
+        with git.project_at(ROOT, "no-such-rev"):
             pass
 
 
 def test_resolved_config_hides_secrets(tmp_path):
     (plan,) = make_plans(ROOT, ["+train.extra.hub_token=hf_abc123", f"store={tmp_path}"])
-    resolved = review.resolved(plan.composed)
+    resolved = diff.resolved(plan.composed)
     assert resolved["train"]["extra"]["hub_token"] == "***"
     assert resolved["smoke"]["max_tokens"] == 96 and resolved["eval"]["max_new_tokens"] == 64  # counts, not secrets
 
@@ -137,7 +140,7 @@ def test_resolved_config_hides_secrets(tmp_path):
 @pytest.mark.parametrize("lock", sorted((ROOT / "recipes").glob("*.lock.yaml")), ids=lambda p: p.name)
 def test_committed_lock_files_are_up_to_date(lock, tmp_path):
     recipe = lock.name.removesuffix(".lock.yaml")
-    fresh = review.lock_document(review.plan_recipe(ROOT, recipe, tmp_path))
+    fresh = lock_files.lock_document(lock_files.plan_recipe(ROOT, recipe, tmp_path))
     committed = yaml.safe_load(lock.read_text())
     assert committed == json.loads(json.dumps(fresh)), (
         f"{lock.relative_to(ROOT)} is out of date: run `doit lock recipe={recipe}` and commit it")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from llmbuild.cli.tasks import stage_context
 from llmbuild.config.compose import compose
+from llmbuild.plan.graph import build_plan
 from llmbuild.stages import vllm
-from llmbuild.stages.context import StageContext
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,13 +22,13 @@ def vllm_argv(tmp_path, *overrides):
     (merge / "chat_template.jinja").write_text("{{ messages }}")
     out = tmp_path / "vllm" / "k2"
     out.mkdir(parents=True)
-    cfg = compose(ROOT, list(overrides)).cfg
-    vllm.run(StageContext(cfg=cfg, root=ROOT, key="k2", inputs={"merge": merge}, out=out))
+    plan = build_plan(compose(ROOT, [f"store={tmp_path / 'store'}", *overrides]), ROOT, strict=False)
+    vllm.run(replace(stage_context(plan, "vllm", out), inputs={"merge": merge}))
     return json.loads((out / "vllm_command.json").read_text())
 
 
 @pytest.mark.parametrize("overrides, parser", [
-    (("recipe=toolcall-qwen7b", "target=[vllm]"), "hermes"),        # seed 002: Qwen2.5 tools
+    (("recipe=toolcall-qwen7b", "target=[vllm]"), "hermes"),        # Qwen2.5 tools
     (("model=llama3-8b-instruct", "target=[vllm]"), "llama3_json"),
     (("target=[vllm]", "target.vllm.tool_call_parser=pythonic"), "pythonic"),
 ])
@@ -45,5 +47,5 @@ def test_vllm_command_names_model_template_and_loopback(tmp_path):
 
 
 def test_targets_not_asked_for_have_no_stage(plan_for):
-    assert {"vllm", "hf"}.isdisjoint(plan_for().nodes) and "render" in plan_for().nodes
-    assert {"vllm", "hf"} <= set(plan_for("target=[vllm,hf]").nodes) and "render" not in plan_for("target=[vllm,hf]").nodes
+    assert {"vllm", "hf"}.isdisjoint(plan_for().nodes) and "ollama" in plan_for().nodes
+    assert {"vllm", "hf"} <= set(plan_for("target=[vllm,hf]").nodes) and "ollama" not in plan_for("target=[vllm,hf]").nodes

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from llmbuild import parity
 from llmbuild.adapters.gguf_import import build_tokenizer, read_vocab
-from llmbuild.gguf_meta import token_ids
+from llmbuild.adapters.hf_tokenizer import token_ids as hf_ids
+from llmbuild.adapters.llama_cpp_vocab import token_ids
+from llmbuild.chat import parity
+
 from tiny_model import SMOLLM2_GGUF
 
 
 def test_rebuilt_tokenizer_matches_llama_cpp_on_the_corpus():
     tokenizer = build_tokenizer(read_vocab(SMOLLM2_GGUF))
-    problems = parity.tokenizer_mismatches(tokenizer, lambda texts: token_ids(SMOLLM2_GGUF, texts),
+    problems = parity.tokenizer_mismatches(hf_ids(tokenizer), lambda texts: token_ids(SMOLLM2_GGUF, texts),
                                            list(tokenizer.all_special_tokens))
     assert problems == []
 
 
 def test_a_differing_vocabulary_is_reported_with_both_id_lists():
     tokenizer = build_tokenizer(read_vocab(SMOLLM2_GGUF))
-    problems = parity.tokenizer_mismatches(tokenizer, lambda texts: [[0] for _ in texts], ["<|im_start|>"])
+    problems = parity.tokenizer_mismatches(hf_ids(tokenizer), lambda texts: [[0] for _ in texts], ["<|im_start|>"])
     assert len(problems) == len(parity.TOKENIZER_CORPUS) + 1
     assert "llama.cpp [0]" in problems[0]

@@ -1,4 +1,20 @@
-"""llmbuild: declarative, incremental builds of fine-tuned, quantized, deployable LLMs."""
+"""llmbuild: declarative, incremental builds of fine-tuned, quantized, deployable LLMs.
+
+The package is layered; each part imports only the parts listed before it (tests/test_layers.py
+checks this, src/llmbuild/README.md explains the tree):
+
+    errors, facts      what holds whatever the configuration says: types, families, file names
+    files              atomic writes, links, project paths, the templates/ folder
+    config             Hydra composition, schema, validation
+    chat, dataset,     the prompt-format domain, dataset rows, evaluation scores and eval.json,
+    evaluation, report the report files: pure logic over plain values
+    adapters           the only code that runs foreign tools; plain values in
+    sizing, store      `doit size` arithmetic; the artifact store, its links and locks
+    plan               stage table, keys, graph, stage config views
+    stages             one module per stage
+    review             config diffs and lock files
+    cli                doit commands, task loader, task dicts
+"""
 
 from pathlib import Path
 

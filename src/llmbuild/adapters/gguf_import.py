@@ -17,7 +17,7 @@ NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
 
 @dataclass(frozen=True)
-class GgufVocab:
+class GgufTokenizer:
     model: str                  # tokenizer.ggml.model: "gpt2" is byte-level BPE
     pre: str                    # tokenizer.ggml.pre: llama.cpp's pre-tokenizer name
     tokens: list[str]
@@ -29,7 +29,7 @@ class GgufVocab:
     chat_template: str | None
 
 
-def read_vocab(gguf_path: Path) -> GgufVocab:
+def read_vocab(gguf_path: Path) -> GgufTokenizer:
     from gguf import GGUFReader
 
     reader = GGUFReader(str(gguf_path))
@@ -43,7 +43,7 @@ def read_vocab(gguf_path: Path) -> GgufVocab:
         value = get(f"tokenizer.ggml.{role}_token_id")
         if value is not None:
             special[{"unknown": "unk", "padding": "pad"}.get(role, role)] = int(value)
-    return GgufVocab(
+    return GgufTokenizer(
         model=get("tokenizer.ggml.model", ""),
         pre=get("tokenizer.ggml.pre", "default"),
         tokens=list(get("tokenizer.ggml.tokens", [])),
@@ -70,7 +70,7 @@ def _pre_tokenizer(pre: str):
         f"Import the model from its HF folder instead: set model.path to it.")
 
 
-def build_tokenizer(vocab: GgufVocab):
+def build_tokenizer(vocab: GgufTokenizer):
     """A PreTrainedTokenizerFast that tokenizes exactly like llama.cpp does with this GGUF."""
     from tokenizers import AddedToken, Tokenizer, decoders, models
     from transformers import PreTrainedTokenizerFast

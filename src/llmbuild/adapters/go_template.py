@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from ..chat.conversation import decode_arguments
 from ..errors import ToolError
 
 SOURCE = Path(__file__).with_name("ollama_render")
@@ -89,10 +90,8 @@ def ollama_message(message: dict[str, Any]) -> dict[str, Any]:
     calls = []
     for index, call in enumerate(message.get("tool_calls") or []):
         function = call.get("function", call)
-        arguments = function.get("arguments") or {}
-        if isinstance(arguments, str):
-            arguments = json.loads(arguments)
-        calls.append({"function": {"index": index, "name": function["name"], "arguments": arguments}})
+        calls.append({"function": {"index": index, "name": function["name"],
+                                   "arguments": decode_arguments(function.get("arguments"))}})
     if calls:
         out["tool_calls"] = calls
     return out

@@ -8,13 +8,12 @@ import importlib.metadata
 import re
 import sys
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Callable
 
 from .. import PACKAGE_DIR
 from ..errors import ToolError
-from ..quant_types import QUANT_TYPES
+from ..facts.quant_types import QUANT_TYPES, QuantizeRecord
 from .process import run_logged
 
 CONVERTER_DIR = PACKAGE_DIR / "_llama_cpp"
@@ -52,39 +51,16 @@ def convert_lora(adapter: Path, base_hf: Path, outfile: Path, log: Path) -> None
         raise ToolError(f"convert_lora_to_gguf.py wrote no {outfile.name}; see {log.name}")
 
 
-@dataclass(frozen=True)
-class QuantizeLog:
-    """What llama.cpp's quantizer said about the tensors it wrote."""
-    types: dict[str, int]     # quantized tensors by the type written (f32 norms and the like are copied)
-    fallback: dict[str, int]  # of those, the ones whose rows do not fit the requested type's block, by
-                              # the type llama.cpp fell back to (a 576-wide row cannot be a K-quant: 256)
-
-    @property
-    def quantized(self) -> int:
-        return sum(self.types.values())
-
-    def to_json(self) -> dict[str, Any]:
-        return {"quantized_tensors": self.quantized, "types": self.types, "fallback": self.fallback}
-
-
 _CONVERTED = re.compile(r"converting to (\w+)")
 _FALLBACK = re.compile(r"falling back to\s+(\w+)")
 
 
-def read_quantize_log(text: str) -> QuantizeLog:
-    return QuantizeLog(types=dict(Counter(_CONVERTED.findall(text))), fallback=dict(Counter(_FALLBACK.findall(text))))
+def read_quantize_log(text: str) -> QuantizeRecord:
+    """What llama.cpp's quantizer log says it wrote."""
+    return QuantizeRecord(types=dict(Counter(_CONVERTED.findall(text))), fallback=dict(Counter(_FALLBACK.findall(text))))
 
 
-def fallback_text(record: dict[str, Any], noun: str = "") -> str:
-    """"180 of 211{noun} (q5_0 166, q8_0 14)" from a `QuantizeLog.to_json()` record: the quantized
-    tensors llama.cpp wrote in another type than asked."""
-    fallback = record.get("fallback") or {}
-    types = ", ".join(f"{name} {count}" for name, count in sorted(fallback.items()))
-    return (f"{sum(fallback.values())} of {record.get('quantized_tensors', '?')}{noun}"
-            + (f" ({types})" if types else ""))
-
-
-def quantize(source: Path, target: Path, quant: str, nthread: int = 0, log: Path | None = None) -> QuantizeLog:
+def quantize(source: Path, target: Path, quant: str, nthread: int = 0, log: Path | None = None) -> QuantizeRecord:
     """llama_model_quantize, its log (llama.cpp's log callback) written to `log` rather than the terminal."""
     import llama_cpp
     import llama_cpp._logger
@@ -125,3 +101,16 @@ def load(gguf: Path, n_ctx: int, seed: int = 0):
         return llama_cpp.Llama(model_path=str(gguf), n_ctx=n_ctx, seed=seed, verbose=False)
     except (ValueError, RuntimeError) as err:
         raise ToolError(f"llama.cpp cannot load {gguf.name}: {err}") from None
+
+
+def chat_formatter(chat_template: str, bos_token: str, eos_token: str) -> Callable[[list, list, bool], str]:
+    """llama-cpp-python's Jinja formatter on a GGUF's chat template, the one its server and
+    `create_chat_completion` use: (messages, tools, add_generation_prompt) -> prompt text."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    formatters = {flag: Jinja2ChatFormatter(template=chat_template, eos_token=eos_token, bos_token=bos_token,
+                                            add_generation_prompt=flag) for flag in (False, True)}
+
+    def render(messages: list, tools: list, add_generation_prompt: bool) -> str:
+        return formatters[add_generation_prompt](messages=messages, tools=tools or None).prompt
+    return render

@@ -10,81 +10,83 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
 
-from ..chat_families import FAMILIES
-from ..config.validate import chat_family
+from ..chat.conversation import decode_arguments
+from ..chat.parity import Conversation
 from ..errors import ToolError
+from ..facts.layout import LLAMAFACTORY_YAML as YAML_NAME
 from .process import run_logged
 
-YAML_NAME = "llamafactory.yaml"
 
-
-def train_args(cfg: DictConfig, base: str, dataset_dir: str, output_dir: str) -> dict[str, Any]:
-    lora, train = cfg.lora, cfg.train
+def train_args(*, base: str, dataset: str, dataset_dir: str, output_dir: str, template: str, default_system: str,
+               trust_remote_code: bool, lora: Mapping[str, Any], train: Mapping[str, Any]) -> dict[str, Any]:
+    """LLaMA-Factory's training arguments. `lora` and `train` hold llmbuild's LoRA and training
+    settings under their config names (conf/lora, conf/train); `template` is LLaMA-Factory's
+    template name."""
     args: dict[str, Any] = {
         "model_name_or_path": base,
-        "trust_remote_code": cfg.model.trust_remote_code,
-        "stage": train.stage,
+        "trust_remote_code": trust_remote_code,
+        "stage": train["stage"],
         "do_train": True,
         "finetuning_type": "lora",
-        "lora_rank": lora.r,
-        "lora_dropout": lora.dropout,
-        "lora_target": ",".join(lora.target),
-        "use_rslora": lora.rslora,
-        "use_dora": lora.dora,
-        "dataset": cfg.dataset.name,
+        "lora_rank": lora["r"],
+        "lora_dropout": lora["dropout"],
+        "lora_target": ",".join(lora["target"]),
+        "use_rslora": lora["rslora"],
+        "use_dora": lora["dora"],
+        "dataset": dataset,
         "dataset_dir": dataset_dir,
-        "template": FAMILIES[chat_family(cfg)].llamafactory_template,
-        "default_system": cfg.prompt.system,
-        "cutoff_len": train.cutoff_len,
+        "template": template,
+        "default_system": default_system,
+        "cutoff_len": train["cutoff_len"],
         "overwrite_cache": True,
         "output_dir": output_dir,
         "overwrite_output_dir": True,
-        "logging_steps": train.logging_steps,
-        "save_steps": train.save_steps,
+        "logging_steps": train["logging_steps"],
+        "save_steps": train["save_steps"],
         "plot_loss": True,
         "report_to": "none",
-        "per_device_train_batch_size": train.per_device_train_batch_size,
-        "gradient_accumulation_steps": train.gradient_accumulation_steps,
-        "learning_rate": train.learning_rate,
-        "num_train_epochs": train.num_train_epochs,
-        "lr_scheduler_type": train.lr_scheduler_type,
-        "optim": train.optim,
-        "weight_decay": train.weight_decay,
-        "max_grad_norm": train.max_grad_norm,
-        "seed": train.seed,
-        "bf16": train.bf16,
-        "fp16": train.fp16,
+        "per_device_train_batch_size": train["per_device_train_batch_size"],
+        "gradient_accumulation_steps": train["gradient_accumulation_steps"],
+        "learning_rate": train["learning_rate"],
+        "num_train_epochs": train["num_train_epochs"],
+        "lr_scheduler_type": train["lr_scheduler_type"],
+        "optim": train["optim"],
+        "weight_decay": train["weight_decay"],
+        "max_grad_norm": train["max_grad_norm"],
+        "seed": train["seed"],
+        "bf16": train["bf16"],
+        "fp16": train["fp16"],
         # LLaMA-Factory turns gradient checkpointing on unless told not to
-        "disable_gradient_checkpointing": not train.gradient_checkpointing,
+        "disable_gradient_checkpointing": not train["gradient_checkpointing"],
     }
-    if lora.alpha is not None:
-        args["lora_alpha"] = lora.alpha
-    if lora.quantization_bit is not None:
-        args["quantization_bit"] = lora.quantization_bit
-    if train.max_steps > 0:
-        args["max_steps"] = train.max_steps
-    if train.warmup_steps > 0:
-        args["warmup_steps"] = train.warmup_steps
-    elif train.warmup_ratio > 0:
-        args["warmup_ratio"] = train.warmup_ratio
-    if train.preprocessing_num_workers:
-        args["preprocessing_num_workers"] = train.preprocessing_num_workers
-    args.update(OmegaConf.to_container(train.extra, resolve=True))
+    if lora["alpha"] is not None:
+        args["lora_alpha"] = lora["alpha"]
+    if lora["quantization_bit"] is not None:
+        args["quantization_bit"] = lora["quantization_bit"]
+    if train["max_steps"] > 0:
+        args["max_steps"] = train["max_steps"]
+    if train["warmup_steps"] > 0:
+        args["warmup_steps"] = train["warmup_steps"]
+    elif train["warmup_ratio"] > 0:
+        args["warmup_ratio"] = train["warmup_ratio"]
+    if train["preprocessing_num_workers"]:
+        args["preprocessing_num_workers"] = train["preprocessing_num_workers"]
+    args.update(train["extra"])
     return args
 
 
-def export_args(cfg: DictConfig, base: str, adapter: str, export_dir: str) -> dict[str, Any]:
+def export_args(*, base: str, adapter: str, export_dir: str, template: str, default_system: str,
+                trust_remote_code: bool) -> dict[str, Any]:
     return {
         "model_name_or_path": base,
         "adapter_name_or_path": adapter,
-        "trust_remote_code": cfg.model.trust_remote_code,
-        "template": FAMILIES[chat_family(cfg)].llamafactory_template,
-        "default_system": cfg.prompt.system,
+        "trust_remote_code": trust_remote_code,
+        "template": template,
+        "default_system": default_system,
         "finetuning_type": "lora",
         "export_dir": export_dir,
         "export_size": 5,
@@ -137,3 +139,31 @@ def run(command: str, folder: Path, offline: bool) -> None:
         env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
     run_logged([cli(), command, YAML_NAME], folder / f"{command}.log", what=f"llamafactory-cli {command}",
                env=env, cwd=folder)
+
+
+def training_renderer(tokenizer, template: str, default_system: str) -> Callable[[Conversation], str]:
+    """A conversation as LLaMA-Factory's training template `template` encodes it (prompt and answer
+    pieces, the tokens the adapter learns from), decoded to text with `tokenizer`, which LLaMA-Factory
+    adjusts (give it a copy of its own)."""
+    from llamafactory.data.template import get_template_and_fix_tokenizer
+    from llamafactory.hparams import DataArguments
+
+    encoder = get_template_and_fix_tokenizer(tokenizer, DataArguments(template=template, default_system=default_system))
+
+    def render(conversation: Conversation) -> str:
+        messages = [_message(m) for m in conversation.messages]
+        tools = json.dumps(conversation.tools, ensure_ascii=False) if conversation.tools else None
+        pairs = encoder.encode_multiturn(tokenizer, messages, conversation.system, tools)
+        ids = [token for prompt, answer in pairs for token in prompt + answer]
+        return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    return render
+
+
+def _message(message: dict[str, Any]) -> dict[str, str]:
+    """An OpenAI-style message in LLaMA-Factory's roles (tool calls become a `function` turn)."""
+    if message.get("tool_calls"):
+        calls = [{"name": c["function"]["name"], "arguments": decode_arguments(c["function"]["arguments"])}
+                 for c in message["tool_calls"]]
+        return {"role": "function", "content": json.dumps(calls, ensure_ascii=False)}
+    role = {"tool": "observation"}.get(message["role"], message["role"])
+    return {"role": role, "content": message["content"]}

@@ -1,6 +1,6 @@
 """LLaMA-Factory's own preprocessing of the first training samples: token ids, and which of them
-are trained on (labels), exactly as `llamafactory-cli train` will see them (seed 002 printed the
-same by editing LLaMA-Factory's trainer)."""
+are trained on (labels), exactly as `llamafactory-cli train` will see them, without editing
+LLaMA-Factory's trainer to print them."""
 
 from __future__ import annotations
 

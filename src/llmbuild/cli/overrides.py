@@ -1,27 +1,20 @@
-"""The Hydra overrides of this doit invocation.
-
-doit turns every `key=value` argument into a command-line variable before dodo.py is loaded
-(`doit.get_var`); Hydra forms without `=` (`~smoke`) reach our commands as positional arguments.
-Both are collected here, in command-line order, and handed to Hydra unchanged.
-"""
+"""The Hydra overrides of a command line: doit's `key=value` variables, in command-line order, then
+the Hydra forms without `=` (`~smoke`) that reach a command as positional arguments."""
 
 from __future__ import annotations
 
-from doit import doit_cmd
-
-_positional: list[str] = []
+from .doit_private import command_line_variables
 
 
-def add_positional(args: list[str]) -> None:
-    _positional.extend(args)
+def from_command_line(positional: list[str] | tuple[str, ...] = ()) -> list[str]:
+    return [f"{name}={value}" for name, value in command_line_variables().items()] + list(positional)
 
 
-def current() -> list[str]:
-    variables = doit_cmd._CMDLINE_VARS or {}  # doit keeps them in this module-level dict, in order
-    return [f"{name}={value}" for name, value in variables.items()] + list(_positional)
-
-
-def take(name: str) -> str | None:
-    """Remove a command's own `name=value` argument, so that Hydra never sees it."""
-    variables = doit_cmd._CMDLINE_VARS or {}
-    return variables.pop(name, None)
+def take(args: list[str], name: str) -> str | None:
+    """Remove a command's own `name=value` argument from `args` (so that Hydra never sees it) and
+    return its value; None when it is not there."""
+    for item in list(args):
+        if item.startswith(f"{name}="):
+            args.remove(item)
+            return item.split("=", 1)[1]
+    return None

@@ -1,35 +1,24 @@
-"""Compose and plan once per doit invocation; commands read the result afterwards."""
+"""The plans of one command line: its Hydra overrides composed (and, for a sweep, expanded into
+variants) and planned. Pure: commands and the task loader call it and keep the result."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from doit.exceptions import InvalidDodoFile
-
 from ..config.compose import compose_many, expand_sweep
-from ..errors import ConfigError, LlmbuildError
+from ..errors import ConfigError
 from ..plan.graph import Plan, build_plan
-from . import overrides
 
-# set by a command before dodo.py is loaded: "build" refuses sweeps, "sweep" expands them,
-# anything else (list, info, clean, forget, plan) accepts both
-mode = "any"
-plans: list[Plan] = []
-
-
-def plan_current(root: Path) -> list[Plan]:
-    """The plans for this command line; user errors become doit's clean `ERROR: ...` exit 3."""
-    try:
-        plans[:] = make_plans(root, overrides.current(), mode)
-    except LlmbuildError as err:
-        raise InvalidDodoFile(str(err)) from None
-    return plans
+# how a command reads a sweep in its overrides
+SINGLE = "build"   # one configuration: a sweep is an error that says to use `doit sweep`
+SWEEP = "sweep"    # a sweep expands into its variants
+ANY = "any"        # either (plan, list, info, clean, forget, report)
 
 
-def make_plans(root: Path, args: list[str], how: str = "any", strict: bool = True) -> list[Plan]:
+def make_plans(root: Path, args: list[str], how: str = ANY, strict: bool = True) -> list[Plan]:
     """Not strict: input files that are not there yet are planned as missing (`doit size`)."""
     swept, variants = expand_sweep(root, args)
-    if swept and how == "build":
+    if swept and how == SINGLE:
         raise ConfigError(f"{' '.join(swept)} is a sweep; `doit build` builds one configuration. "
                           f"Run `doit sweep {' '.join(args)}` to build every variant in one graph.")
     if not swept:

@@ -3,30 +3,36 @@ LLaMA-Factory) are imported only inside actions, when a task really runs."""
 
 from __future__ import annotations
 
-import copy
 import importlib
-from pathlib import Path
+from contextlib import nullcontext
 from functools import partial
+from pathlib import Path
 from typing import Iterator
 
 from doit.exceptions import TaskFailed
-from omegaconf import OmegaConf, read_write
+from omegaconf import OmegaConf
 
-from .. import review
 from ..errors import LlmbuildError
+from ..facts.secrets import redact
+from ..files.templates import TemplateDir
+from ..plan import outputs
 from ..plan.graph import Plan
 from ..plan.stages import STAGES
+from ..plan.view import MISSING_KEY_ERRORS, stage_inputs, uncovered
 from ..stages.context import StageContext
-from ..store import Store
-from . import locks
-from .. import outputs as package
+from ..store import locks, published
+from ..store.artifacts import Store
+
+# stages that saturate the machine: never more of them at once than this config key allows
+SLOT_LIMITS = {"train": "jobs.train_at_once"}
+PUBLISH = "package"   # the task that links a variant's outputs under <store>/out/<variant>/
 
 
 def tasks_for(plans: list[Plan]) -> Iterator[dict]:
     seen: set[str] = set()
     for stage, spec in STAGES.items():
         yield {"basename": stage, "name": None, "doc": spec.doc}
-    yield {"basename": "package", "name": None, "doc": "Link every output of a variant under build/out/<variant>/"}
+    yield {"basename": PUBLISH, "name": None, "doc": "Link every output of a variant under build/out/<variant>/"}
     for plan in plans:
         store = Store(plan.store)
         for slot, node in plan.nodes.items():
@@ -45,22 +51,27 @@ def tasks_for(plans: list[Plan]) -> Iterator[dict]:
                 "verbosity": 2,
             }
         yield {
-            "basename": "package",
+            "basename": PUBLISH,
             "name": plan.variant,
-            "doc": f"Link the outputs of {plan.variant} under {package.out_dir(plan)}",
+            "doc": f"Link the outputs of {plan.variant} under {outputs.out_dir(plan)}",
             "actions": [(publish, [plan])],
             "task_dep": [node.task_name for node in plan.nodes.values()],
-            "uptodate": [partial(package.is_current, plan)],
-            "clean": [(package.remove, [plan])],
+            "uptodate": [partial(is_published, plan)],
+            "clean": [(published.remove, [outputs.out_dir(plan)])],
             "verbosity": 2,
         }
 
 
+def is_published(plan: Plan) -> bool:
+    return published.is_current(outputs.out_dir(plan), outputs.record(plan))
+
+
 def publish(plan: Plan) -> None:
     """doit action: link the variant's outputs under a readable name (one process at a time)."""
-    with locks.artifact(Store(plan.store), "package", plan.variant):
-        if not package.is_current(plan):
-            package.link_outputs(plan)
+    with locks.artifact(Store(plan.store), PUBLISH, plan.variant):
+        if not is_published(plan):
+            published.publish(outputs.out_dir(plan), outputs.links(plan), outputs.config_text(plan),
+                              outputs.record(plan))
 
 
 def remove_artifact(store: Path, stage: str, key: str) -> None:
@@ -72,29 +83,41 @@ def remove_artifact(store: Path, stage: str, key: str) -> None:
 def run_stage(plan: Plan, slot: str):
     """doit action: build one artifact; user errors end the task with their message only.
 
-    Each artifact is built under a file lock, so two doit processes sharing a store (or `-n`
-    workers) never build the same key at once; the second finds it complete and stops."""
+    The stage gets exactly what its key covers (plan/view.py). Each artifact is built under a file
+    lock, so two doit processes sharing a store (or `-n` workers) never build the same key at once;
+    the second finds it complete and stops."""
     node = plan.nodes[slot]
     stage = node.stage
     store = Store(plan.store)
-    inputs = {up: store.path(plan.nodes[up].stage, key) for up, key in node.payload["upstream"].items()}
-    cfg = plan.composed.cfg
-    if node.overrides:  # a node built with other values than the variant's (a quant of the eval ladder)
-        cfg = copy.deepcopy(cfg)
-        with read_write(cfg):
-            for key, value in node.overrides:
-                OmegaConf.update(cfg, key, value)
-    manifest = {"key": node.key, "variant": plan.variant, **node.payload,
-                "config": review.redact(node.payload["config"])}  # the key hashed the real values
+    manifest = {"key": node.key, **node.payload, "config": redact(node.payload["config"])}  # the key hashed the real values
     module = importlib.import_module(f"llmbuild.stages.{stage}")
     try:
-        with locks.artifact(store, stage, node.key), locks.slots(store, stage, plan.composed.cfg):
+        with locks.artifact(store, stage, node.key), _slot(store, stage, plan):
             if store.is_complete(stage, node.key):
                 print(f"  {stage} {node.key[:8]} was built meanwhile by another process")
                 return None
             with store.building(stage, node.key, manifest) as out:
-                ctx = StageContext(cfg=cfg, root=plan.root, key=node.key, inputs=inputs, out=out)
-                module.run(ctx)
+                try:
+                    module.run(stage_context(plan, slot, out))
+                except MISSING_KEY_ERRORS as err:
+                    raise uncovered(stage, err) from None
     except LlmbuildError as err:
         return TaskFailed(f"{stage}: {err}")
     return None
+
+
+def stage_context(plan: Plan, slot: str, out: Path) -> StageContext:
+    """What the stage of `slot` runs with: its config view, its upstream artifacts, its declared
+    templates and outside files, and `out` to build into."""
+    node = plan.nodes[slot]
+    given = stage_inputs(plan, slot)
+    inputs = {up: Store(plan.store).path(plan.nodes[up].stage, key) for up, key in node.payload["upstream"].items()}
+    return StageContext(cfg=given.cfg, key=node.key, inputs=inputs, out=out, files=given.files,
+                        templates=TemplateDir(plan.root, given.templates))
+
+
+def _slot(store: Store, stage: str, plan: Plan):
+    setting = SLOT_LIMITS.get(stage)
+    if setting is None:
+        return nullcontext()
+    return locks.one_of(store, stage, OmegaConf.select(plan.composed.cfg, setting), setting)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import llmbuild
 
+from ..files.atomic import write_atomic
 from . import schema
 
 
@@ -52,10 +52,6 @@ class CompositionCache:
     def put(self, groups: tuple[str, ...], cfg: DictConfig, choices: dict[str, Any]) -> None:
         entry = {"cfg": OmegaConf.to_container(cfg, resolve=False, enum_to_str=True), "choices": choices}
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            path = self.folder / f"{_fingerprint(self.root, groups)}.json"
-            tmp = path.with_suffix(f".tmp-{os.getpid()}")
-            tmp.write_text(json.dumps(entry))
-            os.replace(tmp, path)
+            write_atomic(self.folder / f"{_fingerprint(self.root, groups)}.json", json.dumps(entry))
         except OSError:
             pass  # a read-only checkout still composes, only slower

@@ -15,20 +15,22 @@ from typing import Any
 import yaml
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
-from hydra._internal.config_loader_impl import ConfigLoaderImpl
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import ConfigError
 from . import messages, schema
 from .cache import CompositionCache
+from .hydra_private import apply_overrides, cartesian_product, selects_group
 from .validate import validate
 
 RECIPE_GROUP = messages.RECIPE_GROUP
+
+# group options kept under an old name (their file composes the new one): (group, old) -> new
+RENAMED_OPTIONS = {("lora", "seed001"): "r16-all-proj", ("train", "seed001"): "linear-60-steps"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class Composed:
     cfg: DictConfig               # resolved, read-only, schema-typed
     choices: dict[str, Any]       # config group -> option picked (after defaults and overrides)
     overrides: tuple[str, ...]    # what the user typed, normalised
+    notes: tuple[str, ...] = ()   # for the user: deprecated names in use
 
     @property
     def recipe(self) -> str:
@@ -85,12 +88,12 @@ def compose_many(root: Path, variants: list[tuple[str, ...]]) -> list[Composed]:
                     if swept:
                         raise ConfigError(f"{' '.join(swept)} is a sweep, which names several configurations; "
                                           f"here it must be one value (use `doit sweep` or `doit plan` to sweep)")
-                    groups = tuple(o.input_line for o in parsed if _selects_group(o, loader))
+                    groups = tuple(o.input_line for o in parsed if selects_group(o, loader))
                     if groups not in by_groups:
                         by_groups[groups] = cache.get(groups) or _compose_groups(groups, cache)
                     base, choices = by_groups[groups]
                     cfg = copy.deepcopy(base)
-                    for override in (o for o in parsed if not _selects_group(o, loader)):
+                    for override in (o for o in parsed if not selects_group(o, loader)):
                         _apply(override, cfg)
                 except (HydraException, OmegaConfBaseException) as err:
                     raise messages.explain(err, root, overrides) from None
@@ -119,7 +122,7 @@ def expand_sweep(root: Path, overrides: list[str] | tuple[str, ...]) -> tuple[li
         raise ConfigError(f"cannot parse the overrides: {messages.first_line(str(err))}") from None
     finally:
         GlobalHydra.instance().clear()
-    variants = [tuple(job) for job in BasicSweeper.split_arguments(expanded, max_batch_size=None)[0]]
+    variants = [tuple(job) for job in cartesian_product(expanded)]
     return swept, variants
 
 
@@ -153,21 +156,17 @@ class _Expanded:
 def _apply(override, cfg: DictConfig) -> None:
     """Hydra's own override code; it asserts (no message) when the key is under a null node."""
     try:
-        ConfigLoaderImpl._apply_overrides_to_config([override], cfg)
+        apply_overrides([override], cfg)
     except AssertionError:
         parent = override.key_or_group.rsplit(".", 1)[0]
         raise ConfigError(f"'{override.input_line}': '{parent}' is not selected (it is null), so it has no keys to "
                           f"set. Select it first, e.g. target=[ollama,llamacpp] for target.llamacpp.") from None
 
 
-def _selects_group(override, loader) -> bool:
-    return override.package is not None or loader.repository.group_exists(override.key_or_group)
-
-
 def _compose_groups(groups: tuple[str, ...], cache: CompositionCache) -> tuple[DictConfig, dict[str, Any]]:
     full = hydra_compose(config_name="config", overrides=list(groups), return_hydra_config=True)
     choices = {k: v for k, v in OmegaConf.to_container(full.hydra.runtime.choices).items() if not k.startswith("hydra/")}
-    with _open_struct(full):
+    with open_dict(full):
         del full["hydra"]
     cache.put(groups, full, choices)
     return full, choices
@@ -180,17 +179,8 @@ def _finish(cfg: DictConfig, choices: dict[str, Any], overrides: tuple[str, ...]
         raise messages.explain(err, root, overrides) from None
     OmegaConf.resolve(cfg)
     OmegaConf.set_readonly(cfg, True)
-    composed = Composed(cfg=cfg, choices=choices, overrides=overrides)
-    validate(composed.cfg, root, messages.source_hint(root, choices, overrides))
+    notes = tuple(f"note: {group}={old} is now called {group}={new} (the same settings); the old name "
+                  f"will be removed" for (group, old), new in RENAMED_OPTIONS.items() if choices.get(group) == old)
+    composed = Composed(cfg=cfg, choices=choices, overrides=overrides, notes=notes)
+    validate(composed.cfg, messages.source_hint(root, choices, overrides))
     return composed
-
-
-class _open_struct:
-    def __init__(self, cfg: DictConfig):
-        self.cfg = cfg
-
-    def __enter__(self):
-        OmegaConf.set_struct(self.cfg, False)
-
-    def __exit__(self, *exc):
-        OmegaConf.set_struct(self.cfg, True)

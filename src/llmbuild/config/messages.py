@@ -4,7 +4,6 @@ file or override it came from, the nearest valid key, and the fix."""
 from __future__ import annotations
 
 import difflib
-import re
 import typing
 from dataclasses import fields, is_dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 import yaml
 from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from ..errors import ConfigError
 from . import schema
@@ -53,19 +52,17 @@ def _mentions(path: Path, key: str, group: str, is_global: bool) -> bool:
 
 
 def explain(err: Exception, root: Path, overrides: tuple[str, ...]) -> ConfigError:
-    """Turn Hydra/OmegaConf errors into one message: the key, where it came from, the fix."""
-    cause = err
-    while not isinstance(cause, OmegaConfBaseException) and (cause.__cause__ or cause.__context__):
-        cause = cause.__cause__ or cause.__context__
-    text = str(err).strip()
-    if isinstance(err, MissingConfigException) or "Could not find" in text or "could not be found" in text:
-        return ConfigError(_missing_option_message(text, root, overrides))
-    full_key = getattr(cause, "full_key", None) or _key_from_text(text)
+    """Turn Hydra/OmegaConf errors into one message: the key, where it came from, the fix. Read
+    from the exceptions' fields (Hydra's missing config file and options, OmegaConf's full key),
+    never from their wording."""
+    if isinstance(err, MissingConfigException) and err.missing_cfg_file:
+        return ConfigError(_missing_option_message(err.missing_cfg_file, root))
+    cause = _omegaconf_cause(err)
+    full_key = getattr(cause, "full_key", None) if cause is not None else None
     if not full_key:
-        return ConfigError(f"configuration error: {first_line(text)}")
-    where = _where(full_key, root, overrides, _file_named_by_hydra(text, root))
-    problem = first_line(str(cause))
-    if "not in" in problem or "Could not override" in text and "No match" in text:
+        return ConfigError(f"configuration error: {first_line(str(err))}")
+    where = _where(full_key, root, overrides)
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
         parent, _, leaf = full_key.rpartition(".")
         valid = _schema_fields(parent)
         close = [schema.FAMILIAR_NAMES[leaf]] if schema.FAMILIAR_NAMES.get(leaf) in valid else \
@@ -73,9 +70,17 @@ def explain(err: Exception, root: Path, overrides: tuple[str, ...]) -> ConfigErr
         suggestion = f" Did you mean '{parent + '.' if parent else ''}{close[0]}'?" if close else ""
         listing = f" Valid keys under '{parent or '(top level)'}': {', '.join(valid)}." if valid else ""
         return ConfigError(f"unknown config key '{full_key}' in {where}.{suggestion}{listing}")
-    if "Missing mandatory value" in problem:
+    if isinstance(cause, MissingMandatoryValue):
         return ConfigError(f"config key '{full_key}' has no value ({where}): set it, e.g. `doit build {full_key}=...`")
-    return ConfigError(f"bad value for config key '{full_key}' in {where}: {problem}")
+    return ConfigError(f"bad value for config key '{full_key}' in {where}: {first_line(str(cause))}")
+
+
+def _omegaconf_cause(err: BaseException) -> OmegaConfBaseException | None:
+    """The OmegaConf error behind a Hydra one (Hydra re-raises them inside its own)."""
+    cause: BaseException | None = err
+    while cause is not None and not isinstance(cause, OmegaConfBaseException):
+        cause = cause.__cause__ or cause.__context__
+    return cause
 
 
 def _override_for(full_key: str, overrides: tuple[str, ...]) -> str | None:
@@ -87,23 +92,10 @@ def _override_for(full_key: str, overrides: tuple[str, ...]) -> str | None:
     return None
 
 
-def _file_named_by_hydra(text: str, root: Path) -> str | None:
-    """Hydra prefixes composition errors with "In 'group/option'": the file being merged."""
-    match = re.match(r"In '([^']+)'", text)
-    if not match:
-        return None
-    for candidate in (root / "conf" / f"{match.group(1)}.yaml", root / f"{match.group(1)}.yaml"):
-        if candidate.is_file():  # conf/recipes links to the top-level recipes/
-            return str(candidate.resolve().relative_to(root.resolve()))
-    return None
-
-
-def _where(full_key: str, root: Path, overrides: tuple[str, ...], named: str | None = None) -> str:
+def _where(full_key: str, root: Path, overrides: tuple[str, ...]) -> str:
     typed = _override_for(full_key, overrides)
     if typed:
         return typed
-    if named:
-        return named
     group = full_key.split(".")[0]
     files = []
     for path in sorted((root / "conf" / group).glob("*.yaml")) + sorted((root / RECIPE_GROUP).glob("*.yaml")):
@@ -128,24 +120,18 @@ def explain_yaml(err: yaml.YAMLError, root: Path) -> ConfigError:
     return ConfigError(f"{name} line {mark.line + 1}, column {mark.column + 1}: {problem}{earlier}. Fix the YAML.")
 
 
-def _missing_option_message(text: str, root: Path, overrides: tuple[str, ...]) -> str:
-    match = re.search(r"Could not find '([^']+)/([^']+)'", text) or re.search(r"In '[^']*': Could not load '([^']+)/([^']+)'", text)
-    if match:
-        group, option = match.groups()
-        group = group.strip("/")
-        folder = root / ("conf" if group != RECIPE_GROUP else "") / group
-        available = sorted(p.stem for p in folder.glob("*.yaml") if not p.name.endswith(".lock.yaml"))
-        close = difflib.get_close_matches(option, available, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        shown_group = "recipe" if group == RECIPE_GROUP else group
-        return (f"no config '{option}' in group '{shown_group}' (looked for {folder.relative_to(root)}/{option}.yaml)."
-                f"{hint} Available: {', '.join(available)}.")
-    return f"configuration error: {first_line(text)}"
-
-
-def _key_from_text(text: str) -> str | None:
-    match = re.search(r"full_key: ([\w.\[\]-]+)", text) or re.search(r"Key '([\w.-]+)'", text)
-    return match.group(1) if match else None
+def _missing_option_message(missing: str, root: Path) -> str:
+    """`missing` is Hydra's missing config path, `group/option`."""
+    group, _, option = missing.strip("/").rpartition("/")
+    if not group:
+        return f"no config '{option}' (looked for conf/{option}.yaml)."
+    folder = root / ("conf" if group != RECIPE_GROUP else "") / group
+    available = sorted(p.stem for p in folder.glob("*.yaml") if not p.name.endswith(".lock.yaml"))
+    close = difflib.get_close_matches(option, available, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    shown_group = "recipe" if group == RECIPE_GROUP else group
+    return (f"no config '{option}' in group '{shown_group}' (looked for {folder.relative_to(root)}/{option}.yaml)."
+            f"{hint} Available: {', '.join(available)}.")
 
 
 def first_line(text: str) -> str:

@@ -11,7 +11,7 @@ from enum import Enum
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 
 class DatasetFormat(str, Enum):
@@ -43,7 +43,7 @@ class ModelConfig:
     path: Optional[str] = None          # local HF folder, a .gguf file (first shard if split), or pkg:<module>/<file>
     hub_id: Optional[str] = None        # Hugging Face id, used when `path` is unset and the hub is reachable
     revision: Optional[str] = None      # hub revision (commit, tag); pin it so the cache key means one thing
-    chat_format: str = "chatml"         # the model's own chat template family (templates/chat/<family>.jinja)
+    chat_format: str = "chatml"         # the model's own chat template family (facts/chat_families.py)
     license: Optional[str] = None       # licence text or SPDX id, carried into the Modelfile's LICENSE
     trust_remote_code: bool = False
     shape: Optional[ModelShapeConfig] = None  # for `doit size` when the model is not on disk (conf/model/qwen2.5-7b-instruct.yaml)
@@ -62,7 +62,7 @@ class DatasetConfig:
 @dataclass
 class LoraConfig:
     r: int = 8                          # rank: higher is more capacity, more memory, more overfitting
-    alpha: Optional[int] = None         # scaling; None lets LLaMA-Factory use 2 * r
+    alpha: Optional[int] = None         # scaling; None lets LLaMA-Factory use 2 * r (conf/lora says so explicitly)
     dropout: float = 0.0
     target: List[str] = field(default_factory=lambda: ["all"])  # module names, or ["all"] for every linear layer
     rslora: bool = False                # rank-stabilised scaling alpha / sqrt(r)
@@ -205,13 +205,21 @@ class BuildConfig:
     store: str = "build"                # artifact store; relative paths start at the project root
 
 
+# keys that change where, how fast or how a build is served, never what an artifact holds: no
+# stage key covers them and no artifact shows them (a stage that reads a whole group, such as the
+# report, sees the group without them). Each with the reason it cannot change an artifact.
+NOT_BUILT = {
+    "store": "where the artifacts live",
+    "jobs": "how many builds run at once",
+    "quant.nthread": "the quantizer's threads change its speed, not its bytes",
+    "target.llamacpp": "read by `doit serve` only",
+    "model.shape": "read by `doit size` only, for a model that is not on disk",
+    "train.gpu_memory_gib": "read by `doit size` only, to check the estimate against the GPU",
+}
+
 # keys that change where or how a build runs or is served, never what is built: they stay out of
 # variant names (and store/jobs out of lock files)
 RUNTIME_KEYS = ("store", "jobs", "target.llamacpp", "train.gpu_memory_gib")
-
-# read by `doit size` only: they describe the model or the machine, never change an artifact, so
-# they stay out of every stage key (plan/keys.py) even where a stage reads their whole group
-SIZING_KEYS = ("model.shape", "train.gpu_memory_gib")
 
 # names users bring from LLaMA-Factory / PEFT / Unsloth -> the key here, for "did you mean"
 FAMILIAR_NAMES = {
@@ -221,6 +229,9 @@ FAMILIAR_NAMES = {
     "max_seq_length": "cutoff_len", "random_state": "seed", "quantization_method": "type",
 }
 
+# Resolvers usable in config files: `${times:2,${.r}}` (LoRA's alpha = 2 x r, whatever r is)
+RESOLVERS = {"times": lambda factor, value: factor * value}
+
 _registered = False
 
 
@@ -228,4 +239,6 @@ def register() -> None:
     global _registered
     if not _registered:
         ConfigStore.instance().store(name="schema", node=BuildConfig)
+        for name, function in RESOLVERS.items():
+            OmegaConf.register_new_resolver(name, function, replace=True)
         _registered = True

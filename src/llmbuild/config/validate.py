@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import difflib
-from pathlib import Path
 from typing import Callable
 
 from omegaconf import DictConfig
 
 from ..errors import ConfigError
-from ..adapters.gguf_split import SIZE as SPLIT_SIZE
-from ..quant_types import CONVERT_TYPES, QUANT_TYPES
+from ..facts.chat_families import FAMILIES
+from ..facts.gguf_files import is_size
+from ..facts.quant_types import CONVERT_TYPES, QUANT_TYPES
+from .derived import chat_family
 
 
-def chat_family(cfg: DictConfig) -> str:
-    """The chat template family in force: prompt.template, else the model's own."""
-    return cfg.prompt.template or cfg.model.chat_format
-
-
-def validate(cfg: DictConfig, root: Path, where: Callable[[str], str]) -> None:
+def validate(cfg: DictConfig, where: Callable[[str], str]) -> None:
     def fail(key: str, value, rule: str, fix: str) -> None:
         raise ConfigError(f"config key '{key}' = {value!r} in {where(key)}: {rule}. {fix}")
 
@@ -30,18 +26,17 @@ def validate(cfg: DictConfig, root: Path, where: Callable[[str], str]) -> None:
 
     one_of("quant.type", cfg.quant.type, list(QUANT_TYPES))
     one_of("quant.convert_type", cfg.quant.convert_type, list(CONVERT_TYPES))
-    if cfg.quant.split_max_size is not None and not SPLIT_SIZE.match(str(cfg.quant.split_max_size).upper()):
+    if cfg.quant.split_max_size is not None and not is_size(cfg.quant.split_max_size):
         fail("quant.split_max_size", cfg.quant.split_max_size, "not a size", "Write it as llama.cpp does: 500M or 2G.")
-    families = sorted(p.name.removesuffix(".jinja") for p in (root / "templates" / "chat").glob("*.jinja"))
     key = "prompt.template" if cfg.prompt.template else "model.chat_format"
-    one_of(key, chat_family(cfg), families)
+    one_of(key, chat_family(cfg), list(FAMILIES))
     if not cfg.model.path and not cfg.model.hub_id:
         fail("model.path", None, "the model has neither a local path nor a hub id",
              "Set model.path to an HF folder or a .gguf file.")
     if cfg.lora.r <= 0:
         fail("lora.r", cfg.lora.r, "the LoRA rank must be positive", "Typical values: 8, 16, 32, 64.")
     if cfg.lora.alpha is not None and cfg.lora.alpha <= 0:
-        fail("lora.alpha", cfg.lora.alpha, "must be positive", "Seed 003's rule of thumb is alpha = 2 x r.")
+        fail("lora.alpha", cfg.lora.alpha, "must be positive", "The usual choice, and the default, is alpha = 2 x r.")
     if not 0.0 <= cfg.lora.dropout < 1.0:
         fail("lora.dropout", cfg.lora.dropout, "must be in [0, 1)", "0.0 to 0.1 is usual.")
     if cfg.lora.quantization_bit not in (None, 4, 8):

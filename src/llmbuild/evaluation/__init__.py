@@ -1,2 +1,3 @@
 """Evaluation on the held-out rows: cases (held-out conversations rendered in the trained chat
-format), task metrics, and the worker that scores and runs one model in its own process."""
+format), task metrics, scores, and the eval.json format. Pure: the worker that runs each model in
+its own process is adapters/eval_worker.py."""

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import parity
+from ..chat.conversation import answer_span, decode_arguments, last_answer
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,8 @@ def build(rows: list[dict[str, Any]], render: Callable[[list, list, bool], str],
     cases = []
     for row in rows:
         tools = row.get("tools") or []
-        history, answer = parity.last_answer(row["messages"])
-        prompt_text, answer_text, _ = parity.answer_span(render, history, answer, tools, stops)
+        history, answer = last_answer(row["messages"])
+        prompt_text, answer_text, _ = answer_span(render, history, answer, tools, stops)
         if answer_text is None:
             raise ValueError("the chat template renders the history differently with and without the answer")
         user = next((m.get("content") or "" for m in reversed(history) if m["role"] in ("user", "tool")), "")
@@ -45,9 +45,8 @@ def build(rows: list[dict[str, Any]], render: Callable[[list, list, bool], str],
 
 
 def _arguments(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value) if value.strip() else {}
-        except json.JSONDecodeError:
-            return value
-    return value or {}
+    """Decoded arguments; text that is not JSON stays text (it then matches no parsed answer)."""
+    try:
+        return decode_arguments(value) or {}
+    except ValueError:
+        return value

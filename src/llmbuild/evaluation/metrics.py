@@ -7,6 +7,8 @@ import json
 import re
 from typing import Any
 
+from ..chat.conversation import decode_arguments
+
 _WORD = re.compile(r"\w+", re.UNICODE)
 _HERMES_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
 
@@ -51,11 +53,10 @@ def parse_tool_calls(output: str) -> list[dict[str, Any]] | None:
             if not isinstance(call, dict) or not isinstance(call.get("name"), str):
                 return None
             arguments = call.get("arguments", call.get("parameters", {}))
-            if isinstance(arguments, str):
-                try:
-                    arguments = json.loads(arguments)
-                except json.JSONDecodeError:
-                    pass
+            try:
+                arguments = decode_arguments(arguments)
+            except ValueError:
+                pass  # text that is not JSON stays text: it matches no reference
             calls.append({"name": call["name"], "arguments": arguments})
     return calls or None
 

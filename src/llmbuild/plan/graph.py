@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,12 +9,15 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from ..config.compose import Composed
+from ..config.derived import chat_family
 from ..config.schema import RUNTIME_KEYS
-from ..config.validate import chat_family
-from ..store import DigestCache
+from ..facts.layout import ladder, ladder_slot
+from ..facts.names import sanitize, shorten
+from ..files.paths import project_path
+from ..files.templates import FOLDER as TEMPLATES_FOLDER
+from ..store.digests import DigestCache
 from .keys import input_fingerprints, make_key, payload
 from .stages import ORDER, STAGES
-
 
 MAX_VARIANT_NAME = 120
 
@@ -52,35 +53,22 @@ def variant_name(composed: Composed) -> str:
         if key == "recipes" or key.startswith(RUNTIME_KEYS):
             continue
         readable = ("no-" + item[1:]) if item.startswith("~") else item.lstrip("+")
-        parts.append(re.sub(r"[^\w.+-]+", "-", readable.replace("=", "-")).strip("-"))
-    name = "_".join(parts)
-    if len(name) > MAX_VARIANT_NAME:  # stays a valid, unique file name
-        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-        name = f"{name[:MAX_VARIANT_NAME - 9]}-{digest}"
-    return name
+        parts.append(sanitize(readable.replace("=", "-")))
+    return shorten("_".join(parts), MAX_VARIANT_NAME)  # stays a valid, unique file name
 
 
 def template_digests(stage: str, family: str, root: Path, digests: DigestCache) -> dict[str, str]:
     out = {}
     for pattern in STAGES[stage].templates:
         relative = pattern.format(family=family)
-        path = root / "templates" / relative
+        path = root / TEMPLATES_FOLDER / relative
         out[relative] = digests.digest(path) if path.is_file() else "missing"
     return out
 
 
-def ladder_slot(quant_type: str) -> str:
-    return f"quantize@{quant_type}"
-
-
-def stage_of(slot: str) -> str:
-    """The stage a plan slot builds (a quant of the eval ladder is a quantize artifact)."""
-    return slot.partition("@")[0]
-
-
 def ladder_types(cfg) -> list[str]:
     """The extra quant types eval compares with the shipped one (eval.quants, minus quant.type)."""
-    return [t for t in dict.fromkeys(cfg.eval.quants) if t != cfg.quant.type] if cfg.eval.enabled else []
+    return ladder(cfg.eval.quants, cfg.quant.type) if cfg.eval.enabled else []
 
 
 def _ladder_quant(nodes, cfg, plain, quant_type, digests, root, family, strict) -> Node:
@@ -98,7 +86,7 @@ def build_plan(composed: Composed, root: Path, digests: DigestCache | None = Non
     save_digests = digests is None
     root = Path(root).resolve()
     cfg = composed.cfg
-    store = Path(cfg.store) if Path(cfg.store).is_absolute() else root / cfg.store
+    store = project_path(cfg.store, root)
     digests = digests or DigestCache(store / ".cache" / "digests.json")
     family = chat_family(cfg)
     plain = composed.to_container()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import importlib.util
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -13,18 +12,15 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..adapters.gguf_split import shards_of
-from ..config.schema import SIZING_KEYS
-from ..config.validate import chat_family
+from ..config.derived import DERIVED
+from ..config.schema import NOT_BUILT
 from ..errors import ConfigError
-from ..store import DigestCache
+from ..facts.gguf_files import shards_of
+from ..files.paths import project_path, resolve_model_path
+from ..store.digests import DigestCache
 from .stages import StageSpec
 
 KEY_LENGTH = 16
-
-# values derived from several keys, read under these names: `prompt.template: null` and an
-# explicit `prompt.template: chatml` on a ChatML model are the same build
-DERIVED = {"chat_format": chat_family}
 
 
 def config_slice(cfg: DictConfig, reads: tuple[str, ...], plain: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -38,16 +34,16 @@ def config_slice(cfg: DictConfig, reads: tuple[str, ...], plain: dict[str, Any] 
         value: Any = plain
         for part in key.split("."):
             value = value.get(part) if isinstance(value, dict) else None
-        out[key] = _without_sizing_keys(key, value)
+        out[key] = _without_unbuilt_keys(key, value)
     return out
 
 
-def _without_sizing_keys(key: str, value: Any) -> Any:
-    """A group read whole, less the keys only `doit size` reads (schema.SIZING_KEYS)."""
-    hidden = {k.split(".", 1)[1] for k in SIZING_KEYS if k.startswith(f"{key}.")}
-    if not hidden or not isinstance(value, dict):
+def _without_unbuilt_keys(key: str, value: Any) -> Any:
+    """A group read whole, less the keys that change no artifact (schema.NOT_BUILT)."""
+    if not isinstance(value, dict):
         return value
-    return {k: v for k, v in value.items() if k not in hidden}
+    hidden = {k.split(".", 1)[1] for k in NOT_BUILT if k.startswith(f"{key}.")}
+    return {k: _without_unbuilt_keys(f"{key}.{k}", v) for k, v in value.items() if k.split(".")[0] not in hidden}
 
 
 @lru_cache(maxsize=None)
@@ -77,25 +73,23 @@ def payload(spec: StageSpec, cfg: DictConfig, upstream: dict[str, str], inputs: 
     }
 
 
-def resolve_model_path(value: str, root: Path) -> Path:
-    """`pkg:<module>/<file>` -> the file inside an installed package (found without importing it)."""
-    if value.startswith("pkg:"):
-        module, _, relative = value[4:].partition("/")
-        spec = importlib.util.find_spec(module)
-        if spec is None or not spec.submodule_search_locations:
-            raise ConfigError(f"model.path = {value!r}: the Python package '{module}' is not installed. "
-                              f"Install it (pip install {module.replace('_', '-')}) or point model.path at a file.")
-        return Path(list(spec.submodule_search_locations)[0]) / relative
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else root / path
+def input_files(stage: str, cfg: DictConfig, root: Path) -> dict[str, Path]:
+    """The files a stage reads from outside the store, by name: the model for `base`, the
+    dataset for `data`. The stage gets exactly these; their digests are part of its key."""
+    if stage == "base" and cfg.model.path:
+        return {"model": resolve_model_path(cfg.model.path, root)}
+    if stage == "data":
+        return {"dataset": project_path(cfg.dataset.path, root)}
+    return {}
 
 
 def input_fingerprints(stage: str, cfg: DictConfig, root: Path, digests: DigestCache,
                        strict: bool = True) -> dict[str, str]:
-    """Digests of the files a stage reads from outside the store. Not strict: a missing file is
-    fingerprinted as missing (for locks and diffs of recipes whose data is not here yet)."""
-    if stage == "base" and cfg.model.path:
-        path = resolve_model_path(cfg.model.path, root)
+    """Digests of `input_files`. Not strict: a missing file is fingerprinted as missing (for
+    locks and diffs of recipes whose data is not here yet)."""
+    files = input_files(stage, cfg, root)
+    if "model" in files:
+        path = files["model"]
         if not path.exists() and not strict:
             return {"model": "missing"}
         if not path.exists():
@@ -106,8 +100,8 @@ def input_fingerprints(stage: str, cfg: DictConfig, root: Path, digests: DigestC
         if shards:  # a split GGUF: every file of it is an input
             return {p.name: digests.fingerprint(p) if p.exists() else "missing" for p in shards}
         return {"model": digests.fingerprint(path)}
-    if stage == "data":
-        path = root / cfg.dataset.path if not Path(cfg.dataset.path).is_absolute() else Path(cfg.dataset.path)
+    if "dataset" in files:
+        path = files["dataset"]
         if not path.is_file() and not strict:
             return {"dataset": "missing"}
         if not path.is_file():

@@ -3,18 +3,27 @@
 Pure data. A stage's key changes exactly when one of these changes: a config key it reads, an
 upstream key, a template file it renders, its `version` (bump it when the stage's output changes
 for the same inputs), or the version of a tool it calls.
+
+A stage runs with exactly what its key covers: its config is the `reads` slice that was hashed
+(plus `uses`, values it reads that change no byte of its output), and its templates are the files
+of `templates`; reading anything else fails the build (plan/view.py, files/templates.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..facts.chat_families import CHAT_TEMPLATE_FILE, OLLAMA_TEMPLATE_FILE
+from ..facts.layout import HF_CARD_TEMPLATE, MODELFILE_TEMPLATE, REPORT_TEMPLATES, VLLM_SERVE_TEMPLATE
+
 
 @dataclass(frozen=True)
 class StageSpec:
     name: str
     doc: str                                # first line of `doit list`
-    reads: tuple[str, ...] = ()             # config keys (a group name means all of it); see keys.DERIVED
+    reads: tuple[str, ...] = ()             # config keys (a group name means all of it); see config/derived.py
+    uses: tuple[str, ...] = ()              # config keys read but not hashed: each changes how, never what, is built
+    upstream_reads: tuple[str, ...] = ()    # config keys read that an upstream stage's key covers (tests check)
     upstream: tuple[str, ...] = ()
     tools: tuple[str, ...] = ()             # Python distributions whose versions enter the key
     tools_if: tuple[tuple[str, str], ...] = ()  # (config key, distribution): its version too, when the key is set
@@ -40,17 +49,19 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
     StageSpec(
         "train", "Fine-tune a LoRA adapter with llamafactory-cli train",
         reads=("lora", "train", "chat_format", "prompt.system", "model.trust_remote_code"),
+        upstream_reads=("dataset.name", "model.path"),
         upstream=("base", "data"),
         tools=("llamafactory", "transformers", "peft", "trl", "datasets", "accelerate", "torch"),
         tools_if=(("lora.quantization_bit", "bitsandbytes"),),
-        templates=("chat/{family}.jinja",),
+        templates=(CHAT_TEMPLATE_FILE,),
     ),
     StageSpec(
         "merge", "Merge the adapter into the base with llamafactory-cli export; write the chat template",
         reads=("chat_format", "prompt.system"),
+        upstream_reads=("model.trust_remote_code",),
         upstream=("base", "train"),
         tools=("llamafactory", "transformers", "peft", "torch", "jinja2"),
-        templates=("chat/{family}.jinja",),
+        templates=(CHAT_TEMPLATE_FILE,),
     ),
     StageSpec(
         "convert", "Convert the merged model to GGUF with llama.cpp's convert_hf_to_gguf.py",
@@ -61,13 +72,16 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
     StageSpec(
         "parity", "Check that training, the merged model and the GGUF format a conversation suite identically",
         reads=("chat_format", "prompt.system"),
+        upstream_reads=("model.name", "quant.convert_type"),
         upstream=("merge", "convert"),
         tools=("llamafactory", "transformers", "llama_cpp_python", "jinja2"),
-        templates=("chat/{family}.jinja",),
+        templates=(CHAT_TEMPLATE_FILE,),
     ),
     StageSpec(
         "quantize", "Quantize the GGUF with llama.cpp's quantizer (llama_model_quantize)",
         reads=("quant.type", "model.name"),
+        uses=("quant.nthread",),  # threads change the quantizer's speed, not its bytes (tests/test_e2e_tiny.py)
+        upstream_reads=("quant.convert_type",),
         upstream=("convert",),
         tools=("llama_cpp_python",),
         version="2",  # 2: quantize.json and quantize.log
@@ -82,19 +96,21 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
     StageSpec(
         "lora_gguf", "Convert the adapter to a LoRA GGUF and the base model to a GGUF, for Ollama's FROM + ADAPTER",
         reads=("quant.type", "quant.convert_type", "model.name"),
+        uses=("quant.nthread",),  # as in quantize
         upstream=("base", "train"),
         tools=("llama_cpp_python", "torch", "transformers", "numpy", "sentencepiece"),
         enabled_by="target.ollama.adapter",
     ),
     StageSpec(
-        "render", "Render the Ollama Modelfile (TEMPLATE, SYSTEM, PARAMETERs) beside the quantized GGUF",
+        "ollama", "Render the Ollama Modelfile (TEMPLATE, SYSTEM, PARAMETERs) beside the quantized GGUF",
         reads=("chat_format", "prompt.system", "prompt.temperature", "prompt.top_p", "prompt.top_k",
                "prompt.repeat_penalty", "prompt.num_ctx", "prompt.num_predict", "prompt.stop", "target.ollama",
                "model.license", "model.name"),
+        upstream_reads=("quant.type",),
         upstream=("quantize",),
         optional_upstream=("lora_gguf",),
         tools=("jinja2",),
-        templates=("ollama/{family}.gotmpl", "Modelfile.j2"),
+        templates=(OLLAMA_TEMPLATE_FILE, MODELFILE_TEMPLATE),
         version="4",  # 2: stop at EOS and EOT as llama.cpp resolves them; 3: quoting Ollama reads back; 4: Go parity
         target="ollama",
     ),
@@ -103,7 +119,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         reads=("chat_format", "prompt.system", "target.vllm", "model.name"),
         upstream=("merge",),
         tools=("jinja2",),
-        templates=("chat/{family}.jinja", "vllm/serve.sh.j2"),
+        templates=(CHAT_TEMPLATE_FILE, VLLM_SERVE_TEMPLATE),
         target="vllm",
     ),
     StageSpec(
@@ -111,18 +127,20 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         reads=("model.name", "model.license", "model.hub_id", "model.path", "lora", "train", "dataset.name",
                "chat_format", "target.hf"),
         upstream=("train", "merge"),
-        templates=("hf/README.md.j2",),
+        templates=(HF_CARD_TEMPLATE,),
         target="hf",
     ),
     StageSpec(
         "smoke", "Chat with the quantized GGUF in llama.cpp: answers and tokens/s",
         reads=("smoke", "prompt.system"),
+        upstream_reads=("model.name", "quant.type"),
         upstream=("quantize",),
         tools=("llama_cpp_python",),
     ),
     StageSpec(
         "eval", "Evaluate base, fine-tuned and every GGUF on the held-out rows: NLL, KLD, answers, speed",
         reads=("eval", "chat_format", "prompt.system", "model.name", "quant.type", "quant.convert_type"),
+        upstream_reads=("dataset.holdout", "dataset.holdout_seed"),
         upstream=("base", "data", "merge", "convert", "quantize"),
         tools=("llama_cpp_python", "transformers", "torch"),
         enabled_by="eval.enabled",
@@ -131,12 +149,14 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
     ),
     StageSpec(
         "report", "Write report.md and a self-contained report.html: config, timings, loss, quant ladder, answers",
-        reads=("model", "dataset", "lora", "train", "quant.type", "quant.convert_type", "prompt", "eval", "smoke"),
+        # the report shows the resolved config: every group it shows is part of its key (tests check
+        # that this is every group of the schema; keys that build nothing, schema.NOT_BUILT, are left out)
+        reads=("model", "dataset", "lora", "train", "quant", "prompt", "target", "smoke", "eval"),
         upstream=("train", "eval", "smoke"),
         tools=("matplotlib", "jinja2"),
-        templates=("report/report.md.j2", "report/report.html.j2"),
+        templates=REPORT_TEMPLATES,
         enabled_by="eval.enabled",
-        version="2",  # 2: quantizer fallbacks; the f16 reference is never the recommended quant
+        version="3",  # 2: quantizer fallbacks, the f16 reference never recommended; 3: config shown = config keyed
     ),
 )}
 

@@ -9,10 +9,11 @@ from typing import Any
 
 import yaml
 
-from ..adapters.llama_cpp import fallback_text
-from ..templating import render_file
+from ..facts.layout import REPORT_HTML, REPORT_MD, REPORT_TEMPLATES, SWEEP_REPORT_TEMPLATES
+from ..facts.quant_types import fallback_text
+from ..files.templates import TemplateDir
 from . import charts
-from .inputs import VariantReport
+from .variant import VariantReport
 
 COLUMNS = (  # header, field, how to show it
     ("NLL", "nll", "{:.3f}"), ("perplexity", "perplexity", "{:.2f}"), ("KLD", "kld", "{:.4f}"),
@@ -116,8 +117,8 @@ def _samples(eval_result: dict[str, Any] | None) -> list[dict[str, Any]]:
             for s in eval_result["samples"]]
 
 
-def write_variant_report(out_dir: Path, report: VariantReport, root: Path) -> tuple[Path, Path]:
-    """`root` is the project root, whose templates/report/ lays the files out."""
+def write_variant_report(out_dir: Path, report: VariantReport, templates: TemplateDir) -> tuple[Path, Path]:
+    """report.md and report.html, laid out by templates/report/."""
     out_dir = Path(out_dir)
     images = {"loss": charts.loss_curve(report.train_losses),
               "ladder": charts.quant_ladder(report.eval) if report.eval else None}
@@ -131,13 +132,12 @@ def write_variant_report(out_dir: Path, report: VariantReport, root: Path) -> tu
         "total_seconds": sum(s["seconds"] or 0 for s in report.stages), "config_yaml": report.config_yaml,
         "smoke": report.smoke, "final_loss": report.train_losses[-1][1] if report.train_losses else None,
     }
-    md = out_dir / "report.md"
-    md.write_text(render_file(root, "report/report.md.j2",
-                              images={k: f"{k}.png" if v else None for k, v in images.items()}, **values),
-                  encoding="utf-8")
-    html = out_dir / "report.html"
-    html.write_text(render_file(root, "report/report.html.j2",
-                                images={k: _data_uri(v) for k, v in images.items()}, **values), encoding="utf-8")
+    md = out_dir / REPORT_MD
+    md.write_text(templates.render(REPORT_TEMPLATES[0], images={k: f"{k}.png" if v else None for k, v in images.items()},
+                                   **values), encoding="utf-8")
+    html = out_dir / REPORT_HTML
+    html.write_text(templates.render(REPORT_TEMPLATES[1], images={k: _data_uri(v) for k, v in images.items()},
+                                     **values), encoding="utf-8")
     return md, html
 
 
@@ -152,7 +152,7 @@ def _swept_value(report: VariantReport, key: str) -> str:
 
 
 def write_sweep_report(out_dir: Path, reports: list[VariantReport], swept_keys: list[str],
-                       root: Path) -> tuple[Path, Path]:
+                       templates: TemplateDir) -> tuple[Path, Path]:
     """One row per variant: its name and swept values, then the shipped quant's and the fine-tuned
     model's numbers ("—" for a variant built without eval)."""
     out_dir = Path(out_dir)
@@ -174,10 +174,9 @@ def write_sweep_report(out_dir: Path, reports: list[VariantReport], swept_keys: 
     if png:
         (out_dir / "perplexity.png").write_bytes(png)
     values = {"title": "Sweep: " + (", ".join(swept_keys) or "variants"), "header": header, "rows": rows}
-    md = out_dir / "report.md"
-    md.write_text(render_file(root, "report/sweep.md.j2", image="perplexity.png" if png else None,
-                              **values), encoding="utf-8")
-    html = out_dir / "report.html"
-    html.write_text(render_file(root, "report/sweep.html.j2", image=_data_uri(png), **values),
-                    encoding="utf-8")
+    md = out_dir / REPORT_MD
+    md.write_text(templates.render(SWEEP_REPORT_TEMPLATES[0], image="perplexity.png" if png else None, **values),
+                  encoding="utf-8")
+    html = out_dir / REPORT_HTML
+    html.write_text(templates.render(SWEEP_REPORT_TEMPLATES[1], image=_data_uri(png), **values), encoding="utf-8")
     return md, html

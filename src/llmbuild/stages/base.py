@@ -7,14 +7,14 @@ from pathlib import Path
 
 from ..adapters import gguf_import, gguf_split, hub
 from ..errors import StageError
-from ..plan.keys import resolve_model_path
+from ..facts.gguf_files import shards_of
 from .context import StageContext
 
 
 def run(ctx: StageContext) -> None:
     model = ctx.cfg.model
     if model.path:
-        source = resolve_model_path(model.path, ctx.root)
+        source = ctx.files["model"]
         if source.is_file() and source.suffix == ".gguf":
             _import_gguf(ctx, source)
             return
@@ -26,7 +26,7 @@ def run(ctx: StageContext) -> None:
 
 
 def _import_gguf(ctx: StageContext, source: Path) -> None:
-    shards = gguf_split.shards_of(source)
+    shards = shards_of(source)
     if shards:  # llama.cpp reads every shard; the import needs one file
         ctx.say(f"{source.name} is split into {len(shards)} files: merging with llama.cpp")
         single = ctx.out / ".merged.gguf"

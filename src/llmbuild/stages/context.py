@@ -1,4 +1,4 @@
-"""What a stage gets to work with."""
+"""What a stage gets to work with: exactly what its key covers (plan/view.py builds it)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,21 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from ..files.templates import TemplateDir
+
 
 @dataclass(frozen=True)
 class StageContext:
-    cfg: DictConfig            # the whole resolved config (a stage reads only its slice)
-    root: Path                 # project root: conf/, templates/, relative dataset paths
+    cfg: DictConfig            # the config values this stage's key hashed (+ its spec's `uses`), nothing else
     key: str                   # this artifact's key
-    inputs: dict[str, Path]    # upstream stage -> its finished artifact folder
-    out: Path                  # empty folder; becomes build/<stage>/<key>/ on success
+    inputs: dict[str, Path]    # upstream slot -> its finished artifact folder
+    out: Path                  # empty folder; becomes <store>/<stage>/<key>/ on success
+    templates: TemplateDir     # the files under templates/ that this stage's key hashed
+    files: dict[str, Path]     # outside inputs by name (model, dataset), their digests in the key
 
     def relative(self, target: Path) -> str:
         """`target` relative to the artifact folder, valid before and after the final rename
-        (both live one level below build/<stage>/), so written configs run by hand unchanged."""
+        (both live one level below <store>/<stage>/), so written configs run by hand unchanged."""
         return os.path.relpath(target, self.out)
 
     def say(self, message: str) -> None:

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from ..adapters import llama_cpp
+from ..adapters.llama_cpp_vocab import read_metadata
 from ..errors import StageError
-from ..gguf_meta import read_metadata
-from ..naming import gguf_file
+from ..facts import layout
 from .context import StageContext
 
 
 def run(ctx: StageContext) -> None:
     outtype = ctx.cfg.quant.convert_type
-    target = ctx.out / gguf_file(ctx.cfg.model.name, outtype)
-    merged = ctx.inputs["merge"] / "merged"
-    llama_cpp.convert(merged, target, outtype, ctx.out / "convert.log")
+    target = layout.converted_gguf(ctx.out, ctx.cfg.model.name, outtype)
+    llama_cpp.convert(ctx.inputs["merge"] / layout.MERGED, target, outtype, ctx.out / "convert.log")
     meta = read_metadata(target)
-    expected = (ctx.inputs["merge"] / "chat_template.jinja").read_text(encoding="utf-8")
+    expected = (ctx.inputs["merge"] / layout.CHAT_TEMPLATE).read_text(encoding="utf-8")
     if meta.get("tokenizer.chat_template") != expected:
         raise StageError("the GGUF's tokenizer.chat_template differs from the merged model's chat template; "
                          "the converter did not carry it over (see convert.log)")

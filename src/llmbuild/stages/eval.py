@@ -2,60 +2,59 @@
 trained on) are run through the base model, the fine-tuned (merged) model, the f16 GGUF and every
 quant of the ladder, each in its own process: held-out NLL/perplexity on the answers, KLD and top-1
 agreement of each quant against the f16 GGUF, greedy answers scored against the references, speed,
-size and peak memory. Results: eval.json (the report reads it) and answers.md."""
+size and peak memory. Results: eval.json (evaluation/results.py; the report reads it) and answers.md."""
 
 from __future__ import annotations
 
 import json
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .. import parity
+from ..adapters import llama_cpp
+from ..adapters.llama_cpp_vocab import read_metadata
 from ..adapters.process import run_logged
-from ..chat_families import FAMILIES
-from ..config.validate import chat_family
 from ..errors import StageError
 from ..evaluation import cases as eval_cases
-from ..evaluation import metrics
-from ..gguf_meta import read_metadata
-from ..naming import gguf_file
-from ..plan.graph import ladder_slot, ladder_types
-from ..stages.data import HELDOUT
-from . import quantize
+from ..evaluation import metrics, results
+from ..facts import layout
+from ..facts.chat_families import FAMILIES
 from .context import StageContext
+
+WORKER = "llmbuild.adapters.eval_worker"   # run as `python -m`, one process per model
 
 
 def run(ctx: StageContext) -> None:
     cfg, settings = ctx.cfg, ctx.cfg.eval
-    family = FAMILIES[chat_family(cfg)]
-    reference_gguf = ctx.inputs["convert"] / gguf_file(cfg.model.name, cfg.quant.convert_type)
+    family = FAMILIES[cfg.chat_format]
+    reference_gguf = layout.converted_gguf(ctx.inputs["convert"], cfg.model.name, cfg.quant.convert_type)
     meta = read_metadata(reference_gguf)
     stops = list(dict.fromkeys([*family.stop, *meta.end_tokens]))
-    render = parity.gguf_prompt(meta.get("tokenizer.chat_template") or "", meta.bos_token,
-                                meta.end_tokens[0] if meta.end_tokens else "")
-    rows = eval_cases.load(ctx.inputs["data"] / HELDOUT, settings.max_rows)
+    render = llama_cpp.chat_formatter(meta.get("tokenizer.chat_template") or "", meta.bos_token,
+                                      meta.end_tokens[0] if meta.end_tokens else "")
+    rows = eval_cases.load(ctx.inputs["data"] / layout.HELDOUT, settings.max_rows)
     if not rows:
         raise StageError("no held-out rows to evaluate; set dataset.holdout (e.g. 0.1) or build with eval.enabled=false")
     try:
         cases = eval_cases.build(rows, render, stops)
     except ValueError as err:
-        raise StageError(f"templates/chat/{family.name}.jinja: {err}") from None
-    quants = [cfg.quant.type, *ladder_types(cfg)]
+        raise StageError(f"templates/{family.chat_template}: {err}") from None
+    quants = [cfg.quant.type, *layout.ladder(cfg.eval.quants, cfg.quant.type)]
     models: list[dict[str, Any]] = []
     if settings.base:
         models.append({"name": "base", "kind": "hf", "quant": None, "path": ctx.inputs["base"]})
-    models.append({"name": "fine-tuned", "kind": "hf", "quant": None, "path": ctx.inputs["merge"] / "merged"})
+    models.append({"name": "fine-tuned", "kind": "hf", "quant": None, "path": ctx.inputs["merge"] / layout.MERGED})
     models.append({"name": cfg.quant.convert_type, "kind": "gguf", "quant": cfg.quant.convert_type,
                    "path": reference_gguf})
     for quant in quants:
-        slot = "quantize" if quant == cfg.quant.type else ladder_slot(quant)
+        slot = "quantize" if quant == cfg.quant.type else layout.ladder_slot(quant)
         models.append({"name": quant, "kind": "gguf", "quant": quant,
-                       "path": ctx.inputs[slot] / gguf_file(cfg.model.name, quant),
+                       "path": layout.quantized_gguf(ctx.inputs[slot], cfg.model.name, quant),
                        "quantized": _quantize_record(ctx.inputs[slot])})
     ctx.say(f"{len(cases)} held-out rows x {len(models)} models ({', '.join(m['name'] for m in models)})")
-    results = []
+    measured = []
     with tempfile.TemporaryDirectory(prefix="llmbuild-eval-") as scratch:
         reference_logprobs = Path(scratch) / "reference"
         reference_logprobs.mkdir()
@@ -68,10 +67,11 @@ def run(ctx: StageContext) -> None:
                 request["save_logprobs" if first_gguf else "reference_logprobs"] = str(reference_logprobs)
             ctx.say(f"{model['name']}: {model['path'].name if model['kind'] == 'gguf' else model['kind'] + ' model'}")
             result = _run_worker(ctx, model["name"], request, Path(scratch))
-            results.append((model, result))
-    summary = _summary(cfg, cases, results)
-    (ctx.out / "eval.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    (ctx.out / "answers.md").write_text(_answers_markdown(summary), encoding="utf-8")
+            measured.append((model, result))
+    found = _summary(cfg, cases, measured)
+    results.write(ctx.out / layout.EVAL_RESULTS, found)
+    summary = found.to_json()
+    (ctx.out / layout.EVAL_ANSWERS).write_text(_answers_markdown(summary), encoding="utf-8")
     for model in summary["models"]:
         ctx.say(_one_line(model))
 
@@ -79,7 +79,7 @@ def run(ctx: StageContext) -> None:
 def _run_worker(ctx: StageContext, name: str, request: dict[str, Any], scratch: Path) -> dict[str, Any]:
     request_file, result_file = scratch / f"{name}.request.json", scratch / f"{name}.result.json"
     request_file.write_text(json.dumps(request, ensure_ascii=False), encoding="utf-8")
-    run_logged([sys.executable, "-m", "llmbuild.evaluation.worker", str(request_file), str(result_file)],
+    run_logged([sys.executable, "-m", WORKER, str(request_file), str(result_file)],
                ctx.out / "logs" / f"{name}.log", what=f"evaluating {name}",
                env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
     return json.loads(result_file.read_text(encoding="utf-8"))
@@ -87,42 +87,39 @@ def _run_worker(ctx: StageContext, name: str, request: dict[str, Any], scratch: 
 
 def _quantize_record(artifact: Path) -> dict[str, Any]:
     """What the quantize stage recorded about the tensors it wrote (quantize.json)."""
-    return json.loads((artifact / quantize.RECORD).read_text(encoding="utf-8"))
+    return json.loads((artifact / layout.QUANTIZE_RECORD).read_text(encoding="utf-8"))
 
 
-def _summary(cfg, cases, results) -> dict[str, Any]:
+def _summary(cfg, cases, measured) -> results.EvalResults:
     models, answers = [], {}
-    for model, result in results:
+    for model, result in measured:
         path: Path = model["path"]
         size = path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.glob("*.safetensors"))
-        models.append({
-            "name": model["name"], "kind": model["kind"], "quant": model["quant"], "file_size": size,
-            "nll": result["nll"], "perplexity": result["perplexity"], "answer_tokens": result["answer_tokens"],
-            "kld": result["kld"] if model["kind"] == "gguf" else None,
-            "top1": result["top1"] if model["kind"] == "gguf" else None,
+        is_gguf = model["kind"] == "gguf"
+        models.append(results.ModelResult(
+            name=model["name"], kind=model["kind"], quant=model["quant"], file_size=size,
+            nll=result["nll"], perplexity=result["perplexity"], answer_tokens=result["answer_tokens"],
+            kld=result["kld"] if is_gguf else None, top1=result["top1"] if is_gguf else None,
             **metrics.score(result["answers"], cases),
-            "prompt_tokens_per_second": result["prompt_tokens_per_second"],
-            "generation_tokens_per_second": result["generation_tokens_per_second"],
-            "peak_rss_bytes": result["peak_rss_bytes"],
-            "quantized": model.get("quantized"),
-        })
+            prompt_tokens_per_second=result["prompt_tokens_per_second"],
+            generation_tokens_per_second=result["generation_tokens_per_second"],
+            peak_rss_bytes=result["peak_rss_bytes"], quantized=model.get("quantized")))
         answers[model["name"]] = result["answers"]
-    reference = next(m for m in models if m["kind"] == "gguf")
-    reference["kld"], reference["top1"] = 0.0, 1.0  # the f16 GGUF is the reference itself
-    hf = [m for m in models if m["kind"] == "hf"]
-    ggufs = sorted((m for m in models if m["kind"] == "gguf" and m is not reference),
-                   key=lambda m: m["file_size"], reverse=True)
-    return {
-        "holdout": {"rows": len(cases), "size": cfg.dataset.holdout, "seed": cfg.dataset.holdout_seed},
-        "settings": {"max_new_tokens": cfg.eval.max_new_tokens, "kld_reference": reference["name"],
-                     "recommend_kld": cfg.eval.recommend_kld, "n_ctx": cfg.eval.n_ctx},
-        "shipped_quant": cfg.quant.type,
-        "models": hf + [reference] + ggufs,
-        "samples": [{"prompt": case.prompt,
-                     "reference": case.reference or json.dumps(case.reference_calls, ensure_ascii=False),
-                     "answers": {name: outputs[index] for name, outputs in answers.items()}}
-                    for index, case in enumerate(cases)],
-    }
+    first = next(index for index, m in enumerate(models) if m.kind == "gguf")
+    reference = replace(models[first], kld=0.0, top1=1.0)  # the f16 GGUF is the reference itself
+    hf = [m for m in models if m.kind == "hf"]
+    ggufs = sorted((m for index, m in enumerate(models) if m.kind == "gguf" and index != first),
+                   key=lambda m: m.file_size, reverse=True)
+    return results.EvalResults(
+        holdout=results.Holdout(rows=len(cases), size=cfg.dataset.holdout, seed=cfg.dataset.holdout_seed),
+        settings=results.Settings(max_new_tokens=cfg.eval.max_new_tokens, kld_reference=reference.name,
+                                  recommend_kld=cfg.eval.recommend_kld, n_ctx=cfg.eval.n_ctx),
+        shipped_quant=cfg.quant.type,
+        models=hf + [reference] + ggufs,
+        samples=[results.Sample(prompt=case.prompt,
+                                reference=case.reference or json.dumps(case.reference_calls, ensure_ascii=False),
+                                answers={name: outputs[index] for name, outputs in answers.items()})
+                 for index, case in enumerate(cases)])
 
 
 def _one_line(model: dict[str, Any]) -> str:

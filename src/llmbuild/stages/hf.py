@@ -9,27 +9,26 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from ..adapters import llamafactory
-from ..chat_families import FAMILIES
-from ..config.validate import chat_family
-from ..files import link_or_copy
-from ..plan.keys import tool_version
-from ..store import read_manifest
-from ..templating import render_file
+from ..facts import layout
+from ..facts.chat_families import FAMILIES
+from ..files.links import link_or_copy
+from ..store.artifacts import read_manifest
 from .context import StageContext
 
 SPDX = re.compile(r"^[A-Za-z0-9.+-]+$")  # an SPDX-like id (apache-2.0, mit, llama3); else the text is a name
+CARD_TOOLS = ("llamafactory", "transformers", "peft", "torch")  # as the train stage recorded them
 
 
 def run(ctx: StageContext) -> None:
     cfg = ctx.cfg
-    folder = ctx.out / "model"
+    folder = ctx.out / layout.HF_MODEL
     folder.mkdir()
-    for item in (ctx.inputs["merge"] / "merged").iterdir():
+    for item in (ctx.inputs["merge"] / layout.MERGED).iterdir():
         link_or_copy(item, folder / item.name)
-    family = FAMILIES[chat_family(cfg)]
+    family = FAMILIES[cfg.chat_format]
     manifest = read_manifest(ctx.inputs["train"])
-    card = render_file(
-        ctx.root, "hf/README.md.j2",
+    card = ctx.templates.render(
+        layout.HF_CARD_TEMPLATE,
         title=cfg.target.hf.repo_id or f"{cfg.model.name} (llmbuild fine-tune)",
         model=cfg.model.name, base_model=cfg.model.hub_id, family=family.name,
         eos=[e for e in (family.eos,) if e] or ["the tokenizer's EOS"],
@@ -39,14 +38,14 @@ def run(ctx: StageContext) -> None:
         lora=OmegaConf.to_container(cfg.lora), train=OmegaConf.to_container(cfg.train),
         metrics=_metrics(ctx.inputs["train"]) + [("training time", f"{manifest['seconds']:.0f} s")],
         keys=[("train", manifest["key"]), ("merge", ctx.inputs["merge"].name), ("hf", ctx.key)],
-        tools=[(name, tool_version(name)) for name in ("llamafactory", "transformers", "peft", "torch")],
+        tools=[(name, manifest["tools"].get(name, "?")) for name in CARD_TOOLS],
     )
     (folder / "README.md").write_text(card, encoding="utf-8")
-    ctx.say(f"HF folder with model card: {ctx.out.parent.name}/{ctx.key}/model")
+    ctx.say(f"HF folder with model card: {ctx.out.parent.name}/{ctx.key}/{layout.HF_MODEL}")
 
 
 def _metrics(train: Path) -> list[tuple[str, str]]:
-    adapter = train / "adapter"
+    adapter = train / layout.ADAPTER
     out = [(f"train {k.removeprefix('train_').replace('_', ' ')}", str(round(v, 4)) if isinstance(v, float) else str(v))
            for k, v in llamafactory.train_results(adapter).items()
            if k in ("train_loss", "train_runtime", "train_samples_per_second", "epoch")]

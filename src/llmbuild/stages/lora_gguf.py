@@ -8,27 +8,19 @@ from __future__ import annotations
 
 from ..adapters import llama_cpp
 from ..errors import StageError
-from ..naming import gguf_file
+from ..facts import layout
 from .context import StageContext
-
-BASE_NAME = "base"   # file name part that tells the base GGUF from the merged one
-
-
-def base_file(cfg) -> str:
-    return gguf_file(f"{cfg.model.name}-{BASE_NAME}", cfg.quant.type)
-
-
-def adapter_file(cfg) -> str:
-    return gguf_file(f"{cfg.model.name}-LoRA", "f16")
 
 
 def run(ctx: StageContext) -> None:
     cfg = ctx.cfg
-    adapter = ctx.out / adapter_file(cfg)
-    llama_cpp.convert_lora(ctx.inputs["train"] / "adapter", ctx.inputs["base"], adapter, ctx.out / "convert_lora.log")
-    converted = ctx.out / gguf_file(f"{cfg.model.name}-{BASE_NAME}", cfg.quant.convert_type)
+    name = cfg.model.name
+    adapter = ctx.out / layout.lora_adapter_gguf(name)
+    llama_cpp.convert_lora(ctx.inputs["train"] / layout.ADAPTER, ctx.inputs["base"], adapter,
+                           ctx.out / "convert_lora.log")
+    converted = ctx.out / layout.lora_base_gguf(name, cfg.quant.convert_type)
     llama_cpp.convert(ctx.inputs["base"], converted, cfg.quant.convert_type, ctx.out / "convert_base.log")
-    base = ctx.out / base_file(cfg)
+    base = ctx.out / layout.lora_base_gguf(name, cfg.quant.type)
     if base != converted:
         llama_cpp.quantize(converted, base, cfg.quant.type, cfg.quant.nthread, log=ctx.out / "quantize_base.log")
         converted.unlink()

@@ -1,38 +1,44 @@
 """report: report.md and a self-contained report.html for the variant: resolved config, stage keys
 and timings, the training loss curve, the quant ladder (size against KLD and perplexity), the
-metrics table and side-by-side held-out answers."""
+metrics table and side-by-side held-out answers.
+
+The config it shows is its own config view, which is exactly what its key hashed: every group but
+the keys that change no artifact (config/schema.py, NOT_BUILT)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from .. import review
 from ..adapters import llamafactory
-from ..report import inputs, write_variant_report
-from ..plan.graph import stage_of
-from ..store import read_manifest
+from ..evaluation import results
+from ..facts import layout
+from ..facts.secrets import redact
+from ..report import write_variant_report
+from ..report.variant import VariantReport
+from ..store.artifacts import read_manifest
 from .context import StageContext
 
 
 def run(ctx: StageContext) -> None:
-    md, html = write_variant_report(ctx.out, variant_report(ctx.cfg, ctx.inputs), ctx.root)
+    md, html = write_variant_report(ctx.out, variant_report(ctx.cfg, ctx.inputs), ctx.templates)
     ctx.say(f"{md.name} and {html.name} ({html.stat().st_size / 1024:.0f} KiB, opens without network)")
 
 
-def variant_report(cfg, artifacts: dict[str, Path], title: str | None = None) -> inputs.VariantReport:
-    """What the report of one build shows, read from its finished artifacts (train, eval, smoke)."""
+def variant_report(cfg: DictConfig, artifacts: dict[str, Path], title: str | None = None) -> VariantReport:
+    """What the report of one build shows, read from its finished artifacts (train, eval, smoke);
+    `cfg` is the report stage's config view."""
     manifests = upstream_manifests(artifacts)
-    return inputs.VariantReport(
+    return VariantReport(
         variant=title or _title(cfg),
-        config_yaml=OmegaConf.to_yaml(review.redact(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))),
+        config_yaml=OmegaConf.to_yaml(redact(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))),
         stages=[{"stage": m["stage"] + _ladder(m), "key": m["key"], "seconds": m.get("seconds"),
                  "built_at": m.get("finished")} for m in manifests],
-        train_losses=llamafactory.logged_steps(artifacts["train"] / "adapter"),
-        eval=inputs.load_eval(artifacts["eval"] / "eval.json"),
-        smoke=json.loads((artifacts["smoke"] / "answers.json").read_text(encoding="utf-8")),
+        train_losses=llamafactory.logged_steps(artifacts["train"] / layout.ADAPTER),
+        eval=results.load(artifacts["eval"] / layout.EVAL_RESULTS),
+        smoke=json.loads((artifacts["smoke"] / layout.SMOKE_ANSWERS).read_text(encoding="utf-8")),
     )
 
 
@@ -48,11 +54,11 @@ def upstream_manifests(inputs: dict[str, Path]) -> list[dict]:
         if manifest is None:
             return
         for slot, upstream_key in manifest.get("upstream", {}).items():
-            visit(stage_of(slot), upstream_key)
+            visit(layout.stage_of(slot), upstream_key)
         seen[(stage, key)] = manifest
 
     for slot, path in inputs.items():
-        visit(stage_of(slot), path.name)
+        visit(layout.stage_of(slot), path.name)
     return list(seen.values())
 
 

@@ -7,7 +7,7 @@ import json
 import time
 
 from ..adapters import llama_cpp
-from ..naming import gguf_file
+from ..facts import layout
 from .context import StageContext
 
 DEFAULT_QUESTIONS = ("Hello! Who are you?",)
@@ -15,7 +15,7 @@ DEFAULT_QUESTIONS = ("Hello! Who are you?",)
 
 def run(ctx: StageContext) -> None:
     cfg = ctx.cfg
-    gguf = ctx.inputs["quantize"] / gguf_file(cfg.model.name, cfg.quant.type)
+    gguf = layout.quantized_gguf(ctx.inputs["quantize"], cfg.model.name, cfg.quant.type)
     llm = llama_cpp.load(gguf, n_ctx=cfg.smoke.n_ctx)
     system = [{"role": "system", "content": cfg.prompt.system}] if cfg.prompt.system else []
     results = []
@@ -31,10 +31,11 @@ def run(ctx: StageContext) -> None:
                         "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None})
         ctx.say(f"Q: {question}")
         ctx.say(f"A: {answer}")
-    (ctx.out / "answers.json").write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    (ctx.out / layout.SMOKE_ANSWERS).write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n",
+                                                encoding="utf-8")
     lines = [f"# Smoke test: {gguf.name}", "", "Greedy decoding through the GGUF's chat template.", ""]
     for item in results:
         lines += [f"**Q:** {item['question']}", "", f"**A:** {item['answer']}", "",
                   f"_{item['completion_tokens']} tokens, {item['tokens_per_second']} tokens/s, "
                   f"stopped: {item['finish_reason']}_", ""]
-    (ctx.out / "answers.md").write_text("\n".join(lines), encoding="utf-8")
+    (ctx.out / layout.SMOKE_MARKDOWN).write_text("\n".join(lines), encoding="utf-8")

@@ -2,26 +2,37 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
 from ..adapters import llamafactory
 from ..errors import StageError
+from ..facts import layout
+from ..facts.chat_families import FAMILIES
 from .context import StageContext
 
-ADAPTER = "adapter"
+
+def arguments(cfg: DictConfig, base: str, dataset_dir: str, output_dir: str) -> dict[str, Any]:
+    """LLaMA-Factory's training arguments for this stage's config view (also `doit preview`'s)."""
+    return llamafactory.train_args(
+        base=base, dataset=cfg.dataset.name, dataset_dir=dataset_dir, output_dir=output_dir,
+        template=FAMILIES[cfg.chat_format].llamafactory_template, default_system=cfg.prompt.system,
+        trust_remote_code=cfg.model.trust_remote_code,
+        lora=OmegaConf.to_container(cfg.lora, resolve=True), train=OmegaConf.to_container(cfg.train, resolve=True))
 
 
 def run(ctx: StageContext) -> None:
-    args = llamafactory.train_args(
-        ctx.cfg,
-        base=ctx.relative(ctx.inputs["base"]),
-        dataset_dir=ctx.relative(ctx.inputs["data"] / "dataset"),
-        output_dir=ADAPTER,
-    )
-    llamafactory.write_yaml(args, ctx.out, f"LLaMA-Factory LoRA SFT, written by llmbuild ({ctx.key}). "
-                                           f"Run by hand: cd {ctx.out.parent.name}/{ctx.key} && llamafactory-cli train {llamafactory.YAML_NAME}")
+    args = arguments(ctx.cfg, base=ctx.relative(ctx.inputs["base"]),
+                     dataset_dir=ctx.relative(ctx.inputs["data"] / layout.DATASET_DIR), output_dir=layout.ADAPTER)
+    llamafactory.write_yaml(args, ctx.out, f"LLaMA-Factory LoRA SFT, written by llmbuild ({ctx.key}). Run by hand: "
+                                           f"cd {ctx.out.parent.name}/{ctx.key} && llamafactory-cli train "
+                                           f"{layout.LLAMAFACTORY_YAML}")
     llamafactory.run("train", ctx.out, offline=bool(ctx.cfg.model.path))
-    adapter = ctx.out / ADAPTER
+    adapter = ctx.out / layout.ADAPTER
     if not (adapter / "adapter_model.safetensors").is_file():
-        raise StageError(f"llamafactory-cli train finished without writing {ADAPTER}/adapter_model.safetensors; see train.log")
+        raise StageError(f"llamafactory-cli train finished without writing {layout.ADAPTER}/adapter_model.safetensors; "
+                         f"see train.log")
     losses = llamafactory.logged_losses(adapter)
     if losses:
         ctx.say(f"train loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} logged steps")

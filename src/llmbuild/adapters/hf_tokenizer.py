@@ -1,0 +1,61 @@
+"""transformers: a model folder's tokenizer, its chat template rendered by apply_chat_template, and
+the chat template and end-of-turn ids written into a model folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from ..chat.parity import Conversation
+
+
+class UnknownToken(ValueError):
+    """A token text that is not in the tokenizer's vocabulary."""
+
+
+def load_tokenizer(folder: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder)
+
+
+def chat_renderer(tokenizer) -> Callable[[Conversation], str]:
+    """A conversation through the tokenizer's own chat template (transformers' apply_chat_template)."""
+    def render(conversation: Conversation) -> str:
+        return tokenizer.apply_chat_template(conversation.openai_messages(), tools=conversation.tools or None,
+                                             tokenize=False)
+    return render
+
+
+def token_ids(tokenizer) -> Callable[[str], list[int]]:
+    """text -> the tokenizer's ids, special tokens parsed, none added (as llama.cpp tokenizes)."""
+    return lambda text: tokenizer.encode(text, add_special_tokens=False)
+
+
+def set_chat_format(folder: Path, chat_template: str, eos: str | None) -> list[int]:
+    """Write `chat_template` into the folder's tokenizer and make generation stop at `eos` (the
+    format's end of turn; None: the tokenizer's EOS) and at the tokenizer's EOS. Returns the
+    generation config's EOS ids."""
+    from transformers import AutoTokenizer, GenerationConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.chat_template = chat_template
+    eos_ids = []
+    for token in (eos, tokenizer.eos_token):
+        if token is None:
+            continue
+        index = tokenizer.convert_tokens_to_ids(token)
+        if index is None or index == tokenizer.unk_token_id and token != tokenizer.unk_token:
+            raise UnknownToken(token)
+        if index not in eos_ids:
+            eos_ids.append(index)
+    if eos:
+        tokenizer.eos_token = eos
+    tokenizer.save_pretrained(folder)
+    try:
+        generation = GenerationConfig.from_pretrained(folder)
+    except OSError:
+        generation = GenerationConfig()
+    generation.eos_token_id = eos_ids if len(eos_ids) > 1 else eos_ids[0]
+    generation.save_pretrained(folder)
+    return eos_ids

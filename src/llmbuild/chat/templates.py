@@ -1,0 +1,44 @@
+"""One chat-template source per family, rendered for each consumer.
+
+templates/chat/<family>.jinja is the HF/GGUF chat template itself; llmbuild only binds
+`default_system` (prompt.system) in front of it. templates/ollama/<family>.gotmpl is a Go
+text/template for Ollama, pre-filled through Jinja with `[[ ... ]]` delimiters (Go owns `{{ }}`).
+Both take the template's source text and its name (for messages).
+"""
+
+from __future__ import annotations
+
+import json
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from ..errors import StageError
+
+
+def _jinja_string(text: str) -> str:
+    # JSON string escapes (\" \\ \n \uXXXX) are valid in Jinja string literals
+    return json.dumps(text, ensure_ascii=True)
+
+
+def hf_chat_template(source: str, default_system: str, name: str) -> str:
+    """The chat template written into the merged model and the GGUF: `source` with
+    `default_system` bound in front."""
+    template = "{%- set default_system = " + _jinja_string(default_system) + " -%}\n" + source
+    try:
+        ImmutableSandboxedEnvironment().parse(template)
+    except jinja2.TemplateSyntaxError as err:
+        raise StageError(f"templates/{name} line {err.lineno - 1}: {err.message}. Fix the template.") from None
+    return template
+
+
+def ollama_template(source: str, eos_token: str, name: str) -> str:
+    """The Modelfile's TEMPLATE: `source` with the model's end token filled in."""
+    env = ImmutableSandboxedEnvironment(variable_start_string="[[", variable_end_string="]]",
+                                        block_start_string="[%", block_end_string="%]",
+                                        comment_start_string="[#", comment_end_string="#]",
+                                        keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+    try:
+        return env.from_string(source).render(eos_token=eos_token)
+    except jinja2.TemplateError as err:
+        raise StageError(f"templates/{name}: {err}. Fix the template.") from None

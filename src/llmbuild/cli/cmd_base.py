@@ -1,0 +1,38 @@
+"""What llmbuild's doit commands share: the project root, and running (part of) the graph
+planned for the command line's Hydra overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from doit.cmd_run import Run
+from doit.exceptions import InvalidCommand
+
+from . import overrides, session
+
+
+def project_root() -> Path:
+    """The folder with conf/config.yaml and dodo.py: here or above (commands that plan without
+    running tasks do not load dodo.py)."""
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "conf" / "config.yaml").is_file() and (folder / "dodo.py").is_file():
+            return folder
+    raise InvalidCommand("not inside an llmbuild project (no conf/config.yaml and dodo.py here or above)")
+
+
+class GraphCommand(Run):
+    """A command that runs (part of) the graph generated for its command line's overrides. The task
+    loader (cli/loader.py) reads `sweeps` and `hydra_overrides` and sets `plans`."""
+
+    sweeps = session.SINGLE
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.hydra_overrides: list[str] | None = None
+        self.plans: list = []
+
+    def run_graph(self, params, args, tasks=()) -> int:
+        if self.hydra_overrides is None:
+            self.hydra_overrides = overrides.from_command_line(args)
+        return super().execute(params, list(tasks))

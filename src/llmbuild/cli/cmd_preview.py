@@ -1,0 +1,38 @@
+"""`doit preview`: the first training samples as LLaMA-Factory preprocesses them."""
+
+from __future__ import annotations
+
+from doit.exceptions import InvalidCommand
+
+from ..adapters import llamafactory_preview
+from ..facts import layout
+from ..plan import outputs
+from ..plan.view import stage_config
+from ..stages import train
+from . import overrides
+from .cmd_base import GraphCommand
+
+
+class Preview(GraphCommand):
+    name = "preview"
+    doc_purpose = "show the first training samples as LLaMA-Factory preprocesses them: ids, text, trained spans"
+    doc_usage = "[overrides] [samples=N]"
+    doc_description = ("Builds the base model and dataset if needed, then runs LLaMA-Factory's own\n"
+                       "preprocessing with this configuration's training arguments. Text between ⟦ ⟧ is\n"
+                       "what the model is trained to produce (its labels); the rest is masked.")
+
+    def execute(self, params, args):
+        given = overrides.from_command_line(args)
+        count = overrides.take(given, "samples") or "3"
+        if not count.isdigit():
+            raise InvalidCommand(f"samples={count!r}: give a number of samples, e.g. samples=5")
+        self.hydra_overrides = given
+        result = self.run_graph(params, args, ["base", "data"])  # the preview needs only these two
+        if result != 0 or not self.plans:
+            return result
+        (plan,) = self.plans
+        train_args = train.arguments(stage_config(plan, "train"), base=str(outputs.artifact(plan, "base")),
+                                     dataset_dir=str(outputs.artifact(plan, "data") / layout.DATASET_DIR),
+                                     output_dir=layout.ADAPTER)
+        print(llamafactory_preview.show(llamafactory_preview.preprocess(train_args, int(count))))
+        return 0

@@ -1,0 +1,38 @@
+"""`doit size`: parameters, LoRA size, and training and inference memory, without loading the model."""
+
+from __future__ import annotations
+
+from doit.cmd_base import Command
+from doit.exceptions import InvalidCommand
+
+from ..errors import LlmbuildError
+from ..plan import outputs
+from ..plan.graph import Plan
+from ..sizing.report import render
+from ..sizing.shape import find_shape
+from . import overrides, session
+from .cmd_base import project_root
+
+
+def size_text(plan: Plan) -> str:
+    base_dir = outputs.artifact(plan, "base") if "base" in plan.nodes else None
+    return render(plan.composed.cfg, find_shape(plan.composed.cfg.model, plan.root, base_dir), plan.variant)
+
+
+class Size(Command):
+    name = "size"
+    doc_purpose = "estimate parameters, LoRA size, and training and inference memory, without loading the model"
+    doc_usage = "[overrides or sweep]"
+    doc_description = ("Example: doit size model=qwen2.5-7b-instruct lora=qv   |   doit size train.gpu_memory_gib=24\n"
+                       "The shape comes from model.path (config.json or the GGUF header), the built base model, or\n"
+                       "model.shape; the dataset need not be there yet. With train.gpu_memory_gib set, a training\n"
+                       "that does not fit gets remedies (shorter samples, smaller batches, checkpointing, QLoRA),\n"
+                       "each with its estimate.")
+
+    def execute(self, params, args):
+        try:  # planned like `doit plan`, but files that are not there yet do not stop it
+            plans = session.make_plans(project_root(), overrides.from_command_line(args), strict=False)
+            print("\n\n".join(size_text(plan) for plan in plans))
+        except LlmbuildError as err:
+            raise InvalidCommand(str(err)) from None
+        return 0

@@ -1,0 +1,47 @@
+"""llmbuild's doit task loader (pyproject.toml: [tool.doit] loader = "llmbuild").
+
+It loads dodo.py as doit's own loader does, then adds the tasks of the build graph planned for
+the running command's Hydra overrides. doit hands every loader the command it runs (TaskLoader2's
+`load_tasks(cmd, pos_args)`): a command of ours says how to read sweeps (`sweeps`) and which
+overrides it was given (`hydra_overrides`), and gets the plans back (`plans`); doit's own commands
+(list, info, clean, forget) get the overrides of their command line.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from doit.cmd_base import DodoTaskLoader
+from doit.exceptions import InvalidDodoFile
+from doit.loader import generate_tasks
+
+from ..errors import LlmbuildError
+from . import overrides, session
+from .tasks import tasks_for
+
+STATE_DIR = "build"   # doit's dependency database (pyproject.toml: dep_file)
+
+
+class LlmbuildLoader(DodoTaskLoader):
+    def project_root(self) -> Path:
+        return Path(self.namespace["__file__"]).resolve().parent
+
+    def load_doit_config(self):
+        config = super().load_doit_config()
+        (self.project_root() / STATE_DIR).mkdir(exist_ok=True)  # before doit opens its database there
+        return config
+
+    def load_tasks(self, cmd, pos_args):
+        tasks = super().load_tasks(cmd, pos_args)  # dodo.py's own task_* functions, if any
+        given = getattr(cmd, "hydra_overrides", None)
+        try:
+            plans = session.make_plans(self.project_root(), overrides.from_command_line() if given is None else given,
+                                       getattr(cmd, "sweeps", session.ANY))
+        except LlmbuildError as err:  # doit prints it as `ERROR: ...` and exits 3, no traceback
+            raise InvalidDodoFile(str(err)) from None
+        for plan in plans[:1]:
+            for note in plan.composed.notes:
+                print(note, file=sys.stderr)
+        cmd.plans = plans
+        return tasks + generate_tasks("llmbuild", tasks_for(plans))

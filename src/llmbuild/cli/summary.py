@@ -1,0 +1,46 @@
+"""The end of `doit build`: where every output of a variant is, and how to run it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..facts import layout
+from ..plan import outputs
+from ..plan.graph import Plan
+
+
+def summary(plan: Plan) -> str:
+    cwd = Path.cwd()
+    base = outputs.out_dir(plan)
+
+    def show(p: Path) -> str:
+        try:
+            return str(p.relative_to(cwd))
+        except ValueError:
+            return str(p)
+
+    cfg = plan.composed.cfg
+    rows = [
+        ("adapter (LoRA)", base / outputs.ADAPTER_LINK),
+        ("merged HF model", base / outputs.MERGED_LINK),
+        (f"GGUF {cfg.quant.convert_type}", base / outputs.converted_gguf(plan).name),
+        (f"GGUF {cfg.quant.type}", base / outputs.quantized_gguf(plan).name),
+        *([(f"GGUF {cfg.quant.type}, split", base / "split")] if "split" in plan.nodes else []),
+        *([("Ollama folder", base / "ollama"), ("Modelfile", base / "ollama" / layout.MODELFILE)]
+          if "ollama" in plan.nodes else []),
+        *([("vLLM folder", base / "vllm"), ("vLLM serve script", base / "vllm" / layout.SERVE_SCRIPT)]
+          if "vllm" in plan.nodes else []),
+        *([("HF folder + card", base / "hf" / layout.HF_MODEL)] if "hf" in plan.nodes else []),
+        ("smoke answers", base / outputs.SMOKE_LINK),
+        *([("held-out eval", base / "eval" / layout.EVAL_RESULTS)] if "eval" in plan.nodes else []),
+        *([("report", base / "report" / layout.REPORT_HTML), ("report (md)", base / "report" / layout.REPORT_MD)]
+          if "report" in plan.nodes else []),
+        ("resolved config", base / layout.OUT_CONFIG),
+    ]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{plan.variant}: outputs in {show(base)}/"]
+    lines += [f"  {label:<{width}}  {show(path)}" for label, path in rows]
+    if "ollama" in plan.nodes:
+        lines.append(f"  run it:  ollama create {outputs.ollama_name(plan)} -f {show(base / 'ollama' / layout.MODELFILE)}")
+    lines.append(f"  or:      doit serve {' '.join(plan.composed.overrides)}".rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,97 @@
+"""After a sweep: one row per variant (swept values, final train loss, GGUF size, smoke tokens/s,
+output folder), printed and written as CSV and Markdown into the store."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from ..adapters import llamafactory
+from ..facts import layout
+from ..facts.names import sanitize, shorten
+from ..files.templates import TemplateDir
+from ..plan import outputs
+from ..plan.graph import Plan
+from ..plan.view import stage_config
+from ..report import write_sweep_report
+from ..stages.report import variant_report
+
+
+def swept_values(plans: list[Plan]) -> list[dict[str, str]]:
+    """Per variant, the overrides whose value differs between variants."""
+    parsed = [dict(item.split("=", 1) for item in p.composed.overrides if "=" in item) for p in plans]
+    keys = [k for k in dict.fromkeys(k for row in parsed for k in row)
+            if len({row.get(k) for row in parsed}) > 1]
+    return [{("recipe" if k == "recipes" else k): row.get(k, "") for k in keys} for row in parsed]
+
+
+def rows(plans: list[Plan]) -> list[dict[str, object]]:
+    out = []
+    for plan, values in zip(plans, swept_values(plans), strict=True):
+        quantized = outputs.quantized_gguf(plan)
+        out.append({
+            "variant": plan.variant,
+            **values,
+            "final_train_loss": _final_loss(outputs.artifact(plan, "train") / layout.ADAPTER),
+            "gguf_mib": round(quantized.stat().st_size / 2**20, 1) if quantized.is_file() else None,
+            "smoke_tokens_per_s": _tokens_per_second(outputs.artifact(plan, "smoke") / layout.SMOKE_ANSWERS),
+            "output": str(outputs.out_dir(plan)),
+        })
+    return out
+
+
+def _final_loss(adapter: Path):
+    """The last logged training loss; for runs shorter than logging_steps, LLaMA-Factory's average."""
+    losses = llamafactory.logged_losses(adapter)
+    average = llamafactory.train_results(adapter).get("train_loss")
+    value = losses[-1] if losses else average
+    return round(value, 4) if value is not None else None
+
+
+def _tokens_per_second(answers: Path):
+    try:
+        values = [a["tokens_per_second"] for a in json.loads(answers.read_text()) if a.get("tokens_per_second")]
+    except (FileNotFoundError, ValueError):
+        return None
+    return round(sum(values) / len(values), 1) if values else None
+
+
+def markdown(table: list[dict[str, object]]) -> str:
+    if not table:
+        return ""
+    header = list(table[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join("" if row[h] is None else str(row[h]) for h in header) + " |" for row in table]
+    return "\n".join(lines) + "\n"
+
+
+def sweep_name(args: list[str]) -> str:
+    return shorten(sanitize("_".join(a.replace("=", "-") for a in args), allowed=r"\w.,+-") or "sweep", 100)
+
+
+def write(store: Path, args: list[str], table: list[dict[str, object]]) -> Path:
+    folder = store / layout.SWEEPS_DIR / sweep_name(args)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "summary.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    (folder / "summary.md").write_text(f"# Sweep: {' '.join(args)}\n\n" + markdown(table), encoding="utf-8")
+    return folder
+
+
+def write_reports(plans: list[Plan], args: list[str]) -> Path:
+    """The sweep's report.md / report.html beside its summary: one row per variant, from the
+    variants' finished train, eval and smoke artifacts."""
+    reports, swept = [], swept_values(plans)
+    for plan, values in zip(plans, swept, strict=True):
+        upstream = plan.nodes["report"].payload["upstream"]
+        artifacts = {slot: plan.store / plan.nodes[slot].stage / key for slot, key in upstream.items()}
+        report = variant_report(stage_config(plan, "report"), artifacts, title=plan.variant)
+        reports.append(replace(report, swept=values))
+    folder = plans[0].store / layout.SWEEPS_DIR / sweep_name(args)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_sweep_report(folder, reports, list(swept[0]), TemplateDir(plans[0].root))
+    return folder

@@ -1,0 +1,101 @@
+"""The artifact layout: what each stage writes inside its artifact folder, `<store>/<stage>/<key>/`,
+and the names of a variant's readable outputs under `<store>/out/<variant>/`.
+
+The one owner of these names: stages write them, later stages, links, reports and tests read them
+through here. GGUF files follow the GGUF naming convention
+(<BaseName>-<SizeLabel>-<FineTune>-<Encoding>.gguf: the model name carries the first three).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .names import sanitize
+
+MANIFEST = "manifest.json"           # every artifact: inputs, config slice, tool versions, file digests
+
+# data: LLaMA-Factory's dataset folder, and the held-out rows eval reads
+DATASET_DIR = "dataset"              # TRAIN_FILE + DATASET_INFO, the folder LLaMA-Factory's dataset_dir names
+TRAIN_FILE = "train.json"
+DATASET_INFO = "dataset_info.json"
+HELDOUT = "heldout.jsonl"            # OpenAI messages, one held-out conversation per line
+SPLIT_RECORD = "split.json"          # which rows were held out, and the seed
+
+# train and merge: LLaMA-Factory runs on a YAML written into the artifact
+LLAMAFACTORY_YAML = "llamafactory.yaml"
+ADAPTER = "adapter"                  # train: the PEFT adapter folder (+ trainer_log.jsonl, train_results.json)
+MERGED = "merged"                    # merge: the merged HF model
+CHAT_TEMPLATE = "chat_template.jinja"  # merge and vllm: the chat template as written into the model
+
+QUANTIZE_RECORD = "quantize.json"    # quantize: tensor types written, and llama.cpp's fallbacks
+MODELFILE = "Modelfile"              # ollama
+OLLAMA_PARITY = "ollama_parity.md"   # ollama: the parity suite through Go's text/template
+SERVE_SCRIPT = "serve.sh"            # vllm
+VLLM_COMMAND = "vllm_command.json"   # vllm: the same command line as JSON
+HF_MODEL = "model"                   # hf: the merged model with its model card
+SMOKE_ANSWERS = "answers.json"       # smoke
+SMOKE_MARKDOWN = "answers.md"
+EVAL_RESULTS = "eval.json"           # eval: evaluation/results.py owns its format
+EVAL_ANSWERS = "answers.md"
+REPORT_MD = "report.md"              # report
+REPORT_HTML = "report.html"
+
+# <store>/out/<variant>/: links into the store, the resolved config and the stage keys
+OUT_DIR = "out"
+OUT_RECORD = "keys.json"
+OUT_CONFIG = "config.yaml"
+SWEEPS_DIR = "sweeps"                # <store>/sweeps/<sweep>/: a sweep's summary and report
+
+
+def gguf_file(model_name: str, encoding: str) -> str:
+    """`SmolLM2-135M-Instruct-Q4_K_M.gguf`: the model name made file-safe, then the encoding."""
+    return f"{sanitize(model_name)}-{encoding.upper()}.gguf"
+
+
+def converted_gguf(artifact: Path, model_name: str, convert_type: str) -> Path:
+    """convert: the 16/32-bit GGUF that every quantization starts from."""
+    return Path(artifact) / gguf_file(model_name, convert_type)
+
+
+def quantized_gguf(artifact: Path, model_name: str, quant_type: str) -> Path:
+    """quantize: the GGUF at `quant_type`."""
+    return Path(artifact) / gguf_file(model_name, quant_type)
+
+
+LORA_BASE_PART = "base"   # file name part that tells lora_gguf's base GGUF from the merged one
+
+
+def lora_base_gguf(model_name: str, quant_type: str) -> str:
+    """lora_gguf: the un-merged base model at `quant_type` (Ollama's FROM)."""
+    return gguf_file(f"{model_name}-{LORA_BASE_PART}", quant_type)
+
+
+def lora_adapter_gguf(model_name: str) -> str:
+    """lora_gguf: the LoRA adapter as a GGUF (Ollama's ADAPTER)."""
+    return gguf_file(f"{model_name}-LoRA", "f16")
+
+
+# A plan slot is a stage name, or "quantize@<type>" for a quant of the eval ladder: an ordinary
+# quantize artifact that eval compares with the shipped one.
+def ladder_slot(quant_type: str) -> str:
+    return f"quantize@{quant_type}"
+
+
+def stage_of(slot: str) -> str:
+    """The stage a plan slot builds (a quant of the eval ladder is a quantize artifact)."""
+    return slot.partition("@")[0]
+
+
+def ladder(quants, shipped: str) -> list[str]:
+    """The extra quant types eval compares with the shipped one: `quants` in order, once each,
+    without `shipped`."""
+    return [t for t in dict.fromkeys(quants) if t != shipped]
+
+
+# files under templates/ that stages render (each stage's key hashes the ones it declares);
+# the chat families' own templates are named in facts/chat_families.py
+MODELFILE_TEMPLATE = "Modelfile.j2"
+VLLM_SERVE_TEMPLATE = "vllm/serve.sh.j2"
+HF_CARD_TEMPLATE = "hf/README.md.j2"
+REPORT_TEMPLATES = ("report/report.md.j2", "report/report.html.j2")
+SWEEP_REPORT_TEMPLATES = ("report/sweep.md.j2", "report/sweep.html.j2")

@@ -1,0 +1,17 @@
+"""What a report shows, gathered from the finished artifacts of one build."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class VariantReport:
+    variant: str                                   # the title: which build this is
+    config_yaml: str                               # the resolved config, secrets masked
+    stages: list[dict[str, Any]]                   # stage, key, seconds, built_at; in build order
+    train_losses: list[tuple[int, float]]          # (step, loss) from LLaMA-Factory's trainer log
+    eval: dict[str, Any] | None                    # eval.json (evaluation/results.py); None when eval did not run
+    smoke: list[dict[str, Any]] = field(default_factory=list)
+    swept: dict[str, str] = field(default_factory=dict)  # in a sweep: this variant's value of each swept key

@@ -1,0 +1,1 @@
+"""`doit size`: parameter counts and memory estimates from a model's shape, without loading it."""

@@ -1,0 +1,149 @@
+"""`doit size`: a composed configuration's parameter counts and memory estimates, as text.
+
+The numbers come from memory.py (pure arithmetic, its notes say what is approximated) and the
+shape from shape.py; nothing here loads a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from omegaconf import DictConfig
+
+from .memory import (
+    GIB,
+    Remedy,
+    TrainMemory,
+    TrainSetup,
+    inference_memory,
+    lora_modules,
+    lora_parameters,
+    optimizer_state_bytes,
+    parameter_count,
+    remedies,
+    train_memory,
+    whole_modules,
+)
+from .shape import ShapeSource
+
+
+def configured_setup(cfg: DictConfig) -> TrainSetup:
+    train = cfg.train
+    return TrainSetup(
+        batch_size=train.per_device_train_batch_size, cutoff_len=train.cutoff_len,
+        gradient_checkpointing=train.gradient_checkpointing, quantization_bit=cfg.lora.quantization_bit,
+        gradient_accumulation_steps=train.gradient_accumulation_steps, lora_dropout=cfg.lora.dropout,
+        optimizer_state_bytes=optimizer_state_bytes(train.optim))
+
+
+def additional_targets(cfg: DictConfig) -> tuple[str, ...]:
+    """LLaMA-Factory's `additional_target` (modules trained in full), passed through train.extra."""
+    value = cfg.train.extra.get("additional_target") if cfg.train.extra else None
+    if not value:
+        return ()
+    names = value.split(",") if isinstance(value, str) else list(value)
+    return whole_modules([str(n).strip() for n in names if str(n).strip()])
+
+
+def _count(n: int) -> str:
+    return f"{n:>15,}"
+
+
+def _gib(n: float) -> str:
+    return f"{n / GIB:.2f}" if n < 100 * GIB else f"{n / GIB:.0f}"
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.1f} M"
+
+
+def render(cfg: DictConfig, found: ShapeSource, variant: str) -> str:
+    shape = found.shape
+    counts = parameter_count(shape)
+    modules = lora_modules(list(cfg.lora.target))
+    whole = additional_targets(cfg)
+    trainable = lora_parameters(shape, modules, cfg.lora.r, cfg.lora.dora, whole)
+    lines = [
+        f"{variant}: {cfg.model.name}",
+        f"  shape from {found.source}",
+        f"  {shape.model_type} decoder: {shape.num_hidden_layers} layers, hidden {shape.hidden_size:,}, "
+        f"MLP {shape.intermediate_size:,}, {shape.num_attention_heads} attention heads / "
+        f"{shape.num_key_value_heads} KV heads of {shape.head_size}, vocabulary {shape.vocab_size:,}"
+        + (", q/k/v biases" if shape.qkv_bias else ""),
+        "",
+        f"Parameters                  {_count(counts.total)}   {_millions(counts.total)}",
+    ]
+    if counts.output_head:
+        lines += [f"  embeddings (embed_tokens)  {_count(counts.embeddings)}",
+                  f"  output head (lm_head)      {_count(counts.output_head)}"]
+    else:
+        lines.append(f"  embeddings (embed_tokens)  {_count(counts.embeddings)}   also the output head (tied)")
+    lines.append(f"  decoder blocks             {_count(counts.per_block * counts.blocks)}   "
+                 f"{counts.blocks} x {counts.per_block:,}, final norm {counts.final_norm:,}")
+    if found.file_parameters is not None and found.file_parameters != counts.total:
+        lines.append(f"  note: the GGUF's tensors hold {found.file_parameters:,} parameters; the shape gives "
+                     f"{counts.total:,}, so the file has tensors this arithmetic does not know")
+    lines += [
+        "",
+        f"LoRA r={cfg.lora.r} on {', '.join(modules)} (lora.target: [{', '.join(cfg.lora.target)}])"
+        + (", DoRA" if cfg.lora.dora else "") + (f", {' and '.join(whole)} trained in full" if whole else ""),
+        f"  trainable                  {_count(trainable)}   {100 * trainable / counts.total:.2f}% of the base",
+        f"  frozen                     {_count(counts.total)}   the whole base model",
+        "",
+    ]
+    lines += _training(cfg, found, modules, trainable)
+    lines += [""] + _inference(cfg, found)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _training(cfg: DictConfig, found: ShapeSource, modules, trainable: int) -> list[str]:
+    shape, setup = found.shape, configured_setup(cfg)
+    rows = [None, 4] + ([setup.quantization_bit] if setup.quantization_bit not in (None, 4) else [])
+    lines = [f"Training memory per GPU, GiB: batch {setup.batch_size} x cutoff_len {setup.cutoff_len} = "
+             f"{setup.tokens:,} tokens (every sample at full length), {cfg.train.optim}",
+             "                  no checkpointing   gradient checkpointing"]
+    for bits in rows:
+        cells = []
+        for checkpointing in (False, True):
+            variant = replace(setup, quantization_bit=bits, gradient_checkpointing=checkpointing)
+            mark = " *" if (bits, checkpointing) == (setup.quantization_bit, setup.gradient_checkpointing) else "  "
+            cells.append(f"{_gib(train_memory(shape, modules, trainable, variant).total):>8}{mark}")
+        lines.append(f"  {replace(setup, quantization_bit=bits).label:<14}{cells[0]:>12}{cells[1]:>20}")
+    memory = train_memory(shape, modules, trainable, setup)
+    lines.append(f"  * configured: weights {_gib(memory.weights)}, trainable weights+grads+optimizer "
+                 f"{_gib(memory.trainable_state)}, activations {_gib(memory.activations)}, loss over the "
+                 f"vocabulary {_gib(memory.loss)}, CUDA overhead {_gib(memory.overhead)}")
+    if not (cfg.train.bf16 or cfg.train.fp16):
+        lines.append("  train.bf16 and train.fp16 are off: on a CPU LLaMA-Factory trains in fp32, about twice "
+                     "the weights and activations above")
+    budget = cfg.train.gpu_memory_gib
+    if budget is None:
+        lines.append("  train.gpu_memory_gib is not set: not checked against a GPU")
+    elif memory.total <= budget * GIB:
+        lines.append(f"  fits train.gpu_memory_gib={budget:g} ({_gib(budget * GIB - memory.total)} GiB to spare)")
+    else:
+        lines += _remedies(setup, memory, budget,
+                           remedies(shape, modules, trainable, setup, round(budget * GIB)))
+    return lines
+
+
+def _remedies(setup: TrainSetup, memory: TrainMemory, budget: float, found: list[Remedy]) -> list[str]:
+    lines = [f"  TOO BIG for train.gpu_memory_gib={budget:g}: the configured {setup.label} needs about "
+             f"{_gib(memory.total)} GiB. Remedies, with the memory each would need:"]
+    for remedy in found:
+        verdict = "fits" if remedy.memory.total <= budget * GIB else "too big"
+        lines.append(f"    {_gib(remedy.memory.total):>7} GiB  {verdict:<7}  {remedy.change}   # {remedy.why}")
+    return lines
+
+
+def _inference(cfg: DictConfig, found: ShapeSource) -> list[str]:
+    n_ctx = cfg.prompt.num_ctx
+    table = inference_memory(found.shape, n_ctx)
+    lines = [f"Inference memory in llama.cpp, GiB: weights + f16 KV cache at prompt.num_ctx={n_ctx} "
+             f"({_gib(table[0].kv_cache)} GiB)",
+             "  quant     bits/weight   weights     total"]
+    for row in table:
+        mark = " *" if row.quant == cfg.quant.type else ""
+        lines.append(f"  {row.quant:<9} {row.bits:>8.2f}   {_gib(row.weights):>8}  {_gib(row.total):>8}{mark}")
+    lines.append("  * quant.type. llama.cpp's compute buffers (a few hundred MiB) come on top.")
+    return lines

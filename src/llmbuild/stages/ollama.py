@@ -1,0 +1,77 @@
+"""ollama: the Ollama folder: the quantized GGUF beside a Modelfile whose TEMPLATE, stop tokens and
+SYSTEM come from the same chat family the adapter was trained with. The parity suite is then
+rendered through that TEMPLATE with Go's text/template, as an Ollama server would, and compared
+with the GGUF's own chat template (which the parity stage proved equal to training)."""
+
+from __future__ import annotations
+
+from ..adapters import go_template, llama_cpp
+from ..adapters.llama_cpp_vocab import read_metadata
+from ..chat import modelfile, parity
+from ..chat.templates import ollama_template
+from ..errors import StageError
+from ..facts import layout
+from ..facts.chat_families import FAMILIES
+from ..files.links import link_or_copy
+from .context import StageContext
+
+
+def run(ctx: StageContext) -> None:
+    cfg = ctx.cfg
+    family = FAMILIES[cfg.chat_format]
+    merged = layout.quantized_gguf(ctx.inputs["quantize"], cfg.model.name, cfg.quant.type)
+    meta = read_metadata(merged)  # the trained chat template and end tokens, whichever file Ollama loads
+    gguf, adapter = merged, None
+    if "lora_gguf" in ctx.inputs:  # target.ollama.adapter: FROM the base, ADAPTER the LoRA
+        gguf = ctx.inputs["lora_gguf"] / layout.lora_base_gguf(cfg.model.name, cfg.quant.type)
+        adapter = ctx.inputs["lora_gguf"] / layout.lora_adapter_gguf(cfg.model.name)
+        link_or_copy(adapter, ctx.out / adapter.name)
+    link_or_copy(gguf, ctx.out / gguf.name)
+    end_tokens = list(meta.end_tokens)
+    stop = list(dict.fromkeys([*family.stop, *end_tokens, *cfg.prompt.stop]))
+    prompt = cfg.prompt
+    ollama = cfg.target.ollama
+    name = (ollama.model_name if ollama else None) or "<name>"  # the artifact is shared: it names no variant
+    spec = modelfile.Modelfile(
+        gguf_file=gguf.name,
+        adapter=adapter.name if adapter else None,
+        template=ollama_template(ctx.templates.text(family.ollama_template),
+                                 eos_token=end_tokens[0] if end_tokens else "", name=family.ollama_template),
+        header=[f"Ollama Modelfile: {cfg.model.name} fine-tuned by llmbuild (ollama key {ctx.key}).",
+                f"  ollama create {name} -f Modelfile",
+                f"  ollama run {name}",
+                f"TEMPLATE is the {family.name} chat format the adapter was trained with."],
+        system=prompt.system,
+        parameters=[("temperature", prompt.temperature), ("top_p", prompt.top_p), ("top_k", prompt.top_k),
+                    ("repeat_penalty", prompt.repeat_penalty), ("num_ctx", prompt.num_ctx),
+                    *([("num_predict", prompt.num_predict)] if prompt.num_predict != -1 else []),
+                    *(("stop", token) for token in stop)],
+        messages=[(m.role, m.content) for m in (ollama.messages if ollama else [])],
+        license=cfg.model.license,
+    )
+    try:
+        text = modelfile.render(spec, ctx.templates)
+    except modelfile.ModelfileError as err:
+        raise StageError(str(err)) from None
+    if ollama is None or ollama.verify_template:
+        _check_template(ctx, family, spec, meta, stop)
+    (ctx.out / layout.MODELFILE).write_text(text, encoding="utf-8")
+    ctx.say(f"Modelfile: {family.name} TEMPLATE, stop {stop}, temperature {prompt.temperature}")
+
+
+def _check_template(ctx: StageContext, family, spec: modelfile.Modelfile, meta, stop: list[str]) -> None:
+    fewshot = [{"role": role, "content": content} for role, content in spec.messages]
+    render_ollama = go_template.request_renderer(spec.template, spec.system, fewshot)
+    reference = llama_cpp.chat_formatter(meta.get("tokenizer.chat_template") or "", meta.bos_token,
+                                         meta.end_tokens[0] if meta.end_tokens else "")
+    checks = parity.ollama_checks(parity.suite(family.tools), reference, render_ollama, fewshot, stop)
+    (ctx.out / layout.OLLAMA_PARITY).write_text(parity.ollama_report(checks), encoding="utf-8")
+    differing = [c for c in checks if c.status == "DIFFER"]
+    if differing:
+        raise StageError(f"Ollama would prompt the model differently from training for {len(differing)} of "
+                         f"{len(checks)} conversations; fix templates/{family.ollama_template}. First, "
+                         f"'{differing[0].conversation}':\n{differing[0].diff()}")
+    reformatted = [c.conversation for c in checks if c.status != "agree"]
+    ctx.say(f"Ollama (Go text/template): {len(checks) - len(reformatted)} of {len(checks)} generation prompts "
+            f"identical to training, answers end at a Modelfile stop"
+            + (f"; {', '.join(reformatted)}: same JSON, Go's formatting (see ollama_parity.md)" if reformatted else ""))

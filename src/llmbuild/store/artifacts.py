@@ -1,0 +1,78 @@
+"""The content-addressed artifact store: `<store>/<stage>/<key>/`.
+
+An artifact is complete when its `manifest.json` exists: it is built in a temporary folder beside
+its final place and renamed there in one step, so a crash, an error or Ctrl-C never leaves a
+folder that a later build would trust.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import LlmbuildError
+from ..facts.layout import MANIFEST
+from .digests import file_sha256
+
+
+class Store:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def path(self, stage: str, key: str) -> Path:
+        return self.root / stage / key
+
+    def is_complete(self, stage: str, key: str) -> bool:
+        return (self.path(stage, key) / MANIFEST).is_file()
+
+    def manifest(self, stage: str, key: str) -> dict[str, Any] | None:
+        return read_manifest(self.path(stage, key))
+
+    @contextmanager
+    def building(self, stage: str, key: str, manifest: dict[str, Any]) -> Iterator[Path]:
+        """Yield an empty folder to build into; on success it becomes the artifact, else it goes."""
+        final = self.path(stage, key)
+        tmp = final.parent / f".{key}.tmp-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        started = time.time()
+        try:
+            yield tmp
+            manifest = dict(manifest)
+            manifest["seconds"] = round(time.time() - started, 3)
+            manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            manifest["files"] = {
+                str(p.relative_to(tmp)): {"size": p.stat().st_size, "sha256": file_sha256(p)}
+                for p in sorted(tmp.rglob("*")) if p.is_file() and not p.is_symlink()
+            }
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            if final.exists():  # an incomplete leftover without manifest
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except LlmbuildError as err:
+            # keep what the tools wrote (logs) for inspection, under a name no build trusts
+            failed = final.parent / f"{key}.failed"
+            shutil.rmtree(failed, ignore_errors=True)
+            os.replace(tmp, failed)
+            err.args = tuple(str(a).replace(str(tmp), str(failed)) for a in err.args)
+            raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def remove(self, stage: str, key: str) -> None:
+        shutil.rmtree(self.path(stage, key), ignore_errors=True)
+
+
+def read_manifest(artifact: Path) -> dict[str, Any] | None:
+    """An artifact's manifest.json; None while it is missing or unreadable (not a finished artifact)."""
+    try:
+        return json.loads((Path(artifact) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,51 @@
+"""What users read names rules and remedies, not the internal notes they came from."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+JARGON = re.compile(r"\bseed[ -]0\d\d\b|\bseed-?0\d\d's\b|\bseeds?/", re.I)
+
+
+def user_facing_files():
+    yield ROOT / "README.md"
+    yield from (ROOT / "conf").rglob("*.yaml")
+    yield from (p for p in (ROOT / "recipes").glob("*.yaml"))
+    yield from (ROOT / "templates").rglob("*")
+    yield from (p for p in (ROOT / "src" / "llmbuild").rglob("*.py") if "_llama_cpp" not in p.parts)
+
+
+def test_no_internal_note_names_in_docs_configs_templates_or_messages():
+    found = [f"{path.relative_to(ROOT)}: {match.group(0)!r}" for path in user_facing_files() if path.is_file()
+             for match in JARGON.finditer(path.read_text(encoding="utf-8", errors="replace"))]
+    assert found == []
+
+
+def test_doit_help_names_no_internal_note():
+    for command in ("build", "size", "preview", "plan", "sweep"):
+        text = subprocess.run([sys.executable, "-m", "doit", "help", command], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout
+        assert not JARGON.search(text), (command, text)
+
+
+def test_old_option_names_still_work_and_say_their_new_name():
+    from llmbuild.config.compose import compose
+
+    old = compose(ROOT, ["lora=seed001", "train=seed001"])
+    new = compose(ROOT, ["lora=r16-all-proj", "train=linear-60-steps"])
+    assert old.cfg.lora == new.cfg.lora and old.cfg.train == new.cfg.train
+    assert [n for n in old.notes if "lora=r16-all-proj" in n] and [n for n in old.notes if "train=linear-60-steps" in n]
+    assert new.notes == ()
+
+
+def test_lora_alpha_follows_the_rank_unless_set():
+    from llmbuild.config.compose import compose
+
+    assert compose(ROOT).cfg.lora.alpha == 16
+    assert compose(ROOT, ["lora.r=16"]).cfg.lora.alpha == 32
+    assert compose(ROOT, ["lora=qv", "lora.r=32"]).cfg.lora.alpha == 64
+    assert compose(ROOT, ["lora.r=16", "lora.alpha=8"]).cfg.lora.alpha == 8
