@@ -127,7 +127,8 @@ def report(name: str, shape: ModelShape, base, runs) -> None:
         estimate = train_memory(shape, modules, lora_parameters(shape, modules, r), setup).total - OVERHEAD_BYTES
         peak, reserved = measure(base, shape, targets, r, setup)
         dropout = f", dropout {setup.lora_dropout}" if setup.lora_dropout else ""
-        print(f"| {name} | {setup.label}, r={r} {','.join(targets)}{dropout} | {setup.batch_size} x {setup.cutoff_len} | "
+        print(f"| {name} | {setup.label}, r={r} {','.join(targets)}{dropout} | "
+              f"{setup.batch_size} x {setup.cutoff_len} | "
               f"{'on' if setup.gradient_checkpointing else 'off'} | {estimate / GIB:.2f} | {peak / GIB:.2f} | "
               f"{reserved / GIB:.2f} | {estimate / peak:.2f} |", flush=True)
 
@@ -142,7 +143,8 @@ def main() -> None:
           "reserved GiB | estimate / measured |")
     print("|---|---|---|---|---:|---:|---:|---:|")
     if args.qlora:
-        models = {args.qlora.name: (from_hf_config(args.qlora / "config.json"), lambda: load_4bit(args.qlora), QLORA_RUNS)}
+        shape = from_hf_config(args.qlora / "config.json")
+        models = {args.qlora.name: (shape, lambda: load_4bit(args.qlora), QLORA_RUNS)}
     else:
         models = {name: (shape, lambda shape=shape: build(shape), RUNS[name]) for name, shape in SHAPES.items()}
     for name, (shape, load, runs) in models.items():

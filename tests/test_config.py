@@ -72,12 +72,14 @@ def test_seed_001_hyperparameters_are_expressible(tmp_path, names):
     assert args["lora_target"] == "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
     assert (args["per_device_train_batch_size"], args["gradient_accumulation_steps"]) == (1, 4)
     assert (args["warmup_steps"], args["max_steps"], args["learning_rate"]) == (5, 60, 2e-4)
-    assert (args["optim"], args["weight_decay"], args["lr_scheduler_type"], args["seed"]) == ("adamw_8bit", 0.01, "linear", 3407)
+    assert (args["optim"], args["weight_decay"], args["lr_scheduler_type"], args["seed"]) == (
+        "adamw_8bit", 0.01, "linear", 3407)
     assert args["template"] == "llama3"
 
 
 def test_seed_003_warmup_ratio_and_fp16(tmp_path):
-    composed = compose(ROOT, ["train.warmup_steps=0", "train.warmup_ratio=0.03", "train.fp16=true", f"store={tmp_path}"])
+    composed = compose(ROOT, ["train.warmup_steps=0", "train.warmup_ratio=0.03", "train.fp16=true",
+                              f"store={tmp_path}"])
     args = train_args(composed, base="b", dataset_dir="d", output_dir="a")
     assert args["warmup_ratio"] == 0.03 and "warmup_steps" not in args and args["fp16"] is True
 

@@ -74,8 +74,8 @@ def test_sharegpt_system_turn_moves_to_the_system_column(tmp_path):
 ])
 def test_bad_rows_name_file_line_and_problem(tmp_path, row, fmt, message):
     good = {"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]}
-    good = good if fmt == "openai" else ({"instruction": "Q", "output": "A"} if fmt == "alpaca" else
-                                         {"conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}]})
+    sharegpt = {"conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}]}
+    good = good if fmt == "openai" else ({"instruction": "Q", "output": "A"} if fmt == "alpaca" else sharegpt)
     with pytest.raises(DataError) as err:
         convert(tmp_path, [good, good, row], fmt)
     assert "d.jsonl:3:" in str(err.value) and message in str(err.value)

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_default_build_teaches_the_demo_identity(tmp_path):
-    argv = [sys.executable, "-m", "doit", "build", "--db-file", str(tmp_path / "doit.db"), f"store={tmp_path / 'store'}"]
+    argv = [sys.executable, "-m", "doit", "build", "--db-file", str(tmp_path / "doit.db"),
+            f"store={tmp_path / 'store'}"]
     result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert re.findall(r"^\.  (\w+):", result.stdout, flags=re.M)[-1] == "package"

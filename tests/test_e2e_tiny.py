@@ -137,8 +137,8 @@ def test_parallel_sweep_shares_stages_and_trains_one_at_a_time(workspace):
     counts = {stage.name: len(list(stage.glob("*/manifest.json"))) for stage in store.iterdir()
               if stage.is_dir() and any(stage.glob("*/manifest.json"))}
     counts["package"] = len(list((store / "out").iterdir()))
-    assert counts == {"base": 1, "data": 1, "train": 2, "merge": 2, "convert": 2, "parity": 2, "quantize": 4, "ollama": 4,
-                      "smoke": 4, "eval": 4, "report": 4, "package": 4}
+    assert counts == {"base": 1, "data": 1, "train": 2, "merge": 2, "convert": 2, "parity": 2, "quantize": 4,
+                      "ollama": 4, "smoke": 4, "eval": 4, "report": 4, "package": 4}
     spans = []
     for manifest in (top / "sweep" / "train").glob("*/manifest.json"):
         data = json.loads(manifest.read_text())
@@ -266,7 +266,8 @@ def test_eval_and_report_on_a_tool_calling_dataset(workspace):
     data.write_text("".join(json.dumps({"tools": [TOOL], "messages": [
         {"role": "user", "content": f"Weather in {city}?"},
         {"role": "assistant", "content": "", "tool_calls": [
-            {"type": "function", "function": {"name": "get_weather", "arguments": json.dumps({"city": city})}}]}]}) + "\n"
+            {"type": "function",
+             "function": {"name": "get_weather", "arguments": json.dumps({"city": city})}}]}]}) + "\n"
         for city in cities))
     setup = [f"dataset.path={data}", "dataset.name=tiny_tools", "dataset.holdout=3", "prompt.template=qwen",
              "eval.enabled=true", "eval.quants=[q8_0]", "eval.max_new_tokens=12"]
@@ -340,7 +341,8 @@ def test_ollama_adapter_target_applies_the_lora_gguf_to_the_base(workspace):
         return np.array(llm.scores[:len(ids)])
 
     merged = logits(model_path=str(out_folder(out) / "Tiny-Llama-F16.gguf"))
-    applied = logits(model_path=str(folder / "Tiny-Llama-base-F16.gguf"), lora_path=str(folder / "Tiny-Llama-LoRA-F16.gguf"))
+    applied = logits(model_path=str(folder / "Tiny-Llama-base-F16.gguf"),
+                     lora_path=str(folder / "Tiny-Llama-LoRA-F16.gguf"))
     base = logits(model_path=str(folder / "Tiny-Llama-base-F16.gguf"))
     # the adapter moves the base onto the merged model (f16 rounding apart)
     assert np.abs(applied - merged).max() < 0.1 * np.abs(base - merged).max()

@@ -98,7 +98,8 @@ def test_exact_match_and_rouge_l():
     assert metrics.rouge_l("the cat sat on the mat", "the cat sat on the mat") == 1.0
     assert metrics.rouge_l("completely different", "the cat") == 0.0
     # LCS "the cat the mat" (4) of 6 and 5 words: P = 4/6, R = 4/5
-    assert metrics.rouge_l("the cat sat on the mat", "the black cat the mat") == pytest.approx(2 * (4/6) * (4/5) / (4/6 + 4/5))
+    expected = 2 * (4 / 6) * (4 / 5) / (4 / 6 + 4 / 5)
+    assert metrics.rouge_l("the cat sat on the mat", "the black cat the mat") == pytest.approx(expected)
 
 
 def test_tool_calls_parse_in_hermes_and_bare_json_forms():

@@ -15,6 +15,7 @@ No weights are loaded: llama.cpp reads the vocab only, the converter runs with -
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import importlib.util
 import json
@@ -150,7 +151,7 @@ def _llama_cpp_detector():
             exec(textwrap.dedent(ast.get_source_segment(source, node)), namespace)
             chktxt = next(n.value.value for n in ast.walk(node) if isinstance(n, ast.Assign)
                           and getattr(n.targets[0], "id", None) == "chktxt")
-            return (lambda tokenizer: namespace["get_vocab_base_pre"](None, tokenizer)), chktxt
+            return functools.partial(namespace["get_vocab_base_pre"], None), chktxt
     raise AssertionError("get_vocab_base_pre not found in llama.cpp's conversion/base.py")
 
 
@@ -183,7 +184,7 @@ def reconverted_fields(reconverted) -> dict:
 
 
 def _first_difference(a: list[int], b: list[int]) -> str:
-    index = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    index = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
     return f"first difference at position {index}: HF {a[index:index + 8]} vs llama.cpp {b[index:index + 8]}"
 
 

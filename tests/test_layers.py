@@ -98,4 +98,5 @@ def test_a_planted_upward_import_is_found(source):
     """The rule is only as good as its import reader."""
     planted = PACKAGE / "adapters" / "planted.py"
     assert imported_parts(planted, source) & {"config", "plan", "stages"}
-    assert imported_parts(planted, "from ..facts import layout\nfrom .process import run_logged") == {"facts", "adapters"}
+    down = "from ..facts import layout\nfrom .process import run_logged"
+    assert imported_parts(planted, down) == {"facts", "adapters"}

@@ -65,7 +65,8 @@ def golden(name: str, text: str) -> None:
 
 @pytest.mark.parametrize("family, system, messages, license_", [
     ("chatml", "You are a helpful assistant.", [], "Apache-2.0"),
-    ("qwen", 'You are Qwen.\nQuote tools with "name" keys.', [("user", "Hi"), ("assistant", "Hello! How can I help?")], None),
+    ("qwen", 'You are Qwen.\nQuote tools with "name" keys.',
+     [("user", "Hi"), ("assistant", "Hello! How can I help?")], None),
     ("llama3", "", [], "Meta Llama 3 Community License (https://llama.meta.com/llama3/license)"),
     ("alpaca", "Below is an instruction.", [], None),
 ])

@@ -46,13 +46,15 @@ EVAL = {
 
 
 def tool_eval() -> dict:
-    """A tool-calling run (seed 002's dataset): tool-call scores instead of exact match and ROUGE-L."""
+    """A tool-calling run (the glaive tool-calling dataset): tool-call scores instead of exact match and ROUGE-L."""
     result = copy.deepcopy(EVAL)
-    for m, (parsed, name, arguments) in zip(result["models"], [(0.0, 0.0, 0.0), (1.0, 0.75, 0.5), (1.0, 0.75, 0.5),
-                                                               (1.0, 0.75, 0.5), (1.0, 0.75, 0.25), (0.75, 0.5, 0.25)]):
+    scores = [(0.0, 0.0, 0.0), (1.0, 0.75, 0.5), (1.0, 0.75, 0.5), (1.0, 0.75, 0.5), (1.0, 0.75, 0.25),
+              (0.75, 0.5, 0.25)]
+    for m, (parsed, name, arguments) in zip(result["models"], scores, strict=True):
         m.update(exact_match=None, rouge_l=None, tool_call={"parsed": parsed, "name": name, "arguments": arguments})
     result["samples"] = [{"prompt": "Weather in Paris?",
-                          "reference": '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
+                          "reference": '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n'
+                                       '</tool_call>',
                           "answers": {m["name"]: '<tool_call>\n{"name": "get_weather"}\n</tool_call>'
                                       for m in result["models"]}}]
     return result
@@ -129,7 +131,8 @@ def test_the_html_is_self_contained_and_escapes_answers(tmp_path):
     assert "tool call parsed" not in page and "<th>ROUGE-L</th>" in page
     text = md.read_text()
     assert text.startswith("# Tiny, LoRA r=8\n")
-    assert "![training loss](loss.png)" in text and (tmp_path / "loss.png").is_file() and (tmp_path / "ladder.png").is_file()
+    assert "![training loss](loss.png)" in text
+    assert (tmp_path / "loss.png").is_file() and (tmp_path / "ladder.png").is_file()
     assert "| q4_k_m (shipped) |" in text and "Recommended quant: q5_k_m" in text
     # Markdown renderers would take <tool_call> for a tag and hide it; a | would end the cell
     assert "| q4_k_m | &lt;tool_call&gt;{\"name\": \"x\"}&lt;/tool_call&gt; |" in text
@@ -175,7 +178,8 @@ def test_sweep_report_compares_variants(tmp_path):
     other = copy.deepcopy(EVAL)
     other["models"][-1]["perplexity"] = 2.9
     variants = [report(variant="demo_lora.r-8_quant-q4_k_m", config_yaml="lora:\n  r: 8\n", swept={"quant": "q4_k_m"}),
-                report(other, variant="demo_lora.r-16_quant-q8_0", config_yaml="lora:\n  r: 16\n", swept={"quant": "q8_0"}),
+                report(other, variant="demo_lora.r-16_quant-q8_0", config_yaml="lora:\n  r: 16\n",
+                       swept={"quant": "q8_0"}),
                 report(None, variant="demo_lora.r-32_quant-q8_0", config_yaml="lora:\n  r: 32\n")]
     md, html = write_sweep_report(tmp_path, variants, ["lora.r", "quant"], TemplateDir(ROOT))
     text = md.read_text()

@@ -149,7 +149,8 @@ MEASURED_GIB = [
     (QWEN25_7B_SMOL_VOCAB, ["all"], 8, TrainSetup(1, 2048, True, quantization_bit=4), 5.63),
     (QWEN25_7B_SMOL_VOCAB, ["all"], 8, TrainSetup(1, 2048, False, quantization_bit=4), 16.58),
     (QWEN25_7B_SMOL_VOCAB, ["all"], 8, TrainSetup(4, 2048, True, quantization_bit=4), 10.24),
-    (QWEN25_7B_SMOL_VOCAB, ["q_proj", "v_proj"], 8, TrainSetup(2, 1024, False, quantization_bit=4, lora_dropout=0.1), 14.71),
+    (QWEN25_7B_SMOL_VOCAB, ["q_proj", "v_proj"], 8,
+     TrainSetup(2, 1024, False, quantization_bit=4, lora_dropout=0.1), 14.71),
 ]
 
 

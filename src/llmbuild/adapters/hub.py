@@ -16,5 +16,6 @@ def download(hub_id: str, revision: str | None, out: Path) -> None:
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
         raise StageError(
             f"cannot download '{hub_id}' from the Hugging Face hub ({type(err).__name__}). Without network, put "
-            f"the model on disk and point model.path at it, e.g. `doit build model.path=/models/{hub_id.split('/')[-1]}`"
+            f"the model on disk and point model.path at it, e.g. "
+            f"`doit build model.path=/models/{hub_id.split('/')[-1]}`"
         ) from None

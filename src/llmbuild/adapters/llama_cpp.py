@@ -57,7 +57,8 @@ _FALLBACK = re.compile(r"falling back to\s+(\w+)")
 
 def read_quantize_log(text: str) -> QuantizeRecord:
     """What llama.cpp's quantizer log says it wrote."""
-    return QuantizeRecord(types=dict(Counter(_CONVERTED.findall(text))), fallback=dict(Counter(_FALLBACK.findall(text))))
+    return QuantizeRecord(types=dict(Counter(_CONVERTED.findall(text))),
+                          fallback=dict(Counter(_FALLBACK.findall(text))))
 
 
 def quantize(source: Path, target: Path, quant: str, nthread: int = 0, log: Path | None = None) -> QuantizeRecord:

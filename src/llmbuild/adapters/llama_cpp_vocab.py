@@ -40,7 +40,8 @@ class LlamaVocab:
             return llama_cpp.llama_vocab_get_text(vocab, token).decode("utf-8", "replace") if token >= 0 else ""
 
         ends = [text(i) for i in (llama_cpp.llama_vocab_eos(vocab), llama_cpp.llama_vocab_eot(vocab)) if i >= 0]
-        return GgufMetadata(dict(self._llm.metadata), tuple(dict.fromkeys(ends)), text(llama_cpp.llama_vocab_bos(vocab)))
+        bos = text(llama_cpp.llama_vocab_bos(vocab))
+        return GgufMetadata(dict(self._llm.metadata), tuple(dict.fromkeys(ends)), bos)
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
         """llama.cpp's token ids for each text (special tokens parsed, no BOS added)."""

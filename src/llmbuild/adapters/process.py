@@ -23,7 +23,8 @@ def run_logged(argv: list[str], log: Path, *, what: str, env: dict[str, str] | N
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=full_env,
                                     cwd=cwd, text=True, errors="replace", bufsize=1)
         except FileNotFoundError:
-            raise ToolError(f"{what}: cannot run '{argv[0]}': not installed. Run the set-up command in README.md.") from None
+            raise ToolError(f"{what}: cannot run '{argv[0]}': not installed. "
+                            f"Run the set-up command in README.md.") from None
         assert proc.stdout is not None
         for line in proc.stdout:
             out.write(line)

@@ -166,7 +166,8 @@ def _stop_problem(rendered: str | None, stop: str | None, answer: dict[str, Any]
     if rendered is None:
         return "the chat template renders the history differently with and without the answer"
     if stop is None:
-        return f"the trained answer {rendered[:80]!r} ends with none of the Modelfile stops {stops}: Ollama would not stop"
+        return (f"the trained answer {rendered[:80]!r} ends with none of the Modelfile stops {stops}: "
+                f"Ollama would not stop")
     text = rendered[:-len(stop)]
     content = answer.get("content") or ""
     if content and not answer.get("tool_calls") and text != content:

@@ -8,7 +8,7 @@ from pathlib import Path
 from doit.cmd_run import Run
 from doit.exceptions import InvalidCommand
 
-from . import overrides, session
+from . import session
 
 
 def project_root() -> Path:
@@ -34,5 +34,5 @@ class GraphCommand(Run):
 
     def run_graph(self, params, args, tasks=()) -> int:
         if self.hydra_overrides is None:
-            self.hydra_overrides = overrides.from_command_line(args)
+            self.hydra_overrides = session.overrides(args)
         return super().execute(params, list(tasks))

@@ -12,7 +12,7 @@ from ..config.compose import compose
 from ..errors import LlmbuildError
 from ..plan.graph import build_plan
 from ..review import diff, git
-from . import overrides
+from . import session
 from .cmd_base import project_root
 
 
@@ -35,9 +35,9 @@ class Diff(Command):
 
     def execute(self, params, args):
         root = project_root()
-        given = overrides.from_command_line(args)
-        other, revision = overrides.take(given, "other"), overrides.take(given, "base")
-        fmt = overrides.take(given, "format") or "md"
+        given = session.overrides(args)
+        other, revision = session.take(given, "other"), session.take(given, "base")
+        fmt = session.take(given, "format") or "md"
         recipe_args = [a for a in given if a.startswith(("recipe=", "recipes="))]
         rest = [a for a in given if a not in recipe_args]
         if other and revision:

@@ -8,7 +8,7 @@ from doit.exceptions import InvalidCommand
 from ..errors import LlmbuildError
 from ..files.atomic import write_atomic
 from ..review import lock
-from . import overrides
+from . import session
 from .cmd_base import project_root
 
 
@@ -22,8 +22,8 @@ class Lock(Command):
 
     def execute(self, params, args):
         root = project_root()
-        given = overrides.from_command_line(args)
-        recipe = overrides.take(given, "recipe") or overrides.take(given, "recipes")
+        given = session.overrides(args)
+        recipe = session.take(given, "recipe") or session.take(given, "recipes")
         if not recipe or given:
             raise InvalidCommand("usage: doit lock recipe=NAME (a lock describes the recipe as committed: "
                                  "put other settings into the recipe)")

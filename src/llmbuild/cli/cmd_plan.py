@@ -5,7 +5,7 @@ from __future__ import annotations
 from doit.cmd_base import DoitCmdBase
 
 from ..plan.explain import plan_text
-from . import overrides, session
+from . import session
 
 
 class Plan(DoitCmdBase):
@@ -17,7 +17,7 @@ class Plan(DoitCmdBase):
     sweeps = session.ANY
 
     def execute(self, params, args):
-        self.hydra_overrides = overrides.from_command_line(args)
+        self.hydra_overrides = session.overrides(args)
         self.plans = []
         return super().execute(params, [])  # the task loader plans and sets self.plans
 

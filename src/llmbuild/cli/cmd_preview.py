@@ -9,7 +9,7 @@ from ..facts import layout
 from ..plan import outputs
 from ..plan.view import stage_config
 from ..stages import train
-from . import overrides
+from . import session
 from .cmd_base import GraphCommand
 
 
@@ -22,8 +22,8 @@ class Preview(GraphCommand):
                        "what the model is trained to produce (its labels); the rest is masked.")
 
     def execute(self, params, args):
-        given = overrides.from_command_line(args)
-        count = overrides.take(given, "samples") or "3"
+        given = session.overrides(args)
+        count = session.take(given, "samples") or "3"
         if not count.isdigit():
             raise InvalidCommand(f"samples={count!r}: give a number of samples, e.g. samples=5")
         self.hydra_overrides = given

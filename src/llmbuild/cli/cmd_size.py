@@ -10,7 +10,7 @@ from ..plan import outputs
 from ..plan.graph import Plan
 from ..sizing.report import render
 from ..sizing.shape import find_shape
-from . import overrides, session
+from . import session
 from .cmd_base import project_root
 
 
@@ -31,7 +31,7 @@ class Size(Command):
 
     def execute(self, params, args):
         try:  # planned like `doit plan`, but files that are not there yet do not stop it
-            plans = session.make_plans(project_root(), overrides.from_command_line(args), strict=False)
+            plans = session.make_plans(project_root(), session.overrides(args), strict=False)
             print("\n\n".join(size_text(plan) for plan in plans))
         except LlmbuildError as err:
             raise InvalidCommand(str(err)) from None

@@ -17,7 +17,7 @@ from doit.exceptions import InvalidDodoFile
 from doit.loader import generate_tasks
 
 from ..errors import LlmbuildError
-from . import overrides, session
+from . import session
 from .tasks import tasks_for
 
 STATE_DIR = "build"   # doit's dependency database (pyproject.toml: dep_file)
@@ -36,7 +36,7 @@ class LlmbuildLoader(DodoTaskLoader):
         tasks = super().load_tasks(cmd, pos_args)  # dodo.py's own task_* functions, if any
         given = getattr(cmd, "hydra_overrides", None)
         try:
-            plans = session.make_plans(self.project_root(), overrides.from_command_line() if given is None else given,
+            plans = session.make_plans(self.project_root(), session.overrides() if given is None else given,
                                        getattr(cmd, "sweeps", session.ANY))
         except LlmbuildError as err:  # doit prints it as `ERROR: ...` and exits 3, no traceback
             raise InvalidDodoFile(str(err)) from None

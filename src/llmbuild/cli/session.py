@@ -1,5 +1,7 @@
-"""The plans of one command line: its Hydra overrides composed (and, for a sweep, expanded into
-variants) and planned. Pure: commands and the task loader call it and keep the result."""
+"""The plans of one command line: its Hydra overrides (doit's `key=value` variables in
+command-line order, then the Hydra forms without `=`, such as `~smoke`, that reach a command as
+positional arguments), composed, for a sweep expanded into variants, and planned. Commands and the
+task loader call it and keep the result."""
 
 from __future__ import annotations
 
@@ -8,11 +10,27 @@ from pathlib import Path
 from ..config.compose import compose_many, expand_sweep
 from ..errors import ConfigError
 from ..plan.graph import Plan, build_plan
+from .doit_private import command_line_variables
 
 # how a command reads a sweep in its overrides
 SINGLE = "build"   # one configuration: a sweep is an error that says to use `doit sweep`
 SWEEP = "sweep"    # a sweep expands into its variants
 ANY = "any"        # either (plan, list, info, clean, forget, report)
+
+
+def overrides(positional: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """This command line's Hydra overrides."""
+    return [f"{name}={value}" for name, value in command_line_variables().items()] + list(positional)
+
+
+def take(args: list[str], name: str) -> str | None:
+    """Remove a command's own `name=value` argument from `args` (so that Hydra never sees it) and
+    return its value; None when it is not there."""
+    for item in list(args):
+        if item.startswith(f"{name}="):
+            args.remove(item)
+            return item.split("=", 1)[1]
+    return None
 
 
 def make_plans(root: Path, args: list[str], how: str = ANY, strict: bool = True) -> list[Plan]:

@@ -41,6 +41,7 @@ def summary(plan: Plan) -> str:
     lines = [f"{plan.variant}: outputs in {show(base)}/"]
     lines += [f"  {label:<{width}}  {show(path)}" for label, path in rows]
     if "ollama" in plan.nodes:
-        lines.append(f"  run it:  ollama create {outputs.ollama_name(plan)} -f {show(base / 'ollama' / layout.MODELFILE)}")
+        modelfile = show(base / "ollama" / layout.MODELFILE)
+        lines.append(f"  run it:  ollama create {outputs.ollama_name(plan)} -f {modelfile}")
     lines.append(f"  or:      doit serve {' '.join(plan.composed.overrides)}".rstrip())
     return "\n".join(lines)

@@ -89,7 +89,8 @@ def run_stage(plan: Plan, slot: str):
     node = plan.nodes[slot]
     stage = node.stage
     store = Store(plan.store)
-    manifest = {"key": node.key, **node.payload, "config": redact(node.payload["config"])}  # the key hashed the real values
+    # the key hashed the real values; the manifest shows them masked
+    manifest = {"key": node.key, **node.payload, "config": redact(node.payload["config"])}
     module = importlib.import_module(f"llmbuild.stages.{stage}")
     try:
         with locks.artifact(store, stage, node.key), _slot(store, stage, plan):

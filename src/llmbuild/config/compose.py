@@ -165,7 +165,8 @@ def _apply(override, cfg: DictConfig) -> None:
 
 def _compose_groups(groups: tuple[str, ...], cache: CompositionCache) -> tuple[DictConfig, dict[str, Any]]:
     full = hydra_compose(config_name="config", overrides=list(groups), return_hydra_config=True)
-    choices = {k: v for k, v in OmegaConf.to_container(full.hydra.runtime.choices).items() if not k.startswith("hydra/")}
+    picked = OmegaConf.to_container(full.hydra.runtime.choices)
+    choices = {k: v for k, v in picked.items() if not k.startswith("hydra/")}
     with open_dict(full):
         del full["hydra"]
     cache.put(groups, full, choices)

@@ -16,7 +16,8 @@ from omegaconf import MISSING, OmegaConf
 
 class DatasetFormat(str, Enum):
     alpaca = "alpaca"      # {"instruction", "input", "output", "system"?, "history"?}
-    sharegpt = "sharegpt"  # {"conversations": [{"from": "human"|"gpt"|"function_call"|"observation", "value"}], "system"?, "tools"?}
+    # {"conversations": [{"from": "human"|"gpt"|"function_call"|"observation", "value"}], "system"?, "tools"?}
+    sharegpt = "sharegpt"
     openai = "openai"      # {"messages": [{"role", "content", "tool_calls"?}], "tools"?}
 
 
@@ -46,7 +47,8 @@ class ModelConfig:
     chat_format: str = "chatml"         # the model's own chat template family (facts/chat_families.py)
     license: Optional[str] = None       # licence text or SPDX id, carried into the Modelfile's LICENSE
     trust_remote_code: bool = False
-    shape: Optional[ModelShapeConfig] = None  # for `doit size` when the model is not on disk (conf/model/qwen2.5-7b-instruct.yaml)
+    # for `doit size` when the model is not on disk (conf/model/qwen2.5-7b-instruct.yaml)
+    shape: Optional[ModelShapeConfig] = None
 
 
 @dataclass
@@ -89,7 +91,8 @@ class TrainConfig:
     logging_steps: int = 10
     save_steps: int = 500
     gradient_checkpointing: bool = False  # less activation memory, about 30% slower
-    gpu_memory_gib: Optional[float] = None  # memory of the training GPU: `doit size` checks the estimate against it and lists remedies; None: not checked
+    # memory of the training GPU: `doit size` checks the estimate against it and lists remedies; None: not checked
+    gpu_memory_gib: Optional[float] = None
     bf16: bool = False                  # Ampere or newer GPUs
     fp16: bool = False
     preprocessing_num_workers: Optional[int] = None
@@ -101,7 +104,7 @@ class QuantConfig:
     type: str = "q4_k_m"                # llama.cpp file type, lower case: f16, bf16, q8_0, q6_k, q5_k_m, q4_k_m, ...
     convert_type: str = "f16"           # what convert_hf_to_gguf.py writes before quantizing: f16, bf16 or f32
     nthread: int = 0                    # 0: all cores
-    split_max_size: Optional[str] = None  # e.g. 2G: also write the quantized GGUF as llama.cpp split files (split stage)
+    split_max_size: Optional[str] = None  # e.g. 2G: also write the quantized GGUF as llama.cpp split files
 
 
 @dataclass

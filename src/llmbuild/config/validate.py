@@ -40,11 +40,13 @@ def validate(cfg: DictConfig, where: Callable[[str], str]) -> None:
     if not 0.0 <= cfg.lora.dropout < 1.0:
         fail("lora.dropout", cfg.lora.dropout, "must be in [0, 1)", "0.0 to 0.1 is usual.")
     if cfg.lora.quantization_bit not in (None, 4, 8):
-        fail("lora.quantization_bit", cfg.lora.quantization_bit, "QLoRA loads the base in 4 or 8 bits", "Use 4, 8 or null.")
+        fail("lora.quantization_bit", cfg.lora.quantization_bit, "QLoRA loads the base in 4 or 8 bits",
+             "Use 4, 8 or null.")
     if not cfg.lora.target:
         fail("lora.target", list(cfg.lora.target), "no modules to adapt", "Use [all] or names like [q_proj, v_proj].")
     if cfg.train.bf16 and cfg.train.fp16:
-        fail("train.fp16", True, "bf16 and fp16 are both on", "Pick one: bf16 on Ampere or newer GPUs, fp16 on older ones.")
+        fail("train.fp16", True, "bf16 and fp16 are both on",
+             "Pick one: bf16 on Ampere or newer GPUs, fp16 on older ones.")
     if cfg.train.learning_rate <= 0:
         fail("train.learning_rate", cfg.train.learning_rate, "must be positive", "LoRA SFT usually uses 1e-5 to 1e-3.")
     if cfg.train.max_steps <= 0 and cfg.train.num_train_epochs <= 0:

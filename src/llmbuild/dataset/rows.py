@@ -43,7 +43,8 @@ def read_rows(path: Path) -> Iterator[Row]:
     try:
         start = text.index("[")
     except ValueError:
-        raise DataError(f"{path}: a .json dataset must be an array of objects; use .jsonl for one object per line") from None
+        raise DataError(f"{path}: a .json dataset must be an array of objects; "
+                        f"use .jsonl for one object per line") from None
     position = start + 1
     while True:
         while position < len(text) and text[position] in " \t\r\n,":
@@ -76,7 +77,8 @@ def _text(value: Any, place: str, what: str, allow_empty: bool = True) -> str:
     if not isinstance(value, str):
         raise DataError(f"{place}: {what} must be a string, got {type(value).__name__}")
     if not allow_empty and not value.strip():
-        raise DataError(f"{place}: {what} is empty; the model would learn to answer nothing. Fill it in or drop the row.")
+        raise DataError(f"{place}: {what} is empty; the model would learn to answer nothing. "
+                        f"Fill it in or drop the row.")
     return value
 
 
@@ -94,8 +96,10 @@ def _alpaca(data: dict, place: str) -> dict:
     if "system" in data:
         row["system"] = _text(data["system"], place, "'system'")
     history = data.get("history", [])
-    if not isinstance(history, list) or any(
-            not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)) for pair in history):
+    def is_pair(pair) -> bool:
+        return isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)
+
+    if not isinstance(history, list) or not all(is_pair(pair) for pair in history):
         raise DataError(f"{place}: 'history' must be a list of [instruction, response] string pairs")
     if history:
         row["history"] = history
@@ -222,7 +226,8 @@ def to_openai(row: dict[str, Any], layout: str) -> dict[str, Any]:
             calls = json.loads(turn["value"])
             calls = calls if isinstance(calls, list) else [calls]
             messages.append({"role": "assistant", "content": "", "tool_calls": [
-                {"type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["arguments"], ensure_ascii=False)}}
+                {"type": "function",
+                 "function": {"name": c["name"], "arguments": json.dumps(c["arguments"], ensure_ascii=False)}}
                 for c in calls]})
         else:
             messages.append({"role": roles[turn["from"]], "content": turn["value"]})

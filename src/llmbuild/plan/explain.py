@@ -82,7 +82,8 @@ def _leaf_differences(old: dict[str, Any], new: dict[str, Any]):
 def _flat_changes(old: Any, new: Any, prefix: str = ""):
     if isinstance(old, dict) and isinstance(new, dict):
         for key in sorted(set(old) | set(new), key=str):
-            yield from _flat_changes(old.get(key, _ABSENT), new.get(key, _ABSENT), f"{prefix}.{key}" if prefix else str(key))
+            name = f"{prefix}.{key}" if prefix else str(key)
+            yield from _flat_changes(old.get(key, _ABSENT), new.get(key, _ABSENT), name)
     elif old != new:
         yield prefix, (old, new)
 

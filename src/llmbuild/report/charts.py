@@ -68,7 +68,7 @@ def quant_ladder(eval_result: dict[str, Any]) -> bytes | None:
 
 
 def sweep_perplexity(names: list[str], values: list[float | None]) -> bytes | None:
-    pairs = [(n, v) for n, v in zip(names, values) if v is not None]
+    pairs = [(n, v) for n, v in zip(names, values, strict=True) if v is not None]
     if not pairs:
         return None
     plt = _pyplot()

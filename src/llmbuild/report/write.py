@@ -50,8 +50,8 @@ def metrics_table(eval_result: dict[str, Any]) -> tuple[list[str], list[list[str
     models = eval_result["models"]
     columns = [c for c in COLUMNS if any(_value(m, c[1]) is not None for m in models)]
     shipped = eval_result["shipped_quant"]
-    rows = [[m["name"] + (" (shipped)" if m["name"] == shipped else "")] + [_show(_value(m, f), how) for _, f, how in columns]
-            for m in models]
+    rows = [[m["name"] + (" (shipped)" if m["name"] == shipped else "")]
+            + [_show(_value(m, f), how) for _, f, how in columns] for m in models]
     return ["model"] + [c[0] for c in columns], rows
 
 
@@ -81,7 +81,8 @@ def verdict(eval_result: dict[str, Any] | None) -> list[str]:
     threshold = eval_result["settings"].get("recommend_kld", RECOMMEND_KLD)
     reference = eval_result["settings"]["kld_reference"]
     # the reference passes its own test trivially: it is the fallback, not a recommendation
-    ggufs = [m for m in eval_result["models"] if m["kind"] == "gguf" and m["kld"] is not None and m["name"] != reference]
+    ggufs = [m for m in eval_result["models"]
+             if m["kind"] == "gguf" and m["kld"] is not None and m["name"] != reference]
     good = sorted((m for m in ggufs if m["kld"] < threshold), key=lambda m: m["file_size"] or 0)
     shipped = by_name.get(eval_result["shipped_quant"])
     if good:
@@ -133,8 +134,8 @@ def write_variant_report(out_dir: Path, report: VariantReport, templates: Templa
         "smoke": report.smoke, "final_loss": report.train_losses[-1][1] if report.train_losses else None,
     }
     md = out_dir / REPORT_MD
-    md.write_text(templates.render(REPORT_TEMPLATES[0], images={k: f"{k}.png" if v else None for k, v in images.items()},
-                                   **values), encoding="utf-8")
+    files = {k: f"{k}.png" if v else None for k, v in images.items()}
+    md.write_text(templates.render(REPORT_TEMPLATES[0], images=files, **values), encoding="utf-8")
     html = out_dir / REPORT_HTML
     html.write_text(templates.render(REPORT_TEMPLATES[1], images={k: _data_uri(v) for k, v in images.items()},
                                      **values), encoding="utf-8")
@@ -165,7 +166,8 @@ def write_sweep_report(out_dir: Path, reports: list[VariantReport], swept_keys: 
         rows.append([report.variant, *(_swept_value(report, key) for key in swept_keys),
                      _show(tuned.get("perplexity"), "{:.2f}"), _show(shipped.get("perplexity"), "{:.2f}"),
                      _show(shipped.get("kld"), "{:.4f}"), _show(shipped.get("rouge_l"), "{:.2f}"),
-                     _show(shipped.get("exact_match"), "pct"), _show(_value(shipped, ("tool_call", "arguments")), "pct"),
+                     _show(shipped.get("exact_match"), "pct"),
+                     _show(_value(shipped, ("tool_call", "arguments")), "pct"),
                      _show(shipped.get("file_size"), "mib"),
                      _show(report.train_losses[-1][1] if report.train_losses else None, "{:.4f}")])
     header = ["variant", *swept_keys, "fine-tuned ppl", "shipped ppl", "shipped KLD", "ROUGE-L", "exact", "tool args",

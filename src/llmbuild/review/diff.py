@@ -76,5 +76,8 @@ def diff_markdown(doc: dict[str, Any]) -> str:
 
 
 def _cell(value: Any) -> str:
-    text = "(unset)" if value is None else json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+    if value is None:
+        text = "(unset)"
+    else:
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return "`" + text.replace("|", "\\|").replace("\n", "\\n") + "`"

@@ -36,7 +36,8 @@ def run(ctx: StageContext) -> None:
                                       meta.end_tokens[0] if meta.end_tokens else "")
     rows = eval_cases.load(ctx.inputs["data"] / layout.HELDOUT, settings.max_rows)
     if not rows:
-        raise StageError("no held-out rows to evaluate; set dataset.holdout (e.g. 0.1) or build with eval.enabled=false")
+        raise StageError("no held-out rows to evaluate; set dataset.holdout (e.g. 0.1) or build with "
+                         "eval.enabled=false")
     try:
         cases = eval_cases.build(rows, render, stops)
     except ValueError as err:
@@ -129,7 +130,9 @@ def _one_line(model: dict[str, Any]) -> str:
     if model["rouge_l"] is not None:
         parts.append(f"exact {model['exact_match']:.0%}, ROUGE-L {model['rouge_l']:.2f}")
     if model["tool_call"]:
-        parts.append("tool calls parsed {parsed:.0%} / name {name:.0%} / args {arguments:.0%}".format(**model["tool_call"]))
+        calls = model["tool_call"]
+        parts.append(f"tool calls parsed {calls['parsed']:.0%} / name {calls['name']:.0%} / "
+                     f"args {calls['arguments']:.0%}")
     if model["generation_tokens_per_second"]:
         parts.append(f"{model['generation_tokens_per_second']:.0f} tok/s")
     return ", ".join(parts)
