@@ -61,8 +61,9 @@ def test_sharegpt_system_turn_moves_to_the_system_column(tmp_path):
 
 @pytest.mark.parametrize("row, fmt, message", [
     ({"messages": [{"role": "user", "content": "Q"}]}, "openai", "ends with a user turn"),
+    # the role as the file writes it ('user'), not LLaMA-Factory's ('human')
     ({"messages": [{"role": "user", "content": "Q"}, {"role": "user", "content": "Q"}]}, "openai",
-     "message 2 has role 'human' where an assistant turn"),
+     "message 2 has role 'user' where an assistant turn"),
     ({"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": " "}]}, "openai", "is empty"),
     ({"messages": [{"role": "robot", "content": "Q"}]}, "openai", "unknown role 'robot'"),
     ({"msgs": []}, "openai", "need a 'messages' list"),
@@ -98,3 +99,34 @@ def test_shipped_demo_dataset_is_valid(root):
     path = root / "data" / "demo" / "identity.jsonl"
     rows = [datasets.to_llamafactory(r, "openai", "identity.jsonl") for r in datasets.read_rows(path)]
     assert len(rows) >= 30
+
+
+def test_a_file_that_is_not_utf8_names_its_line(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(b'{"messages": []}\n{"messages": [{"role": "user", "content": "caf\xe9"}]}\n')
+    with pytest.raises(DataError, match=r"latin1.jsonl:2: not UTF-8.*iconv"):
+        list(datasets.read_rows(path))
+
+
+def test_jsonl_lines_in_a_json_file_say_to_rename_it(tmp_path):
+    path = tmp_path / "rows.json"
+    row = '{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}'
+    path.write_text(row + "\n" + row + "\n")
+    with pytest.raises(DataError, match="that is JSONL, so name it .jsonl"):
+        list(datasets.read_rows(path))
+
+
+def test_a_folder_as_dataset_says_it_is_a_folder(tmp_path, plan_for):
+    from llmbuild.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="is a folder"):
+        plan_for(f"dataset.path={tmp_path}")
+    with pytest.raises(DataError, match="is a folder"):
+        list(datasets.read_rows(tmp_path))
+
+
+def test_a_wrong_role_order_names_the_role_and_message_as_written():
+    row = {"messages": [{"role": "system", "content": "s"}, {"role": "assistant", "content": "a"},
+                        {"role": "user", "content": "u"}]}
+    with pytest.raises(DataError, match="message 2 has role 'assistant' where a user or tool turn"):
+        datasets.to_llamafactory(datasets.Row(3, row), "openai", "x.jsonl")

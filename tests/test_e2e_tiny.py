@@ -100,6 +100,20 @@ def test_quantizer_threads_change_no_byte(workspace, tmp_path):
         assert (tmp_path / f"{threads}.gguf").read_bytes() == stored, f"{threads} thread(s) wrote other bytes"
 
 
+def test_a_token_reaches_no_file_of_a_real_build(workspace):
+    """`+train.extra.hf_hub_token=...` trains (LLaMA-Factory gets HF_TOKEN), and the token is in no
+    file of the store, not in doit's database, not on the terminal."""
+    top, model = workspace
+    token = "hf_FAKE123456"
+    ran, out = doit_build(top, model, f"+train.extra.hf_hub_token={token}", "lora.r=3")
+    assert "train" in ran and token not in out
+    train_dir = (out_folder(out) / "adapter").resolve().parent
+    assert "hf_hub_token" not in (train_dir / "llamafactory.yaml").read_text()
+    leaks = [p for p in [*top.rglob("*"), *ROOT.joinpath("build").rglob("*")]
+             if p.is_file() and not p.is_symlink() and p.stat().st_size < 2**30 and token.encode() in p.read_bytes()]
+    assert leaks == []
+
+
 def test_training_yaml_runs_by_hand_unchanged(workspace):
     top, model = workspace
     doit_build(top, model)

@@ -65,6 +65,7 @@ def test_tokenizer_file_of_a_local_model_is_part_of_the_key(tmp_path):
     model.mkdir()
     (model / "config.json").write_text("{}")
     (model / "tokenizer.json").write_text('{"v": 1}')
+    (model / "model.safetensors").write_bytes(b"weights")
     args = [f"store={tmp_path}/s", "model=local", f"model.path={model}", "model.name=M"]
     first = build_plan(compose(ROOT, args), ROOT)
     (model / "tokenizer.json").write_text('{"v": 2}')

@@ -16,7 +16,7 @@ ALLOWED = {
     "errors": set(),
     "facts": {"errors"},
     "files": {"errors", "facts"},
-    "config": {"errors", "facts", "files"},
+    "config": {"errors", "facts", "files", "chat"},   # the Modelfile's quoting rule, checked at composition
     "chat": {"errors", "facts", "files"},
     "dataset": {"errors", "facts", "chat"},
     "evaluation": {"errors", "facts", "chat"},

@@ -75,3 +75,17 @@ def test_a_missing_stop_is_caught():
 def test_a_template_go_cannot_parse_is_a_clear_error():
     with pytest.raises(go_template.ToolError, match="does not parse"):
         go_template.render("{{ range .Messages }}{{ .Content }", "", [], [{"messages": [], "tools": None}])
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_a_system_prompt_outside_the_basic_plane_round_trips(family):
+    """An emoji in prompt.system used to become a surrogate pair in the chat template."""
+    system = "Be brief 🙂, cite 𠀀 and 𝔘𝔫𝔦𝔠𝔬𝔡𝔢."
+    checks = check(ROOT, family, system=system)
+    assert all(c.status != "DIFFER" for c in checks), parity.ollama_report(checks)
+    chat = FAMILIES[family].chat_template
+    template = hf_chat_template((ROOT / "templates" / chat).read_text(), system, chat)
+    assert system in template and "\\ud83d" not in template
+    prompt = chat_formatter(template, "", EOS)([{"role": "user", "content": "Hi"}], [], True)
+    assert system in prompt if family != "alpaca" else True
+    prompt.encode("utf-8")  # no lone surrogates

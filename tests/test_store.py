@@ -54,3 +54,42 @@ def test_digest_cache_rehashes_only_changed_files(tmp_path, monkeypatch):
     assert again.digest(data) == first and calls == []
     data.write_bytes(b"b" * 1001)
     assert again.digest(data) != first and calls == [data.resolve()]
+
+
+def test_leftovers_of_killed_builds_are_removed_by_the_next_build_of_that_key(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    store = Store(tmp_path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    killed = tmp_path / "train" / f".k1.tmp-{dead}"
+    running = tmp_path / "train" / f".k1.tmp-{os.getppid()}"   # a live process: in use
+    other_key = tmp_path / "train" / f".k2.tmp-{dead}"
+    for folder in (killed, running, other_key):
+        (folder / "adapter").mkdir(parents=True)
+    assert store.leftovers() == [killed, other_key]
+    with store.building("train", "k1", {"key": "k1"}) as out:
+        (out / "x").write_text("x")
+    assert not killed.exists() and running.exists() and other_key.exists()
+    assert store.is_complete("train", "k1")
+
+
+def test_a_failing_tool_is_one_line_with_its_own_error_and_the_log(tmp_path):
+    import sys
+
+    import pytest
+
+    from llmbuild.adapters.process import run_logged
+    from llmbuild.errors import ToolError
+
+    code = ("import sys; print('loading 1/2'); print('Traceback (most recent call last):');"
+            "print('  File x, line 1'); print(\"ValueError: Target modules {'foo'} not found in the base model.\");"
+            "sys.exit(1)")
+    with pytest.raises(ToolError) as err:
+        run_logged([sys.executable, "-c", code], tmp_path / "t.log", what="llamafactory-cli train", quiet=True)
+    message = str(err.value)
+    assert message == (f"llamafactory-cli train failed (exit 1): ValueError: Target modules {{'foo'}} not found in "
+                       f"the base model.; full log: {tmp_path / 't.log'}")
+    assert "Traceback" in (tmp_path / "t.log").read_text()

@@ -134,9 +134,9 @@ def test_unknown_revision_is_a_clear_error():
 
 
 def test_resolved_config_hides_secrets(tmp_path):
-    (plan,) = make_plans(ROOT, ["+train.extra.hub_token=hf_abc123", f"store={tmp_path}"])
+    (plan,) = make_plans(ROOT, ["+train.extra.hf_hub_token=hf_abc123", f"store={tmp_path}"])
     resolved = diff.resolved(plan.composed)
-    assert resolved["train"]["extra"]["hub_token"] == "***"
+    assert resolved["train"]["extra"]["hf_hub_token"] == "***"
     assert resolved["smoke"]["max_tokens"] == 96 and resolved["eval"]["max_new_tokens"] == 64  # counts, not secrets
 
 

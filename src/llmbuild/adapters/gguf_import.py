@@ -32,7 +32,11 @@ class GgufTokenizer:
 def read_vocab(gguf_path: Path) -> GgufTokenizer:
     from gguf import GGUFReader
 
-    reader = GGUFReader(str(gguf_path))
+    try:
+        reader = GGUFReader(str(gguf_path))
+    except (ValueError, OSError, IndexError) as err:   # gguf-py's words for a truncated or damaged file
+        raise StageError(f"{gguf_path.name} cannot be read as a GGUF ({err}); the file is damaged or incomplete: "
+                         f"download it again") from None
 
     def get(name: str, default=None):
         field = reader.fields.get(name)

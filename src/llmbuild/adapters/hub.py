@@ -7,12 +7,12 @@ from pathlib import Path
 from ..errors import StageError
 
 
-def download(hub_id: str, revision: str | None, out: Path) -> None:
+def download(hub_id: str, revision: str | None, out: Path, token: str | None = None) -> None:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
-        snapshot_download(repo_id=hub_id, revision=revision, local_dir=out)
+        snapshot_download(repo_id=hub_id, revision=revision, local_dir=out, token=token)
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
         raise StageError(
             f"cannot download '{hub_id}' from the Hugging Face hub ({type(err).__name__}). Without network, put "

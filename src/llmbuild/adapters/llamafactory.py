@@ -132,9 +132,10 @@ def cli() -> str:
     return found
 
 
-def run(command: str, folder: Path, offline: bool) -> None:
-    """`llamafactory-cli <command> llamafactory.yaml` inside `folder`, logged to `<command>.log`."""
-    env = {"TOKENIZERS_PARALLELISM": "false", "DISABLE_VERSION_CHECK": "1"}
+def run(command: str, folder: Path, offline: bool, credentials: Mapping[str, str] | None = None) -> None:
+    """`llamafactory-cli <command> llamafactory.yaml` inside `folder`, logged to `<command>.log`.
+    `credentials`: environment variables (HF_TOKEN, ...) for the tool only, never written down."""
+    env = {"TOKENIZERS_PARALLELISM": "false", "DISABLE_VERSION_CHECK": "1", **(credentials or {})}
     if offline:
         env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
     run_logged([cli(), command, YAML_NAME], folder / f"{command}.log", what=f"llamafactory-cli {command}",

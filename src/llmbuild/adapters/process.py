@@ -1,9 +1,10 @@
 """Run an external program: its output goes to the terminal (progress) and to a log file in the
-artifact; a failure becomes one ToolError that quotes the end of the log."""
+artifact; a failure becomes one ToolError with the tool's own last error line and the log's path."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections import deque
@@ -34,4 +35,17 @@ def run_logged(argv: list[str], log: Path, *, what: str, env: dict[str, str] | N
                 sys.stdout.flush()
         code = proc.wait()
     if code != 0:
-        raise ToolError(f"{what} failed (exit {code}); full log: {log}\n" + "".join(tail).rstrip())
+        raise ToolError(f"{what} failed (exit {code}): {last_error(list(tail))}; full log: {log}")
+
+
+# `ValueError: ...`, `torch.OutOfMemoryError: ...`, `RuntimeError`: the line a Python tool dies with
+_ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?\w*(?:Error|Exception|Exit|Interrupt)\b:?.*")
+
+
+def last_error(lines: list[str]) -> str:
+    """The tool's own last error line (a Python exception's last line), else its last output line."""
+    stripped = [line.strip() for line in lines if line.strip()]
+    for line in reversed(stripped):
+        if _ERROR_LINE.match(line):
+            return line[:500]
+    return stripped[-1][:500] if stripped else "no output"

@@ -48,6 +48,9 @@ SUITE = (
                                   {"role": "assistant", "content": "我是一个乐于助人的助手。"}]),
     Conversation("empty user message", [{"role": "user", "content": ""},
                                         {"role": "assistant", "content": "Did you mean to send something?"}]),
+    Conversation("emoji and rare scripts", [{"role": "user", "content": "Smile 🙂 and write 𠀀 (CJK B), 𝔘𝔫𝔦."},
+                                            {"role": "assistant", "content": "🙂 𠀀 𝔘𝔫𝔦 👩‍💻"}],
+                 system="Answer with emoji 🎉 when you can."),
 )
 TOOL_SUITE = (
     Conversation("tool definitions, call and result", [

@@ -17,8 +17,10 @@ from ..errors import StageError
 
 
 def _jinja_string(text: str) -> str:
-    # JSON string escapes (\" \\ \n \uXXXX) are valid in Jinja string literals
-    return json.dumps(text, ensure_ascii=True)
+    # JSON's escapes (\" \\ \n) are valid in Jinja string literals. Characters stay characters: a
+    # \uXXXX escape of a character outside the Basic Multilingual Plane is a surrogate pair, which
+    # Jinja would render as two lone surrogates that no UTF-8 file can hold.
+    return json.dumps(text, ensure_ascii=False)
 
 
 def hf_chat_template(source: str, default_system: str, name: str) -> str:

@@ -10,6 +10,7 @@ from doit.exceptions import InvalidCommand
 
 from ..config.compose import compose
 from ..errors import LlmbuildError
+from ..facts.secrets import redact_override
 from ..plan.graph import build_plan
 from ..review import diff, git
 from . import session
@@ -52,7 +53,8 @@ class Diff(Command):
             before, after = (_plan(root, args_, rev) for args_, rev in sides)
         except LlmbuildError as err:
             raise InvalidCommand(str(err)) from None
-        labels = tuple((" ".join(args_) or "(defaults)") + (f" @ {rev}" if rev else "") for args_, rev in sides)
+        labels = tuple((" ".join(map(redact_override, args_)) or "(defaults)") + (f" @ {rev}" if rev else "")
+                       for args_, rev in sides)
         document = diff.diff_document(before, after, labels)
         if fmt == "json":
             print(json.dumps(document, indent=2, ensure_ascii=False, default=str))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..config.compose import compose_many, expand_sweep
 from ..errors import ConfigError
+from ..facts.secrets import redact_override
 from ..plan.graph import Plan, build_plan
 from .doit_private import command_line_variables
 
@@ -38,7 +39,8 @@ def make_plans(root: Path, args: list[str], how: str = ANY, strict: bool = True)
     swept, variants = expand_sweep(root, args)
     if swept and how == SINGLE:
         raise ConfigError(f"{' '.join(swept)} is a sweep; `doit build` builds one configuration. "
-                          f"Run `doit sweep {' '.join(args)}` to build every variant in one graph.")
+                          f"Run `doit sweep {' '.join(map(redact_override, args))}` to build every variant in one "
+                          f"graph.")
     if not swept:
         variants = [tuple(args)]
     if swept:  # swept values first, so that variant names show them even when shortened

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..facts import layout
+from ..facts.secrets import redact_override
 from ..plan import outputs
 from ..plan.graph import Plan
 
@@ -43,5 +44,5 @@ def summary(plan: Plan) -> str:
     if "ollama" in plan.nodes:
         modelfile = show(base / "ollama" / layout.MODELFILE)
         lines.append(f"  run it:  ollama create {outputs.ollama_name(plan)} -f {modelfile}")
-    lines.append(f"  or:      doit serve {' '.join(plan.composed.overrides)}".rstrip())
+    lines.append(f"  or:      doit serve {' '.join(map(redact_override, plan.composed.overrides))}".rstrip())
     return "\n".join(lines)

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..adapters import llamafactory
 from ..facts import layout
 from ..facts.names import sanitize, shorten
+from ..facts.secrets import redact_override
 from ..files.templates import TemplateDir
 from ..plan import outputs
 from ..plan.graph import Plan
@@ -21,7 +22,7 @@ from ..stages.report import variant_report
 
 def swept_values(plans: list[Plan]) -> list[dict[str, str]]:
     """Per variant, the overrides whose value differs between variants."""
-    parsed = [dict(item.split("=", 1) for item in p.composed.overrides if "=" in item) for p in plans]
+    parsed = [dict(redact_override(item).split("=", 1) for item in p.composed.overrides if "=" in item) for p in plans]
     keys = [k for k in dict.fromkeys(k for row in parsed for k in row)
             if len({row.get(k) for row in parsed}) > 1]
     return [{("recipe" if k == "recipes" else k): row.get(k, "") for k in keys} for row in parsed]
@@ -68,7 +69,9 @@ def markdown(table: list[dict[str, object]]) -> str:
 
 
 def sweep_name(args: list[str]) -> str:
-    return shorten(sanitize("_".join(a.replace("=", "-") for a in args), allowed=r"\w.,+-") or "sweep", 100)
+    """The sweep's folder under <store>/sweeps/: its overrides, credentials left out."""
+    shown = [a.replace("=", "-") for a in args if redact_override(a) == a]
+    return shorten(sanitize("_".join(shown), allowed=r"\w.,+-") or "sweep", 100)
 
 
 def write(store: Path, args: list[str], table: list[dict[str, object]]) -> Path:
@@ -78,7 +81,8 @@ def write(store: Path, args: list[str], table: list[dict[str, object]]) -> Path:
         writer = csv.DictWriter(handle, fieldnames=list(table[0]))
         writer.writeheader()
         writer.writerows(table)
-    (folder / "summary.md").write_text(f"# Sweep: {' '.join(args)}\n\n" + markdown(table), encoding="utf-8")
+    (folder / "summary.md").write_text(f"# Sweep: {' '.join(map(redact_override, args))}\n\n" + markdown(table),
+                                        encoding="utf-8")
     return folder
 
 

@@ -13,14 +13,14 @@ from doit.exceptions import TaskFailed
 from omegaconf import OmegaConf
 
 from ..errors import LlmbuildError
-from ..facts.secrets import redact
+from ..facts.secrets import TOOL_CREDENTIALS, redact
 from ..files.templates import TemplateDir
 from ..plan import outputs
 from ..plan.graph import Plan
 from ..plan.stages import STAGES
 from ..plan.view import MISSING_KEY_ERRORS, stage_inputs, uncovered
 from ..stages.context import StageContext
-from ..store import locks, published
+from ..store import collect, locks, published
 from ..store.artifacts import Store
 
 # stages that saturate the machine: never more of them at once than this config key allows
@@ -30,6 +30,7 @@ PUBLISH = "package"   # the task that links a variant's outputs under <store>/ou
 
 def tasks_for(plans: list[Plan]) -> Iterator[dict]:
     seen: set[str] = set()
+    variants = frozenset(plan.variant for plan in plans)  # what a `doit clean` of this command line cleans
     for stage, spec in STAGES.items():
         yield {"basename": stage, "name": None, "doc": spec.doc}
     yield {"basename": PUBLISH, "name": None, "doc": "Link every output of a variant under build/out/<variant>/"}
@@ -47,7 +48,7 @@ def tasks_for(plans: list[Plan]) -> Iterator[dict]:
                 "actions": [(run_stage, [plan, slot])],
                 "task_dep": [plan.nodes[up].task_name for up in node.payload["upstream"]],
                 "uptodate": [partial(store.is_complete, stage, node.key)],
-                "clean": [(remove_artifact, [plan.store, stage, node.key])],
+                "clean": [(remove_artifact, [plan.store, stage, node.key, variants])],
                 "verbosity": 2,
             }
         yield {
@@ -74,10 +75,19 @@ def publish(plan: Plan) -> None:
                               outputs.record(plan))
 
 
-def remove_artifact(store: Path, stage: str, key: str) -> None:
-    """doit clean: delete one artifact from the store."""
-    Store(store).remove(stage, key)
-    print(f"  removed {store / stage / key}")
+def remove_artifact(store: Path, stage: str, key: str, cleaning: frozenset[str], dryrun: bool = False) -> None:
+    """doit clean: delete one artifact from the store, unless a variant that is not being cleaned
+    links it under <store>/out/ (it is shared: say so and keep it)."""
+    path = store / stage / key
+    if not path.exists():
+        return
+    users = collect.references(store, excluding=cleaning).get((stage, key))
+    if users:
+        print(f"  kept {path}: also used by {', '.join(users)} (see {store / 'out'})")
+        return
+    if not dryrun:
+        Store(store).remove(stage, key)
+    print(f"  {'would remove' if dryrun else 'removed'} {path}")
 
 
 def run_stage(plan: Plan, slot: str):
@@ -114,7 +124,14 @@ def stage_context(plan: Plan, slot: str, out: Path) -> StageContext:
     given = stage_inputs(plan, slot)
     inputs = {up: Store(plan.store).path(plan.nodes[up].stage, key) for up, key in node.payload["upstream"].items()}
     return StageContext(cfg=given.cfg, key=node.key, inputs=inputs, out=out, files=given.files,
-                        templates=TemplateDir(plan.root, given.templates))
+                        templates=TemplateDir(plan.root, given.templates), credentials=credentials(plan))
+
+
+def credentials(plan: Plan) -> dict[str, str]:
+    """The credentials given as train.extra (facts/secrets.py), as the environment variables the
+    tools read: they reach the tool, never a key, a file or the terminal."""
+    extra = plan.composed.cfg.train.extra or {}
+    return {TOOL_CREDENTIALS[k]: str(v) for k, v in extra.items() if k in TOOL_CREDENTIALS and v not in (None, "")}
 
 
 def _slot(store: Store, stage: str, plan: Plan):

@@ -54,6 +54,8 @@ def normalise_overrides(overrides: list[str] | tuple[str, ...]) -> tuple[str, ..
     """`recipe=NAME` is the user's spelling of the `recipes` config group."""
     out = []
     for item in overrides:
+        if item.lstrip("+~").startswith("="):
+            raise ConfigError(f"'{item}' has no key: write key=value, e.g. quant=q8_0 or lora.r=16")
         out.append(re.sub(r"^recipe=", f"{RECIPE_GROUP}=", item))
     return tuple(out)
 
@@ -174,6 +176,9 @@ def _compose_groups(groups: tuple[str, ...], cache: CompositionCache) -> tuple[D
 
 
 def _finish(cfg: DictConfig, choices: dict[str, Any], overrides: tuple[str, ...], root: Path) -> Composed:
+    extra = messages.keys_outside_schema(cfg)
+    if extra:
+        raise messages.unknown_key(extra[0], messages.where(extra[0], root, overrides))
     try:
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as err:

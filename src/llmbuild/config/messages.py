@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from ..errors import ConfigError
+from ..facts.secrets import redact_override
 from . import schema
 
 RECIPE_GROUP = "recipes"
@@ -63,16 +64,42 @@ def explain(err: Exception, root: Path, overrides: tuple[str, ...]) -> ConfigErr
         return ConfigError(f"configuration error: {first_line(str(err))}")
     where = _where(full_key, root, overrides)
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
-        parent, _, leaf = full_key.rpartition(".")
-        valid = _schema_fields(parent)
-        close = [schema.FAMILIAR_NAMES[leaf]] if schema.FAMILIAR_NAMES.get(leaf) in valid else \
-            difflib.get_close_matches(leaf, valid, n=1)
-        suggestion = f" Did you mean '{parent + '.' if parent else ''}{close[0]}'?" if close else ""
-        listing = f" Valid keys under '{parent or '(top level)'}': {', '.join(valid)}." if valid else ""
-        return ConfigError(f"unknown config key '{full_key}' in {where}.{suggestion}{listing}")
+        return unknown_key(full_key, where)
     if isinstance(cause, MissingMandatoryValue):
         return ConfigError(f"config key '{full_key}' has no value ({where}): set it, e.g. `doit build {full_key}=...`")
     return ConfigError(f"bad value for config key '{full_key}' in {where}: {first_line(str(cause))}")
+
+
+def unknown_key(full_key: str, where: str) -> ConfigError:
+    """A key the schema does not have: where it came from, the nearest valid key, all valid keys."""
+    parent, _, leaf = full_key.rpartition(".")
+    valid = _schema_fields(parent)
+    close = [schema.FAMILIAR_NAMES[leaf]] if schema.FAMILIAR_NAMES.get(leaf) in valid else \
+        difflib.get_close_matches(leaf, valid, n=1)
+    suggestion = f" Did you mean '{parent + '.' if parent else ''}{close[0]}'?" if close else ""
+    listing = f" Valid keys under '{parent or '(top level)'}': {', '.join(valid)}." if valid else ""
+    open_maps = f" `+key=value` adds keys only under {', '.join(schema.OPEN_MAPS)}." if "+" in where else ""
+    return ConfigError(f"unknown config key '{full_key}' in {where}.{suggestion}{listing}{open_maps}")
+
+
+def keys_outside_schema(cfg: Any, kind: Any = schema.BuildConfig, prefix: str = "") -> list[str]:
+    """Dotted keys of a composed config that its schema does not declare (`+key=value` adds them:
+    Hydra opens the struct to append). Open maps (`Dict` fields such as train.extra) take any key."""
+    if not is_dataclass(kind) or not OmegaConf.is_dict(cfg) or cfg._is_none():
+        return []
+    known = {f.name for f in fields(kind)}
+    out = []
+    for key in cfg.keys():
+        full = f"{prefix}{key}"
+        if key not in known:
+            out.append(full)
+        elif full not in schema.OPEN_MAPS:
+            out += keys_outside_schema(cfg._get_node(key), _field_type(kind, key), f"{full}.")
+    return out
+
+
+def where(full_key: str, root: Path, overrides: tuple[str, ...]) -> str:
+    return _where(full_key, root, overrides)
 
 
 def _omegaconf_cause(err: BaseException) -> OmegaConfBaseException | None:
@@ -87,8 +114,8 @@ def _override_for(full_key: str, overrides: tuple[str, ...]) -> str | None:
     group = full_key.split(".")[0]
     for item in reversed(overrides):  # the last one wins, as in Hydra
         name = item.lstrip("+~").split("=", 1)[0]
-        if name == full_key or full_key.startswith(name + ".") or name == group:
-            return f"the command-line override '{item}'"
+        if name == full_key or full_key.startswith((name + ".", name + "[")) or name == group:
+            return f"the command-line override '{redact_override(item)}'"
     return None
 
 

@@ -206,12 +206,14 @@ class BuildConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     store: str = "build"                # artifact store; relative paths start at the project root
+    name: Optional[str] = None          # the variant's name (build/out/<name>/, the Ollama model); None: from overrides
 
 
 # keys that change where, how fast or how a build is served, never what an artifact holds: no
 # stage key covers them and no artifact shows them (a stage that reads a whole group, such as the
 # report, sees the group without them). Each with the reason it cannot change an artifact.
 NOT_BUILT = {
+    "name": "names the build/out folder and the Ollama model, not what is in them",
     "store": "where the artifacts live",
     "jobs": "how many builds run at once",
     "quant.nthread": "the quantizer's threads change its speed, not its bytes",
@@ -220,9 +222,12 @@ NOT_BUILT = {
     "train.gpu_memory_gib": "read by `doit size` only, to check the estimate against the GPU",
 }
 
+# maps that take any key (`+train.extra.neftune_noise_alpha=5`): passed through to a tool as written
+OPEN_MAPS = ("train.extra",)
+
 # keys that change where or how a build runs or is served, never what is built: they stay out of
 # variant names (and store/jobs out of lock files)
-RUNTIME_KEYS = ("store", "jobs", "target.llamacpp", "train.gpu_memory_gib")
+RUNTIME_KEYS = ("name", "store", "jobs", "target.llamacpp", "train.gpu_memory_gib")
 
 # names users bring from LLaMA-Factory / PEFT / Unsloth -> the key here, for "did you mean"
 FAMILIAR_NAMES = {

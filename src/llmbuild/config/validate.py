@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Callable
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from ..chat.modelfile import MESSAGE_ROLES, ModelfileError, quote
 from ..errors import ConfigError
 from ..facts.chat_families import FAMILIES
 from ..facts.gguf_files import is_size
 from ..facts.quant_types import CONVERT_TYPES, QUANT_TYPES
+from ..facts.secrets import MASK, TOOL_CREDENTIALS, is_secret
 from .derived import chat_family
+
+VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
 
 def validate(cfg: DictConfig, where: Callable[[str], str]) -> None:
@@ -24,6 +29,15 @@ def validate(cfg: DictConfig, where: Callable[[str], str]) -> None:
             hint = f"Did you mean '{close[0]}'? " if close else ""
             fail(key, value, "not a valid choice", f"{hint}Valid: {', '.join(allowed)}.")
 
+    if cfg.name is not None and not VARIANT_NAME.match(cfg.name):
+        fail("name", cfg.name, "not a name a folder and an Ollama model can both carry",
+             "Use 1 to 80 letters, digits, '.', '_' or '-', starting with a letter or digit, e.g. name=quill-v2.")
+    for name, value in (cfg.train.extra or {}).items():
+        if is_secret(str(name)) and str(name) not in TOOL_CREDENTIALS and value not in (None, ""):
+            fail(f"train.extra.{name}", MASK, "a credential that llmbuild cannot hand to LLaMA-Factory through "
+                 "its environment, and no artifact may hold one",
+                 f"Set it in the environment LLaMA-Factory's libraries read instead (supported here: "
+                 f"{', '.join(f'train.extra.{k} as {v}' for k, v in TOOL_CREDENTIALS.items())}).")
     one_of("quant.type", cfg.quant.type, list(QUANT_TYPES))
     one_of("quant.convert_type", cfg.quant.convert_type, list(CONVERT_TYPES))
     if cfg.quant.split_max_size is not None and not is_size(cfg.quant.split_max_size):
@@ -73,3 +87,67 @@ def validate(cfg: DictConfig, where: Callable[[str], str]) -> None:
                 fail(f"eval.{name}", cfg.eval[name], "must be positive", "Use 1 or more.")
     if cfg.smoke.max_tokens <= 0:
         fail("smoke.max_tokens", cfg.smoke.max_tokens, "must be positive", "Use e.g. 96.")
+    for key, allowed, rule, fix in RANGES:
+        value = OmegaConf.select(cfg, key)
+        if value is not None and not allowed(value):
+            fail(key, value, rule, fix)
+    _check_modelfile_text(cfg, fail)
+
+
+def _check_modelfile_text(cfg: DictConfig, fail) -> None:
+    """Text that goes into the Ollama Modelfile must survive its quoting (no escapes exist): found
+    here, not after training."""
+    if cfg.target.ollama is None:
+        return
+    texts = [("prompt.system", cfg.prompt.system), ("model.license", cfg.model.license),
+             *((f"prompt.stop[{i}]", s) for i, s in enumerate(cfg.prompt.stop)),
+             *((f"target.ollama.messages[{i}].content", m.content) for i, m in enumerate(cfg.target.ollama.messages))]
+    for key, text in texts:
+        if text:
+            try:
+                quote(str(text), key)
+            except ModelfileError as err:
+                fail(key, str(text)[:40] + ("..." if len(str(text)) > 40 else ""), "an Ollama Modelfile cannot hold it",
+                     str(err).split(": ", 1)[-1])
+    for i, message in enumerate(cfg.target.ollama.messages):
+        if message.role not in MESSAGE_ROLES:
+            fail(f"target.ollama.messages[{i}].role", message.role, "not a role Ollama's MESSAGE takes",
+                 f"Use {', '.join(MESSAGE_ROLES)}.")
+
+
+def _positive(value) -> bool:
+    return value > 0
+
+
+def _port(value) -> bool:
+    return 1 <= value <= 65535
+
+
+# numeric keys with a range: (key, test, the rule, the fix). Keys of a target that is off are skipped.
+RANGES = (
+    ("prompt.temperature", lambda v: v >= 0, "must be 0 or more", "0 is greedy; 0.7 is usual."),
+    ("prompt.top_p", lambda v: 0 < v <= 1, "must be in (0, 1]", "1.0 turns it off; 0.9 is usual."),
+    ("prompt.top_k", lambda v: v >= 0, "must be 0 or more", "0 turns it off; 40 is usual."),
+    ("prompt.repeat_penalty", _positive, "must be positive", "1.0 turns it off; 1.1 is usual."),
+    ("prompt.num_ctx", _positive, "must be a positive number of tokens", "Use e.g. 2048 or 4096."),
+    ("prompt.num_predict", lambda v: v >= -2 and v != 0, "must be positive, -1 (until a stop) or -2 (fill the context)",
+     "Use -1 unless answers must be cut."),
+    ("train.num_train_epochs", lambda v: v >= 0, "must be 0 or more", "Use e.g. 3."),
+    ("train.warmup_steps", lambda v: v >= 0, "must be 0 or more", "Use 0 to warm up by train.warmup_ratio."),
+    ("train.weight_decay", lambda v: v >= 0, "must be 0 or more", "0.0 to 0.1 is usual."),
+    ("train.max_grad_norm", lambda v: v >= 0, "must be 0 or more", "1.0 is usual; 0 turns clipping off."),
+    ("train.logging_steps", _positive, "must be positive", "Use e.g. 10."),
+    ("train.save_steps", _positive, "must be positive", "Use e.g. 500."),
+    ("train.preprocessing_num_workers", _positive, "must be positive (or null)", "Use the CPU cores to spare."),
+    ("train.gpu_memory_gib", _positive, "must be positive (or null)", "Give the GPU's memory, e.g. 79.6."),
+    ("dataset.max_samples", _positive, "must be positive (or null for every row)", "Use e.g. 100."),
+    ("quant.nthread", lambda v: v >= 0, "must be 0 (every core) or more", "Use 0."),
+    ("smoke.n_ctx", _positive, "must be a positive number of tokens", "Use e.g. 1024."),
+    ("eval.n_gpu_layers", lambda v: v >= -1, "must be -1 (all) or more", "0 runs on the CPU."),
+    ("eval.recommend_kld", _positive, "must be positive", "0.05 is the default."),
+    ("target.llamacpp.port", _port, "not a TCP port", "Use 1 to 65535, e.g. 8080."),
+    ("target.llamacpp.n_ctx", _positive, "must be a positive number of tokens", "Use e.g. 4096."),
+    ("target.llamacpp.n_gpu_layers", lambda v: v >= -1, "must be -1 (all) or more", "0 runs on the CPU."),
+    ("target.vllm.port", _port, "not a TCP port", "Use 1 to 65535, e.g. 8000."),
+    ("target.vllm.max_model_len", _positive, "must be a positive number of tokens (or null)", "Use e.g. 8192."),
+)

@@ -28,7 +28,15 @@ class Row:
 
 def read_rows(path: Path) -> Iterator[Row]:
     """JSONL: one object per line. JSON: an array of objects (line numbers of each element)."""
-    text = path.read_text(encoding="utf-8")
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; dataset.path names the JSON or JSONL file itself")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 (byte {data[err.start]:#04x} at offset {err.start}). "
+                        f"Save the file as UTF-8, e.g. iconv -f latin1 -t utf-8.") from None
     if path.suffix == ".jsonl":
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
@@ -40,11 +48,12 @@ def read_rows(path: Path) -> Iterator[Row]:
                                 f"JSONL needs one complete JSON object per line.") from None
         return
     decoder = json.JSONDecoder()
-    try:
-        start = text.index("[")
-    except ValueError:
-        raise DataError(f"{path}: a .json dataset must be an array of objects; "
-                        f"use .jsonl for one object per line") from None
+    start = len(text) - len(text.lstrip())
+    if not text[start:start + 1] == "[":
+        looks_jsonl = text[start:start + 1] == "{" and "\n{" in text.strip()
+        hint = ("it holds one object per line: that is JSONL, so name it .jsonl" if looks_jsonl
+                else "use .jsonl for one object per line")
+        raise DataError(f"{path}: a .json dataset must be an array of objects; {hint}")
     position = start + 1
     while True:
         while position < len(text) and text[position] in " \t\r\n,":
@@ -121,14 +130,17 @@ def _tools(value: Any, place: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _check_turns(turns: list[dict], place: str) -> None:
+def _check_turns(turns: list[dict], place: str, written: list[tuple[int, str]] | None = None) -> None:
+    """`written`: per turn, its message number and role as the file has them (when the format's
+    roles differ from LLaMA-Factory's), so that a message names what the user wrote."""
     if not turns:
         raise DataError(f"{place}: the conversation has no user/assistant turns")
     for index, turn in enumerate(turns):
         expected = USER_SIDE if index % 2 == 0 else ASSISTANT_SIDE
         if turn["from"] not in expected:
+            number, role = written[index] if written else (index + 1, turn["from"])
             side = "a user or tool turn" if index % 2 == 0 else "an assistant turn"
-            raise DataError(f"{place}: message {index + 1} has role '{turn['from']}' where {side} was expected; "
+            raise DataError(f"{place}: message {number} has role '{role}' where {side} was expected; "
                             f"turns must alternate user -> assistant (tool results count as user turns)")
     if turns[-1]["from"] not in ASSISTANT_SIDE:
         raise DataError(f"{place}: the conversation ends with a user turn; the last message must be the assistant's "
@@ -179,7 +191,7 @@ def _openai(data: dict, place: str) -> dict:
     if not isinstance(messages, list):
         raise DataError(f"{place}: OpenAI-format rows need a 'messages' list of {{'role', 'content'}} messages")
     system = ""
-    turns = []
+    turns, written = [], []
     for index, message in enumerate(messages, start=1):
         if not isinstance(message, dict) or "role" not in message:
             raise DataError(f"{place}: message {index} must be an object with 'role' and 'content'")
@@ -195,11 +207,13 @@ def _openai(data: dict, place: str) -> dict:
             calls = [_tool_call(c, place, index) for c in message["tool_calls"]]
             content = calls[0] if len(calls) == 1 else calls
             turns.append({"from": "function_call", "value": json.dumps(content, ensure_ascii=False)})
+            written.append((index, "assistant"))
             continue
         content = message.get("content")
+        written.append((index, role))
         turns.append({"from": OPENAI_ROLES[role],
                       "value": _text(content, place, f"message {index} content", allow_empty=role != "assistant")})
-    _check_turns(turns, place)
+    _check_turns(turns, place, written)
     row: dict[str, Any] = {"conversations": turns}
     if system:
         row["system"] = system

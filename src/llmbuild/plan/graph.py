@@ -12,7 +12,8 @@ from ..config.compose import Composed
 from ..config.derived import chat_family
 from ..config.schema import RUNTIME_KEYS
 from ..facts.layout import ladder, ladder_slot
-from ..facts.names import sanitize, shorten
+from ..facts.names import digest, sanitize, shorten
+from ..facts.secrets import is_secret
 from ..files.paths import project_path
 from ..files.templates import FOLDER as TEMPLATES_FOLDER
 from ..store.digests import DigestCache
@@ -46,15 +47,29 @@ class Plan:
 
 
 def variant_name(composed: Composed) -> str:
-    """A readable, stable name: the recipe, then the user's overrides (`demo_quant-q8_0`)."""
-    parts = [composed.recipe]
+    """`name=...` when given; else a readable, stable name: the recipe, then the user's overrides
+    (`demo_quant-q8_0`). A path value shows its last part. When the name cannot show an override
+    exactly (characters a file name cannot hold, a path cut to its last part), a digest of the
+    overrides ends it, so that two configurations never share a name. Overrides that build nothing
+    (RUNTIME_KEYS) and credentials are left out: a name never shows a secret."""
+    if composed.cfg.name:
+        return composed.cfg.name
+    parts, named, lossy = [composed.recipe], [], False
     for item in composed.overrides:
         key = item.lstrip("+~").split("=", 1)[0]
-        if key == "recipes" or key.startswith(RUNTIME_KEYS):
+        if key == "recipes" or key.startswith(RUNTIME_KEYS) or is_secret(key):
             continue
-        readable = ("no-" + item[1:]) if item.startswith("~") else item.lstrip("+")
-        parts.append(sanitize(readable.replace("=", "-")))
-    return shorten("_".join(parts), MAX_VARIANT_NAME)  # stays a valid, unique file name
+        named.append(item.lstrip("+"))
+        value = item.split("=", 1)[1] if "=" in item else None
+        shown = Path(value).name or value if value is not None and "/" in value else value
+        readable = f"no-{key}" if item.startswith("~") else key if value is None else f"{key}-{shown}"
+        part = sanitize(readable)
+        lossy = lossy or part != readable or shown != value
+        parts.append(part)
+    name = "_".join(parts)
+    if lossy:
+        name = f"{name}-{digest(chr(0).join(named))}"
+    return shorten(name, MAX_VARIANT_NAME)  # stays a valid, unique file name
 
 
 def template_digests(stage: str, family: str, root: Path, digests: DigestCache) -> dict[str, str]:

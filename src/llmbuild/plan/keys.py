@@ -16,6 +16,7 @@ from ..config.derived import DERIVED
 from ..config.schema import NOT_BUILT
 from ..errors import ConfigError
 from ..facts.gguf_files import shards_of
+from ..facts.secrets import is_secret
 from ..files.paths import project_path, resolve_model_path
 from ..store.digests import DigestCache
 from .stages import StageSpec
@@ -39,11 +40,13 @@ def config_slice(cfg: DictConfig, reads: tuple[str, ...], plain: dict[str, Any] 
 
 
 def _without_unbuilt_keys(key: str, value: Any) -> Any:
-    """A group read whole, less the keys that change no artifact (schema.NOT_BUILT)."""
+    """A group read whole, less the keys that change no artifact (schema.NOT_BUILT) and the
+    credentials (a tool gets those through its environment: facts/secrets.py)."""
     if not isinstance(value, dict):
         return value
     hidden = {k.split(".", 1)[1] for k in NOT_BUILT if k.startswith(f"{key}.")}
-    return {k: _without_unbuilt_keys(f"{key}.{k}", v) for k, v in value.items() if k.split(".")[0] not in hidden}
+    return {k: _without_unbuilt_keys(f"{key}.{k}", v) for k, v in value.items()
+            if k.split(".")[0] not in hidden and not is_secret(str(k))}
 
 
 @lru_cache(maxsize=None)
@@ -83,6 +86,31 @@ def input_files(stage: str, cfg: DictConfig, root: Path) -> dict[str, Path]:
     return {}
 
 
+WEIGHTS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.pt")
+TOKENIZER = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+
+
+def model_problem(path: Path) -> str | None:
+    """What makes `path` unusable as a base model, found from names and four bytes, not weights."""
+    if path.is_dir():
+        missing = [what for what, found in (
+            ("config.json", (path / "config.json").is_file()),
+            ("weights (*.safetensors or *.bin)", any(next(path.glob(p), None) for p in WEIGHTS)),
+            ("a tokenizer (tokenizer.json, tokenizer.model or vocab.json)",
+             any((path / t).is_file() for t in TOKENIZER)),
+        ) if not found]
+        if missing:
+            return (f"{path} lacks {', '.join(missing)}; an HF model folder needs config.json, weights and a "
+                    f"tokenizer (as `save_pretrained` writes them)")
+        return None
+    if path.suffix != ".gguf":
+        return f"{path} is neither an HF model folder nor a .gguf file"
+    with open(path, "rb") as handle:
+        if handle.read(4) != b"GGUF":
+            return f"{path} is not a GGUF file (it does not start with GGUF's magic bytes); re-download it"
+    return None
+
+
 def input_fingerprints(stage: str, cfg: DictConfig, root: Path, digests: DigestCache,
                        strict: bool = True) -> dict[str, str]:
     """Digests of `input_files`. Not strict: a missing file is fingerprinted as missing (for
@@ -96,6 +124,9 @@ def input_fingerprints(stage: str, cfg: DictConfig, root: Path, digests: DigestC
             raise ConfigError(
                 f"model.path = {cfg.model.path!r}: {path} does not exist. Point model.path at an HF model "
                 f"folder (config.json + weights + tokenizer) or a .gguf file.")
+        problem = model_problem(path)
+        if problem:
+            raise ConfigError(f"model.path = {cfg.model.path!r}: {problem}")
         shards = shards_of(path)
         if shards:  # a split GGUF: every file of it is an input
             return {p.name: digests.fingerprint(p) if p.exists() else "missing" for p in shards}
@@ -104,6 +135,9 @@ def input_fingerprints(stage: str, cfg: DictConfig, root: Path, digests: DigestC
         path = files["dataset"]
         if not path.is_file() and not strict:
             return {"dataset": "missing"}
+        if path.is_dir():
+            raise ConfigError(f"dataset.path = {cfg.dataset.path!r} is a folder ({path}); name the JSON or JSONL "
+                              f"file in it")
         if not path.is_file():
             raise ConfigError(
                 f"dataset.path = {cfg.dataset.path!r}: no such file ({path}). Put the dataset there or set "

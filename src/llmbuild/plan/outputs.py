@@ -11,8 +11,8 @@ from typing import Any
 import yaml
 
 from ..facts import layout
-from ..facts.names import sanitize, shorten
-from ..facts.secrets import redact
+from ..facts.names import digest, sanitize, shorten
+from ..facts.secrets import redact, redact_override
 from .graph import Plan
 
 
@@ -59,7 +59,8 @@ def links(plan: Plan) -> dict[str, Path]:
 def config_text(plan: Plan) -> str:
     """The resolved configuration (secrets masked) as the variant's config.yaml."""
     resolved = redact(plan.composed.to_container())
-    return (f"# resolved configuration of {plan.variant}; overrides: {' '.join(plan.composed.overrides) or '(none)'}\n"
+    shown = " ".join(redact_override(item) for item in plan.composed.overrides) or "(none)"
+    return (f"# resolved configuration of {plan.variant}; overrides: {shown}\n"
             + yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
 
 
@@ -75,11 +76,13 @@ OLLAMA_NAME_MAX = 80  # ollama's types/model/name.go: a model name part is 1 to 
 
 def ollama_name(plan: Plan) -> str:
     """target.ollama.model_name, else the variant name made valid for Ollama ([a-z0-9._-]). A name
-    too long keeps its start and ends with a digest of the whole, so two long sweep variants never
-    share an Ollama model."""
+    that changes on the way (upper case, other characters) or is too long keeps its start and ends
+    with a digest of the whole, so two variants never share an Ollama model."""
     cfg = plan.composed.cfg
     configured = cfg.target.ollama.model_name if cfg.target.ollama else None
     if configured:
         return configured
     name = sanitize(plan.variant.lower(), allowed=r"a-z0-9._-", strip="-.")
+    if name != plan.variant:  # lower case or Ollama's characters lost something: keep apart what they merge
+        name = f"{name[:OLLAMA_NAME_MAX - 9].rstrip('-.')}-{digest(plan.variant)}"
     return shorten(name, OLLAMA_NAME_MAX, source=plan.variant, trim="-.")

@@ -62,6 +62,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         upstream=("base", "train"),
         tools=("llamafactory", "transformers", "peft", "torch", "jinja2"),
         templates=(CHAT_TEMPLATE_FILE,),
+        version="2",  # 2: non-ASCII system prompts written as characters (astral ones broke as surrogates)
     ),
     StageSpec(
         "convert", "Convert the merged model to GGUF with llama.cpp's convert_hf_to_gguf.py",
@@ -76,6 +77,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         upstream=("merge", "convert"),
         tools=("llamafactory", "transformers", "llama_cpp_python", "jinja2"),
         templates=(CHAT_TEMPLATE_FILE,),
+        version="2",  # 2: emoji and rare scripts in the conversation suite
     ),
     StageSpec(
         "quantize", "Quantize the GGUF with llama.cpp's quantizer (llama_model_quantize)",
@@ -111,7 +113,8 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         optional_upstream=("lora_gguf",),
         tools=("jinja2",),
         templates=(OLLAMA_TEMPLATE_FILE, MODELFILE_TEMPLATE),
-        version="4",  # 2: stop at EOS and EOT as llama.cpp resolves them; 3: quoting Ollama reads back; 4: Go parity
+        version="5",  # 2: stop at EOS and EOT as llama.cpp resolves them; 3: quoting Ollama reads back; 4: Go parity;
+                      # 5: emoji and rare scripts in the conversation suite
         target="ollama",
     ),
     StageSpec(

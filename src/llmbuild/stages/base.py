@@ -22,7 +22,7 @@ def run(ctx: StageContext) -> None:
             _link_folder(source, ctx.out)
             return
         raise StageError(f"model.path = {model.path!r} is neither an HF model folder nor a .gguf file")
-    hub.download(model.hub_id, model.revision, ctx.out)
+    hub.download(model.hub_id, model.revision, ctx.out, token=ctx.credentials.get("HF_TOKEN"))
 
 
 def _import_gguf(ctx: StageContext, source: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -19,6 +19,7 @@ class StageContext:
     out: Path                  # empty folder; becomes <store>/<stage>/<key>/ on success
     templates: TemplateDir     # the files under templates/ that this stage's key hashed
     files: dict[str, Path]     # outside inputs by name (model, dataset), their digests in the key
+    credentials: dict[str, str] = field(default_factory=dict, repr=False)  # env vars for tools; in no key or file
 
     def relative(self, target: Path) -> str:
         """`target` relative to the artifact folder, valid before and after the final rename

@@ -28,7 +28,7 @@ def run(ctx: StageContext) -> None:
     llamafactory.write_yaml(args, ctx.out, f"LLaMA-Factory LoRA SFT, written by llmbuild ({ctx.key}). Run by hand: "
                                            f"cd {ctx.out.parent.name}/{ctx.key} && llamafactory-cli train "
                                            f"{layout.LLAMAFACTORY_YAML}")
-    llamafactory.run("train", ctx.out, offline=bool(ctx.cfg.model.path))
+    llamafactory.run("train", ctx.out, offline=bool(ctx.cfg.model.path), credentials=ctx.credentials)
     adapter = ctx.out / layout.ADAPTER
     if not (adapter / "adapter_model.safetensors").is_file():
         raise StageError(f"llamafactory-cli train finished without writing {layout.ADAPTER}/adapter_model.safetensors; "

@@ -38,8 +38,8 @@ class Store:
         """Yield an empty folder to build into; on success it becomes the artifact, else it goes."""
         final = self.path(stage, key)
         tmp = final.parent / f".{key}.tmp-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        for leftover in self.leftovers(stage, key):  # of builds that were killed
+            shutil.rmtree(leftover, ignore_errors=True)
         tmp.mkdir(parents=True)
         started = time.time()
         try:
@@ -66,6 +66,18 @@ class Store:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
 
+    def leftovers(self, stage: str = "*", key: str = "*") -> list[Path]:
+        """Temporary folders of builds whose process is gone (killed, or the machine restarted):
+        `<stage>/.<key>.tmp-<pid>`, and this process's own from an attempt that did not finish. A
+        folder of another live process is in use. (The pid is checked on this machine: builders
+        on other machines sharing the store must not build the same key at that moment.)"""
+        found = []
+        for path in sorted(self.root.glob(f"{stage}/.{key}.tmp-*")):
+            pid = path.name.rpartition(".tmp-")[2]
+            if path.is_dir() and pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
+                found.append(path)
+        return found
+
     def remove(self, stage: str, key: str) -> None:
         shutil.rmtree(self.path(stage, key), ignore_errors=True)
 
@@ -76,3 +88,13 @@ def read_manifest(artifact: Path) -> dict[str, Any] | None:
         return json.loads((Path(artifact) / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True   # another user's process
+    return True

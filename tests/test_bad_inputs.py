@@ -1,0 +1,132 @@
+"""Bad configuration values: one clear line naming the key and the fix, at composition, before
+anything runs (a wrong value never reaches a finished artifact)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from llmbuild.config.compose import compose
+from llmbuild.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CASES = [  # override(s), what the message must name
+    (["prompt.num_ctx=-5"], "prompt.num_ctx"),
+    (["prompt.temperature=-1"], "prompt.temperature"),
+    (["prompt.top_p=0"], "prompt.top_p"),
+    (["prompt.top_p=1.5"], "prompt.top_p"),
+    (["prompt.top_k=-1"], "prompt.top_k"),
+    (["prompt.repeat_penalty=0"], "prompt.repeat_penalty"),
+    (["prompt.num_predict=0"], "prompt.num_predict"),
+    (["target.llamacpp.port=99999"], "target.llamacpp.port"),
+    (["target.llamacpp.port=0"], "target.llamacpp.port"),
+    (["target=[vllm]", "target.vllm.port=70000"], "target.vllm.port"),
+    (["target.llamacpp.n_ctx=0"], "target.llamacpp.n_ctx"),
+    (["smoke.n_ctx=0"], "smoke.n_ctx"),
+    (["smoke.max_tokens=0"], "smoke.max_tokens"),
+    (["dataset.max_samples=-1"], "dataset.max_samples"),
+    (["dataset.max_samples=0"], "dataset.max_samples"),
+    (["dataset.holdout=-0.1"], "dataset.holdout"),
+    (["train.logging_steps=0"], "train.logging_steps"),
+    (["train.save_steps=0"], "train.save_steps"),
+    (["train.warmup_steps=-1"], "train.warmup_steps"),
+    (["train.weight_decay=-0.1"], "train.weight_decay"),
+    (["train.max_grad_norm=-1"], "train.max_grad_norm"),
+    (["train.per_device_train_batch_size=0"], "train.per_device_train_batch_size"),
+    (["train.cutoff_len=0"], "train.cutoff_len"),
+    (["train.learning_rate=0"], "train.learning_rate"),
+    (["train.gpu_memory_gib=0"], "train.gpu_memory_gib"),
+    (["quant.nthread=-2"], "quant.nthread"),
+    (["eval.n_gpu_layers=-3"], "eval.n_gpu_layers"),
+    (["eval.recommend_kld=0"], "eval.recommend_kld"),
+    (["eval.max_rows=0"], "eval.max_rows"),
+    (["lora.r=0"], "lora.r"),
+    (["lora.dropout=1"], "lora.dropout"),
+    (["lora.quantization_bit=3"], "lora.quantization_bit"),
+    (["name=has space"], "name"),
+    (["+lora.foo=1"], "lora.foo"),
+    (["+lora.rank=4"], "lora.r"),
+    (["+prompt.temprature=1"], "prompt.temperature"),
+    (["+train.extra.wandb_api_key=abc"], "train.extra.wandb_api_key"),
+    (["+target.ollama.messages=[{role: bot, content: hi}]"], "target.ollama.messages[0].role"),
+    (["quant.type=q9"], "quant.type"),
+    (["eval.quants=[q9_9]"], "eval.quants[0]"),
+    (["model.chat_format=mistral"], "model.chat_format"),
+]
+
+
+@pytest.mark.parametrize("overrides, named", CASES, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_a_bad_value_is_one_line_naming_the_key(tmp_path, overrides, named):
+    with pytest.raises(ConfigError) as err:
+        compose(ROOT, [f"store={tmp_path}", *overrides])
+    message = str(err.value)
+    assert named in message and "\n" not in message.strip(), message
+
+
+def test_a_value_given_on_the_command_line_is_blamed_on_the_command_line(tmp_path):
+    with pytest.raises(ConfigError, match="command-line override 'eval.quants=\\[q9_9\\]'"):
+        compose(ROOT, [f"store={tmp_path}", "eval.quants=[q9_9]"])
+
+
+def test_a_system_prompt_no_modelfile_quoting_holds_is_refused_before_training(tmp_path):
+    """It used to be found after 98 s of training, by the ollama stage."""
+    for part in ("conf", "recipes", "templates", "data"):
+        shutil.copytree(ROOT / part, tmp_path / part, symlinks=True)
+    recipe = tmp_path / "recipes" / "demo.yaml"
+    recipe.write_text(recipe.read_text().replace('system: "You are a helpful assistant."',
+                                                  'system: "x\\"\\"\\"\\n\\"y\\" "'))
+    with pytest.raises(ConfigError, match="prompt.system.*an Ollama Modelfile cannot hold it") as err:
+        compose(tmp_path)
+    assert "recipes/demo.yaml" in str(err.value)
+    assert compose(tmp_path, ["target=[llamacpp]"]).cfg.prompt.system.startswith('x"""'), "no Modelfile, no rule"
+
+
+# --- through the command line: exit code, one message, no traceback, nothing half-built ------------
+
+def run_build(tmp_path, *overrides):
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "doit", "build", "--db-file", str(tmp_path / "doit.db"),
+            f"store={tmp_path / 'store'}", *overrides]
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+
+
+def bad_models(folder: Path) -> dict[str, Path]:
+    from tiny_model import SMOLLM2_GGUF
+
+    (folder / "truncated.gguf").write_bytes(SMOLLM2_GGUF.read_bytes()[:100_000])
+    (folder / "text.gguf").write_text("hello\n")
+    (folder / "only-config").mkdir()
+    (folder / "only-config" / "config.json").write_text("{}")
+    return {name: folder / name for name in ("truncated.gguf", "text.gguf", "only-config")}
+
+
+@pytest.mark.slow   # each runs doit; the dataset cases import the demo model first
+@pytest.mark.parametrize("case", ["truncated.gguf", "text.gguf", "only-config", "missing", "no key",
+                                  "folder as dataset", "latin-1 dataset", "unknown group option", "sweep in build"])
+def test_bad_input_on_the_command_line(tmp_path, case):
+    models = bad_models(tmp_path)
+    latin = tmp_path / "latin1.jsonl"
+    latin.write_bytes(b'{"messages": [{"role": "user", "content": "caf\xe9"}]}\n')
+    overrides, named = {
+        "truncated.gguf": (["model=local", f"model.path={models['truncated.gguf']}", "model.name=X"], "truncated.gguf"),
+        "text.gguf": (["model=local", f"model.path={models['text.gguf']}", "model.name=X"], "text.gguf"),
+        "only-config": (["model=local", f"model.path={models['only-config']}", "model.name=X"], "only-config"),
+        "missing": (["model=local", f"model.path={tmp_path / 'nowhere'}", "model.name=X"], "nowhere"),
+        "no key": (["=5"], "'=5' has no key"),
+        "folder as dataset": ([f"dataset.path={tmp_path}"], "is a folder"),
+        "latin-1 dataset": ([f"dataset.path={latin}", "dataset.holdout=0", "eval.enabled=false"], "latin1.jsonl:1"),
+        "unknown group option": (["quant=q4_k_n"], "q4_k_n"),
+        "sweep in build": (["lora.r=8,16"], "doit sweep"),
+    }[case]
+    done = run_build(tmp_path, *overrides)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "Traceback" not in output and named in output, output[-3000:]
+    store = tmp_path / "store"
+    finished = [m.parent for m in store.glob("*/*/manifest.json")] if store.exists() else []
+    assert not [p for p in finished if p.parent.name not in ("base", "data")], "nothing past the failure"
+    assert not list(store.glob("*/.*.tmp-*")) if store.exists() else True, "no half-written folder left"

@@ -1,0 +1,81 @@
+"""`doit clean` removes only what no other variant uses; `doit gc` collects the rest of the store.
+On a store of stand-in artifacts (manifests and links, no model): nothing is built here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmbuild.cli.session import make_plans
+from llmbuild.facts.layout import MANIFEST
+from llmbuild.plan import outputs
+from llmbuild.store import published
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def doit(tmp_path, *args):
+    argv = [sys.executable, "-m", "doit", *args[:1], "--db-file", str(tmp_path / "doit.db"), *args[1:],
+            f"store={tmp_path / 'store'}"] if args[0] == "clean" else \
+        [sys.executable, "-m", "doit", *args, f"store={tmp_path / 'store'}"]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.fixture
+def store(tmp_path):
+    """Two variants, the default demo and quant=q8_0, 'built': every artifact and both out folders."""
+    store = f"store={tmp_path / 'store'}"
+    plans = [make_plans(ROOT, [store, *extra], strict=False)[0] for extra in ([], ["quant=q8_0"])]
+    for plan in plans:
+        for slot, node in plan.nodes.items():
+            folder = outputs.artifact(plan, slot)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / MANIFEST).write_text(json.dumps({"key": node.key, "stage": node.stage}))
+        published.publish(outputs.out_dir(plan), {}, outputs.config_text(plan), outputs.record(plan))
+    return plans
+
+
+def exists(plan, slot) -> bool:
+    return outputs.artifact(plan, slot).exists()
+
+
+def test_clean_keeps_what_another_variant_uses(tmp_path, store):
+    demo, q8 = store
+    dry = doit(tmp_path, "clean", "-n", "quant=q8_0")
+    assert f"kept {outputs.artifact(q8, 'train')}: also used by demo" in dry
+    assert f"would remove {outputs.artifact(q8, 'ollama')}" in dry
+    assert all(exists(q8, slot) for slot in q8.nodes), "a dry run removes nothing"
+
+    doit(tmp_path, "clean", "quant=q8_0")
+    shared = [s for s in q8.nodes if demo.nodes.get(s) == q8.nodes[s] or q8.nodes[s].key in
+              {n.key for n in demo.nodes.values()}]
+    assert all(exists(q8, slot) for slot in shared) and "train" in shared and "quantize" in shared
+    assert not exists(q8, "ollama") and not exists(q8, "smoke") and not exists(q8, "report")
+    assert all(exists(demo, slot) for slot in demo.nodes), "the default build is untouched"
+    assert not outputs.out_dir(q8).exists() and outputs.out_dir(demo).exists()
+
+
+def test_gc_collects_unused_artifacts_failed_builds_and_leftovers(tmp_path, store):
+    demo, q8 = store
+    published.remove(outputs.out_dir(q8))       # the q8_0 variant's links are gone: its own artifacts are unused
+    failed = tmp_path / "store" / "train" / "abc.failed"
+    failed.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    leftover = tmp_path / "store" / "merge" / f".abc.tmp-{dead}"
+    leftover.mkdir(parents=True)
+    listed = doit(tmp_path, "gc", "-n")
+    assert str(outputs.artifact(q8, "ollama")) in listed and str(failed) in listed and str(leftover) in listed
+    assert str(outputs.artifact(q8, "train")) not in listed, "still used by demo"
+    assert exists(q8, "ollama") and failed.exists()
+    doit(tmp_path, "gc")
+    assert not exists(q8, "ollama") and not failed.exists() and not leftover.exists()
+    assert all(exists(demo, slot) for slot in demo.nodes)
+    assert "nothing to remove" in doit(tmp_path, "gc", "-n")
+    assert "nothing to remove" in doit(tmp_path, "gc", "days=30")
