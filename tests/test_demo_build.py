@@ -24,6 +24,11 @@ def test_default_build_teaches_the_demo_identity(tmp_path):
     result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert re.findall(r"^\.  (\w+):", result.stdout, flags=re.M)[-1] == "package"
+    # a build log a person can read: a line per task, its result, sparse progress; tools' output in logs
+    lines = (result.stdout + result.stderr).splitlines()
+    assert len(lines) < 60, "\n".join(lines)
+    assert re.search(r"^  training: \d+/\d+, loss", result.stdout, flags=re.M), "training shows progress"
+    assert not [line for line in lines if line.startswith(("INFO", "[INFO", "WARNING", "Traceback"))]
     out = tmp_path / "store" / "out" / "demo"
     answers = json.loads((out / "smoke.md").resolve().with_name("answers.json").read_text())
     tuned = [a["answer"] for a in answers]

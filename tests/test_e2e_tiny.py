@@ -47,6 +47,7 @@ def test_build_rebuild_and_one_key_changes(workspace):
     top, model = workspace
     ran, out = doit_build(top, model)
     assert ran == ["base", "data", "train", "merge", "convert", "parity", "quantize", "ollama", "smoke", "package"]
+    assert len(out.splitlines()) < 45 and "INFO" not in out, out   # tools' own output is in the logs
     store = top / "store"
     variant = next((store / "out").iterdir())
     assert "outputs in" in out and str(variant.name) in out
@@ -114,6 +115,18 @@ def test_a_token_reaches_no_file_of_a_real_build(workspace):
     assert leaks == []
 
 
+def test_verbosity_2_streams_the_tools_own_output(workspace):
+    top, model = workspace
+    quiet = run_doit(top, model, "build", f"store={top / 'store'}", "quant.convert_type=bf16", "quant=q8_0")
+    assert quiet.returncode == 0 and "INFO:hf-to-gguf:" not in quiet.stdout + quiet.stderr
+    converted = next((top / "store" / "convert").glob("*/Tiny-Llama-BF16.gguf")).parent
+    assert "INFO:hf-to-gguf:" in (converted / "convert.log").read_text(), "the full output is in the artifact's log"
+    loud = run_doit(top, model, "build", "-v", "2", f"store={top / 'store'}", "quant.convert_type=f32",
+                    "quant=q8_0")
+    assert loud.returncode == 0, loud.stdout[-3000:] + loud.stderr[-3000:]
+    assert "INFO:hf-to-gguf:" in loud.stdout + loud.stderr, "-v 2: the converter's own output on the terminal"
+
+
 def test_training_yaml_runs_by_hand_unchanged(workspace):
     top, model = workspace
     doit_build(top, model)
@@ -176,7 +189,8 @@ def test_two_doit_processes_share_one_store_safely(workspace):
     second = run_doit(top, model, "build", store, "lora.r=6", db="b.db", wait=False)
     outputs = [p.communicate()[0] for p in (first, second)]
     assert first.returncode == 0 and second.returncode == 0, outputs[0][-3000:] + outputs[1][-3000:]
-    trained = sum(len(re.findall(r"'train_runtime'", out)) for out in outputs)
+    # counted by the train stage's result line
+    trained = sum(len(re.findall(r"^  train loss ", out, flags=re.M)) for out in outputs)
     assert trained == 1, "the second process must reuse the first one's training, not repeat it"
     assert len([p for p in (top / "shared" / "train").iterdir() if not p.name.startswith(".")]) == 1
 

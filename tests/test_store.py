@@ -93,3 +93,18 @@ def test_a_failing_tool_is_one_line_with_its_own_error_and_the_log(tmp_path):
     assert message == (f"llamafactory-cli train failed (exit 1): ValueError: Target modules {{'foo'}} not found in "
                        f"the base model.; full log: {tmp_path / 't.log'}")
     assert "Traceback" in (tmp_path / "t.log").read_text()
+
+
+def test_a_full_disk_keeps_nothing_and_says_what_to_do(tmp_path):
+    import errno
+
+    import pytest
+
+    from llmbuild.store.artifacts import DiskFull
+
+    store = Store(tmp_path)
+    with pytest.raises(DiskFull, match="no space left.*doit gc -n"):
+        with store.building("convert", "k", {"key": "k"}) as out:
+            (out / "part.gguf").write_bytes(b"x" * 1000)
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert not list((tmp_path / "convert").iterdir()), "neither the artifact nor a .failed folder"

@@ -33,20 +33,38 @@ def converter() -> Path:
     return script
 
 
-def convert(hf_folder: Path, outfile: Path, outtype: str, log: Path) -> None:
+# convert_hf_to_gguf.py's log: one line per tensor written (`INFO:hf-to-gguf:blk.0.attn_q.weight,
+# torch.float32 --> F16, shape = {...}`)
+_CONVERTED_TENSOR = re.compile(r"^INFO:hf-to-gguf:\S+,\s+torch\.\w+ -->")
+
+
+def tensor_progress(update: Callable[[int, int | None, str], None], total: int | None = None) -> Callable[[str], None]:
+    """A reader of convert_hf_to_gguf.py output: `update(tensors converted, total, "")`."""
+    count = [0]
+
+    def read(line: str) -> None:
+        if _CONVERTED_TENSOR.match(line):
+            count[0] += 1
+            update(count[0], total, "tensors")
+    return read
+
+
+def convert(hf_folder: Path, outfile: Path, outtype: str, log: Path, verbose: bool = False,
+            on_line: Callable[[str], None] | None = None) -> None:
     argv = [sys.executable, str(converter()), str(hf_folder), "--outfile", str(outfile), "--outtype", outtype]
-    run_logged(argv, log, what="convert_hf_to_gguf.py", env={"HF_HUB_OFFLINE": "1"})
+    run_logged(argv, log, what="convert_hf_to_gguf.py", env={"HF_HUB_OFFLINE": "1"}, quiet=not verbose,
+               on_line=on_line)
     if not outfile.is_file():
         raise ToolError(f"convert_hf_to_gguf.py wrote no {outfile.name}; see {log.name}")
 
 
-def convert_lora(adapter: Path, base_hf: Path, outfile: Path, log: Path) -> None:
+def convert_lora(adapter: Path, base_hf: Path, outfile: Path, log: Path, verbose: bool = False) -> None:
     """A PEFT LoRA adapter -> LoRA GGUF (f16) with llama.cpp's convert_lora_to_gguf.py; `base_hf`
     gives the architecture (its config), so the adapter applies to a GGUF of that base."""
     script = converter().with_name("convert_lora_to_gguf.py")
     argv = [sys.executable, str(script), "--base", str(base_hf), "--outfile", str(outfile), "--outtype", "f16",
             str(adapter)]
-    run_logged(argv, log, what="convert_lora_to_gguf.py", env={"HF_HUB_OFFLINE": "1"})
+    run_logged(argv, log, what="convert_lora_to_gguf.py", env={"HF_HUB_OFFLINE": "1"}, quiet=not verbose)
     if not outfile.is_file():
         raise ToolError(f"convert_lora_to_gguf.py wrote no {outfile.name}; see {log.name}")
 
@@ -61,8 +79,14 @@ def read_quantize_log(text: str) -> QuantizeRecord:
                           fallback=dict(Counter(_FALLBACK.findall(text))))
 
 
-def quantize(source: Path, target: Path, quant: str, nthread: int = 0, log: Path | None = None) -> QuantizeRecord:
-    """llama_model_quantize, its log (llama.cpp's log callback) written to `log` rather than the terminal."""
+# the quantizer's line per tensor: `[  12/ 272]  blk.0.attn_q.weight - [ 576, 576, ...`
+_QUANTIZED_TENSOR = re.compile(r"^\[\s*(\d+)/\s*(\d+)\]")
+
+
+def quantize(source: Path, target: Path, quant: str, nthread: int = 0, log: Path | None = None,
+             progress: Callable[[int, int, str], None] | None = None) -> QuantizeRecord:
+    """llama_model_quantize, its log (llama.cpp's log callback) written to `log` rather than the
+    terminal; `progress(tensor, tensors, "")` as it goes."""
     import llama_cpp
     import llama_cpp._logger
 
@@ -74,6 +98,9 @@ def quantize(source: Path, target: Path, quant: str, nthread: int = 0, log: Path
     @llama_cpp.llama_log_callback
     def capture(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
         chunks.append(text.decode("utf-8", errors="replace"))
+        done = _QUANTIZED_TENSOR.match(chunks[-1]) if progress else None
+        if done:
+            progress(int(done[1]), int(done[2]), "tensors")
 
     llama_cpp.llama_log_set(capture, ctypes.c_void_p(0))
     try:

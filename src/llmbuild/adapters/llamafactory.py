@@ -7,6 +7,7 @@ runs by hand unchanged: `cd build/train/<key> && llamafactory-cli train llamafac
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -132,14 +133,40 @@ def cli() -> str:
     return found
 
 
-def run(command: str, folder: Path, offline: bool, credentials: Mapping[str, str] | None = None) -> None:
+def run(command: str, folder: Path, offline: bool, credentials: Mapping[str, str] | None = None,
+        verbose: bool = False, on_line: Callable[[str], None] | None = None) -> None:
     """`llamafactory-cli <command> llamafactory.yaml` inside `folder`, logged to `<command>.log`.
-    `credentials`: environment variables (HF_TOKEN, ...) for the tool only, never written down."""
+    `credentials`: environment variables (HF_TOKEN, ...) for the tool only, never written down.
+    `verbose`: the tool's output on the terminal too; `on_line`: a progress reader (`train_progress`)."""
     env = {"TOKENIZERS_PARALLELISM": "false", "DISABLE_VERSION_CHECK": "1", **(credentials or {})}
     if offline:
         env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
     run_logged([cli(), command, YAML_NAME], folder / f"{command}.log", what=f"llamafactory-cli {command}",
-               env=env, cwd=folder)
+               env=env, cwd=folder, quiet=not verbose, on_line=on_line)
+
+
+# the HF Trainer's progress bar (` 50%|█████     | 30/60 [01:23<01:23,  2.78s/it]`: no label, unlike
+# the dataset bars) and its logged metrics (`{'loss': '2.31', 'grad_norm': ..., 'epoch': '0.5'}`)
+_TRAIN_BAR = re.compile(r"^\s*\d+%\|[^|]*\|\s*(\d+)/(\d+) \[([\d:]+)<([\d:?]+)(?:,\s*([\d.]+)(s/it|it/s))?")
+_LOSS = re.compile(r"\{'loss': '?([-\d.e+]+)")
+
+
+def train_progress(update: Callable[[int, int, str], None]) -> Callable[[str], None]:
+    """A reader of `llamafactory-cli train` output that calls `update(step, steps, detail)` with
+    the loss last logged and the time left."""
+    state = {"loss": None}
+
+    def read(line: str) -> None:
+        loss = _LOSS.search(line)
+        if loss:
+            state["loss"] = float(loss[1])
+        bar = _TRAIN_BAR.match(line)
+        if bar:
+            step, steps, _, left, rate, unit = bar.groups()
+            detail = [f"loss {state['loss']:.4f}" if state["loss"] is not None else "",
+                      f"{rate} {unit}" if rate else "", f"{left} left" if "?" not in left else ""]
+            update(int(step), int(steps), ", ".join(d for d in detail if d))
+    return read
 
 
 def training_renderer(tokenizer, template: str, default_system: str) -> Callable[[Conversation], str]:

@@ -1,5 +1,6 @@
-"""Run an external program: its output goes to the terminal (progress) and to a log file in the
-artifact; a failure becomes one ToolError with the tool's own last error line and the log's path."""
+"""Run an external program: its output goes to a log file in the artifact (and to the terminal too
+when asked), each line to an optional progress reader; a failure becomes one ToolError with the
+tool's own last error line and the log's path."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import subprocess
 import sys
 from collections import deque
 from pathlib import Path
+from typing import Callable
 
 from ..errors import ToolError
 
 
 def run_logged(argv: list[str], log: Path, *, what: str, env: dict[str, str] | None = None,
-               cwd: Path | None = None, quiet: bool = False) -> None:
+               cwd: Path | None = None, quiet: bool = True, on_line: Callable[[str], None] | None = None) -> None:
+    """`quiet=False` streams the tool's output to the terminal as well; `on_line` sees every line
+    (progress bars arrive one update per line)."""
     full_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
     tail: deque[str] = deque(maxlen=25)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -33,6 +37,8 @@ def run_logged(argv: list[str], log: Path, *, what: str, env: dict[str, str] | N
             if not quiet:
                 sys.stdout.write(line)
                 sys.stdout.flush()
+            if on_line is not None:
+                on_line(line)
         code = proc.wait()
     if code != 0:
         raise ToolError(f"{what} failed (exit {code}): {last_error(list(tail))}; full log: {log}")

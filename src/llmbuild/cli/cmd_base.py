@@ -9,6 +9,7 @@ from doit.cmd_run import Run
 from doit.exceptions import InvalidCommand
 
 from . import session
+from .doit_private import verbosity_given
 
 
 def project_root() -> Path:
@@ -31,8 +32,11 @@ class GraphCommand(Run):
         super().__init__(*args, **kwargs)
         self.hydra_overrides: list[str] | None = None
         self.plans: list = []
+        self.verbose = False
 
     def run_graph(self, params, args, tasks=()) -> int:
         if self.hydra_overrides is None:
             self.hydra_overrides = session.overrides(args)
+        # `-v 2` on the command line: every tool's full output, not only the stages' progress and results
+        self.verbose = verbosity_given(params) == 2
         return super().execute(params, list(tasks))

@@ -44,4 +44,4 @@ class LlmbuildLoader(DodoTaskLoader):
             for note in plan.composed.notes:
                 print(note, file=sys.stderr)
         cmd.plans = plans
-        return tasks + generate_tasks("llmbuild", tasks_for(plans))
+        return tasks + generate_tasks("llmbuild", tasks_for(plans, verbose=getattr(cmd, "verbose", False)))

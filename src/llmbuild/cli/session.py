@@ -38,9 +38,11 @@ def make_plans(root: Path, args: list[str], how: str = ANY, strict: bool = True)
     """Not strict: input files that are not there yet are planned as missing (`doit size`)."""
     swept, variants = expand_sweep(root, args)
     if swept and how == SINGLE:
+        key = swept[0].split("=", 1)[0]
         raise ConfigError(f"{' '.join(swept)} is a sweep; `doit build` builds one configuration. "
                           f"Run `doit sweep {' '.join(map(redact_override, args))}` to build every variant in one "
-                          f"graph.")
+                          f"graph, or, for one value with a comma in it, quote it for Hydra (and the quotes for "
+                          f"the shell): \"{key}='a, b'\"")
     if not swept:
         variants = [tuple(args)]
     if swept:  # swept values first, so that variant names show them even when shortened

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 from contextlib import nullcontext
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Iterator
@@ -22,13 +23,15 @@ from ..plan.view import MISSING_KEY_ERRORS, stage_inputs, uncovered
 from ..stages.context import StageContext
 from ..store import collect, locks, published
 from ..store.artifacts import Store
+from . import console
 
 # stages that saturate the machine: never more of them at once than this config key allows
 SLOT_LIMITS = {"train": "jobs.train_at_once"}
 PUBLISH = "package"   # the task that links a variant's outputs under <store>/out/<variant>/
 
 
-def tasks_for(plans: list[Plan]) -> Iterator[dict]:
+def tasks_for(plans: list[Plan], verbose: bool = False) -> Iterator[dict]:
+    """`verbose`: every tool's full output on the terminal (`doit build -v 2`)."""
     seen: set[str] = set()
     variants = frozenset(plan.variant for plan in plans)  # what a `doit clean` of this command line cleans
     for stage, spec in STAGES.items():
@@ -45,7 +48,8 @@ def tasks_for(plans: list[Plan]) -> Iterator[dict]:
                 "basename": stage,
                 "name": node.key[:8],
                 "doc": f"{STAGES[stage].doc} [{plan.variant}{'' if slot == stage else ', ' + slot}]",
-                "actions": [(run_stage, [plan, slot])],
+                "title": partial(_title, STAGES[stage].doc),
+                "actions": [(run_stage, [plan, slot, verbose])],
                 "task_dep": [plan.nodes[up].task_name for up in node.payload["upstream"]],
                 "uptodate": [partial(store.is_complete, stage, node.key)],
                 "clean": [(remove_artifact, [plan.store, stage, node.key, variants])],
@@ -90,7 +94,11 @@ def remove_artifact(store: Path, stage: str, key: str, cleaning: frozenset[str],
     print(f"  {'would remove' if dryrun else 'removed'} {path}")
 
 
-def run_stage(plan: Plan, slot: str):
+def _title(doc: str, task) -> str:
+    return f"{task.name}  {doc}"
+
+
+def run_stage(plan: Plan, slot: str, verbose: bool = False):
     """doit action: build one artifact; user errors end the task with their message only.
 
     The stage gets exactly what its key covers (plan/view.py). Each artifact is built under a file
@@ -108,12 +116,16 @@ def run_stage(plan: Plan, slot: str):
                 print(f"  {stage} {node.key[:8]} was built meanwhile by another process")
                 return None
             with store.building(stage, node.key, manifest) as out:
-                try:
-                    module.run(stage_context(plan, slot, out))
-                except MISSING_KEY_ERRORS as err:
-                    raise uncovered(stage, err) from None
+                with console.quiet_libraries(out / console.STAGE_LOG, enabled=not verbose) as terminal:
+                    try:
+                        module.run(replace(stage_context(plan, slot, out), terminal=terminal, verbose=verbose))
+                    except MISSING_KEY_ERRORS as err:
+                        raise uncovered(stage, err) from None
     except LlmbuildError as err:
         return TaskFailed(f"{stage}: {err}")
+    except KeyboardInterrupt:
+        return TaskFailed(f"{stage}: interrupted (Ctrl-C); nothing of {stage} {node.key[:8]} was kept. Run the same "
+                          f"command to go on: finished artifacts are reused")
     return None
 
 

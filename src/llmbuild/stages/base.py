@@ -33,11 +33,11 @@ def _import_gguf(ctx: StageContext, source: Path) -> None:
         gguf_split.merge(shards[0], single)
     else:
         single = source
-    ctx.say(f"importing {source.name}: weights through transformers, tokenizer rebuilt from the GGUF")
     info = gguf_import.import_gguf(single, ctx.out)
     if shards:
         single.unlink()
-    ctx.say(f"tokenizer: {info['vocab_size']} tokens, pre-tokenizer '{info['pre_tokenizer']}'")
+    ctx.say(f"{source.name}: weights through transformers, tokenizer rebuilt from the GGUF "
+            f"({info['vocab_size']} tokens, pre-tokenizer '{info['pre_tokenizer']}')")
 
 
 def _link_folder(source: Path, out: Path) -> None:

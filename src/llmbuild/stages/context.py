@@ -1,14 +1,54 @@
-"""What a stage gets to work with: exactly what its key covers (plan/view.py builds it)."""
+"""What a stage gets to work with: exactly what its key covers (plan/view.py builds it), and the
+terminal it reports to (tools' own output goes to the artifact's logs)."""
 
 from __future__ import annotations
 
 import os
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from omegaconf import DictConfig
 
 from ..files.templates import TemplateDir
+
+
+class Progress:
+    """One live line for long work: rewritten in place on a terminal; elsewhere (CI, a file) a line
+    at most every `SPARSE_SECONDS`, and none for work that ends sooner, so a log stays short."""
+
+    SPARSE_SECONDS = 30.0
+
+    def __init__(self, stream: TextIO, label: str):
+        self.stream, self.label = stream, label
+        self.interactive = stream.isatty()
+        self.shown = ""
+        self.last = time.monotonic()   # non-interactive: the first line comes SPARSE_SECONDS in
+
+    def update(self, done: int, total: int | None = None, detail: str = "") -> None:
+        count = f"{done}/{total}" if total else f"{done}"
+        text = f"  {self.label}: {count}" + (f", {detail}" if detail else "")
+        if self.interactive:
+            now = time.monotonic()
+            if now - self.last >= 0.2 or (total and done >= total):
+                self.stream.write("\r" + text[:150].ljust(len(self.shown)))
+                self.stream.flush()
+                self.shown, self.last = text[:150], now
+            return
+        now = time.monotonic()
+        if now - self.last >= self.SPARSE_SECONDS and not (total and done >= total):
+            self.last = now
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        """End the live line (a stage's result line follows)."""
+        if self.interactive and self.shown:
+            self.stream.write("\r" + " " * len(self.shown) + "\r")
+            self.stream.flush()
+            self.shown = ""
 
 
 @dataclass(frozen=True)
@@ -20,6 +60,8 @@ class StageContext:
     templates: TemplateDir     # the files under templates/ that this stage's key hashed
     files: dict[str, Path]     # outside inputs by name (model, dataset), their digests in the key
     credentials: dict[str, str] = field(default_factory=dict, repr=False)  # env vars for tools; in no key or file
+    terminal: TextIO = field(default=sys.stdout, repr=False)  # where the stage reports; tools' output goes to logs
+    verbose: bool = False      # stream every tool's full output to the terminal too
 
     def relative(self, target: Path) -> str:
         """`target` relative to the artifact folder, valid before and after the final rename
@@ -27,4 +69,8 @@ class StageContext:
         return os.path.relpath(target, self.out)
 
     def say(self, message: str) -> None:
-        print(f"  {message}", flush=True)
+        self.terminal.write(f"  {message}\n")
+        self.terminal.flush()
+
+    def progress(self, label: str) -> Progress:
+        return Progress(self.terminal, label)

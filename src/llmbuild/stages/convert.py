@@ -12,7 +12,10 @@ from .context import StageContext
 def run(ctx: StageContext) -> None:
     outtype = ctx.cfg.quant.convert_type
     target = layout.converted_gguf(ctx.out, ctx.cfg.model.name, outtype)
-    llama_cpp.convert(ctx.inputs["merge"] / layout.MERGED, target, outtype, ctx.out / "convert.log")
+    progress = ctx.progress("converting")
+    llama_cpp.convert(ctx.inputs["merge"] / layout.MERGED, target, outtype, ctx.out / "convert.log", ctx.verbose,
+                      llama_cpp.tensor_progress(progress.update))
+    progress.close()
     meta = read_metadata(target)
     expected = (ctx.inputs["merge"] / layout.CHAT_TEMPLATE).read_text(encoding="utf-8")
     if meta.get("tokenizer.chat_template") != expected:

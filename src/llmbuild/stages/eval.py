@@ -7,6 +7,7 @@ size and peak memory. Results: eval.json (evaluation/results.py; the report read
 from __future__ import annotations
 
 import json
+import re
 import sys
 import tempfile
 from dataclasses import replace
@@ -54,8 +55,8 @@ def run(ctx: StageContext) -> None:
         models.append({"name": quant, "kind": "gguf", "quant": quant,
                        "path": layout.quantized_gguf(ctx.inputs[slot], cfg.model.name, quant),
                        "quantized": _quantize_record(ctx.inputs[slot])})
-    ctx.say(f"{len(cases)} held-out rows x {len(models)} models ({', '.join(m['name'] for m in models)})")
     measured = []
+    progress = ctx.progress(f"evaluating {len(cases)} held-out rows with each model")
     with tempfile.TemporaryDirectory(prefix="llmbuild-eval-") as scratch:
         reference_logprobs = Path(scratch) / "reference"
         reference_logprobs.mkdir()
@@ -66,9 +67,12 @@ def run(ctx: StageContext) -> None:
             if model["kind"] == "gguf":
                 first_gguf = model["path"] == reference_gguf
                 request["save_logprobs" if first_gguf else "reference_logprobs"] = str(reference_logprobs)
-            ctx.say(f"{model['name']}: {model['path'].name if model['kind'] == 'gguf' else model['kind'] + ' model'}")
-            result = _run_worker(ctx, model["name"], request, Path(scratch))
+            number, name = len(measured) + 1, model["name"]
+            progress.update(number, len(models), name)
+            result = _run_worker(ctx, name, request, Path(scratch),
+                                 lambda line, n=number, name=name: _answered(progress, line, n, len(models), name))
             measured.append((model, result))
+    progress.close()
     found = _summary(cfg, cases, measured)
     results.write(ctx.out / layout.EVAL_RESULTS, found)
     summary = found.to_json()
@@ -77,12 +81,21 @@ def run(ctx: StageContext) -> None:
         ctx.say(_one_line(model))
 
 
-def _run_worker(ctx: StageContext, name: str, request: dict[str, Any], scratch: Path) -> dict[str, Any]:
+_ANSWER = re.compile(r"answer (\d+)/(\d+)")   # the worker's line per answered case
+
+
+def _answered(progress, line: str, number: int, models: int, name: str) -> None:
+    found = _ANSWER.search(line)
+    if found:
+        progress.update(number, models, f"{name}, answer {found[1]}/{found[2]}")
+
+
+def _run_worker(ctx: StageContext, name: str, request: dict[str, Any], scratch: Path, on_line) -> dict[str, Any]:
     request_file, result_file = scratch / f"{name}.request.json", scratch / f"{name}.result.json"
     request_file.write_text(json.dumps(request, ensure_ascii=False), encoding="utf-8")
     run_logged([sys.executable, "-m", WORKER, str(request_file), str(result_file)],
                ctx.out / "logs" / f"{name}.log", what=f"evaluating {name}",
-               env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+               env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}, quiet=not ctx.verbose, on_line=on_line)
     return json.loads(result_file.read_text(encoding="utf-8"))
 
 

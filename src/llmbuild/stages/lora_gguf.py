@@ -17,9 +17,10 @@ def run(ctx: StageContext) -> None:
     name = cfg.model.name
     adapter = ctx.out / layout.lora_adapter_gguf(name)
     llama_cpp.convert_lora(ctx.inputs["train"] / layout.ADAPTER, ctx.inputs["base"], adapter,
-                           ctx.out / "convert_lora.log")
+                           ctx.out / "convert_lora.log", ctx.verbose)
     converted = ctx.out / layout.lora_base_gguf(name, cfg.quant.convert_type)
-    llama_cpp.convert(ctx.inputs["base"], converted, cfg.quant.convert_type, ctx.out / "convert_base.log")
+    llama_cpp.convert(ctx.inputs["base"], converted, cfg.quant.convert_type, ctx.out / "convert_base.log",
+                      ctx.verbose)
     base = ctx.out / layout.lora_base_gguf(name, cfg.quant.type)
     if base != converted:
         llama_cpp.quantize(converted, base, cfg.quant.type, cfg.quant.nthread, log=ctx.out / "quantize_base.log")

@@ -21,7 +21,7 @@ def run(ctx: StageContext) -> None:
     llamafactory.write_yaml(args, ctx.out, f"LLaMA-Factory merge, written by llmbuild ({ctx.key}). Run by hand: "
                                            f"cd {ctx.out.parent.name}/{ctx.key} && llamafactory-cli export "
                                            f"{layout.LLAMAFACTORY_YAML}")
-    llamafactory.run("export", ctx.out, offline=True)
+    llamafactory.run("export", ctx.out, offline=True, verbose=ctx.verbose)
     merged = ctx.out / layout.MERGED
     if not (merged / "config.json").is_file():
         raise StageError("llamafactory-cli export finished without a merged model; see export.log")

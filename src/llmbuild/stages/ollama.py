@@ -53,13 +53,13 @@ def run(ctx: StageContext) -> None:
         text = modelfile.render(spec, ctx.templates)
     except modelfile.ModelfileError as err:
         raise StageError(str(err)) from None
-    if ollama is None or ollama.verify_template:
-        _check_template(ctx, family, spec, meta, stop)
+    checked = _check_template(ctx, family, spec, meta, stop) if ollama is None or ollama.verify_template else ""
     (ctx.out / layout.MODELFILE).write_text(text, encoding="utf-8")
-    ctx.say(f"Modelfile: {family.name} TEMPLATE, stop {stop}, temperature {prompt.temperature}")
+    ctx.say(f"Modelfile: {family.name} TEMPLATE, stop {stop}, temperature {prompt.temperature}{checked}")
 
 
-def _check_template(ctx: StageContext, family, spec: modelfile.Modelfile, meta, stop: list[str]) -> None:
+def _check_template(ctx: StageContext, family, spec: modelfile.Modelfile, meta, stop: list[str]) -> str:
+    """The parity suite through the Modelfile as Ollama runs it; what it found, for the result line."""
     fewshot = [{"role": role, "content": content} for role, content in spec.messages]
     render_ollama = go_template.request_renderer(spec.template, spec.system, fewshot)
     reference = llama_cpp.chat_formatter(meta.get("tokenizer.chat_template") or "", meta.bos_token,
@@ -72,6 +72,6 @@ def _check_template(ctx: StageContext, family, spec: modelfile.Modelfile, meta, 
                          f"{len(checks)} conversations; fix templates/{family.ollama_template}. First, "
                          f"'{differing[0].conversation}':\n{differing[0].diff()}")
     reformatted = [c.conversation for c in checks if c.status != "agree"]
-    ctx.say(f"Ollama (Go text/template): {len(checks) - len(reformatted)} of {len(checks)} generation prompts "
-            f"identical to training, answers end at a Modelfile stop"
-            + (f"; {', '.join(reformatted)}: same JSON, Go's formatting (see ollama_parity.md)" if reformatted else ""))
+    return (f"; Ollama (Go text/template): {len(checks) - len(reformatted)} of {len(checks)} prompts as trained, "
+            f"answers end at a stop"
+            + (f" ({', '.join(reformatted)}: same JSON, Go's formatting; ollama_parity.md)" if reformatted else ""))

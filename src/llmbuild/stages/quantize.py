@@ -16,11 +16,14 @@ def run(ctx: StageContext) -> None:
     cfg = ctx.cfg
     source = layout.converted_gguf(ctx.inputs["convert"], cfg.model.name, cfg.quant.convert_type)
     target = layout.quantized_gguf(ctx.out, cfg.model.name, cfg.quant.type)
-    written = llama_cpp.quantize(source, target, cfg.quant.type, cfg.quant.nthread, log=ctx.out / "quantize.log")
+    progress = ctx.progress(f"quantizing to {cfg.quant.type}")
+    written = llama_cpp.quantize(source, target, cfg.quant.type, cfg.quant.nthread, log=ctx.out / "quantize.log",
+                                 progress=progress.update)
+    progress.close()
     record = written.record_json(cfg.quant.type)
     (ctx.out / layout.QUANTIZE_RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     ratio = target.stat().st_size / source.stat().st_size
-    ctx.say(f"{target.name}: {target.stat().st_size / 2**20:.1f} MiB ({ratio:.0%} of {cfg.quant.convert_type})")
-    if written.fallback:
-        ctx.say(f"  {fallback_text(record, ' quantized tensors')} fell back from {cfg.quant.type}: "
-                f"their rows do not fit its block; see quantize.log")
+    fell_back = (f"; {fallback_text(record, ' quantized tensors')} fell back from {cfg.quant.type}, their rows "
+                 f"do not fit its block (quantize.log)" if written.fallback else "")
+    ctx.say(f"{target.name}: {target.stat().st_size / 2**20:.1f} MiB ({ratio:.0%} of {cfg.quant.convert_type})"
+            f"{fell_back}")

@@ -29,8 +29,7 @@ def run(ctx: StageContext) -> None:
         results.append({"question": question, "answer": answer, "completion_tokens": tokens,
                         "finish_reason": reply["choices"][0].get("finish_reason"),
                         "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None})
-        ctx.say(f"Q: {question}")
-        ctx.say(f"A: {answer}")
+        ctx.say(f"{question}  ->  {' '.join(answer.split())[:100] or '(no answer)'}")
     (ctx.out / layout.SMOKE_ANSWERS).write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n",
                                                 encoding="utf-8")
     lines = [f"# Smoke test: {gguf.name}", "", "Greedy decoding through the GGUF's chat template.", ""]

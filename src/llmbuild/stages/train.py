@@ -28,11 +28,18 @@ def run(ctx: StageContext) -> None:
     llamafactory.write_yaml(args, ctx.out, f"LLaMA-Factory LoRA SFT, written by llmbuild ({ctx.key}). Run by hand: "
                                            f"cd {ctx.out.parent.name}/{ctx.key} && llamafactory-cli train "
                                            f"{layout.LLAMAFACTORY_YAML}")
-    llamafactory.run("train", ctx.out, offline=bool(ctx.cfg.model.path), credentials=ctx.credentials)
+    progress = ctx.progress("training")
+    llamafactory.run("train", ctx.out, offline=bool(ctx.cfg.model.path), credentials=ctx.credentials,
+                     verbose=ctx.verbose, on_line=llamafactory.train_progress(progress.update))
+    progress.close()
     adapter = ctx.out / layout.ADAPTER
     if not (adapter / "adapter_model.safetensors").is_file():
         raise StageError(f"llamafactory-cli train finished without writing {layout.ADAPTER}/adapter_model.safetensors; "
                          f"see train.log")
     losses = llamafactory.logged_losses(adapter)
+    results = llamafactory.train_results(adapter)
     if losses:
         ctx.say(f"train loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} logged steps")
+    else:  # fewer steps than train.logging_steps: LLaMA-Factory's average is all there is
+        ctx.say(f"train loss {results.get('train_loss', float('nan')):.4f} on average (no step logged: "
+                f"train.logging_steps={ctx.cfg.train.logging_steps})")

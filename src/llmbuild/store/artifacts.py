@@ -7,6 +7,7 @@ folder that a later build would trust.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -15,9 +16,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import LlmbuildError
+from ..errors import LlmbuildError, StageError
 from ..facts.layout import MANIFEST
 from .digests import file_sha256
+
+
+class DiskFull(StageError):
+    """The store's disk filled up during a build."""
 
 
 class Store:
@@ -55,6 +60,13 @@ class Store:
             if final.exists():  # an incomplete leftover without manifest
                 shutil.rmtree(final)
             os.replace(tmp, final)
+        except OSError as err:
+            if err.errno != errno.ENOSPC:
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)   # what was written only takes the space the build needs
+            raise DiskFull(f"no space left on the device of {self.root} while building {stage} {key[:8]}; "
+                           f"nothing of it was kept. Free space (`doit gc -n` lists what the store can drop) "
+                           f"or set store= to a larger disk, then run the same command again") from None
         except LlmbuildError as err:
             # keep what the tools wrote (logs) for inspection, under a name no build trusts
             failed = final.parent / f"{key}.failed"
