@@ -130,3 +130,46 @@ def test_bad_input_on_the_command_line(tmp_path, case):
     finished = [m.parent for m in store.glob("*/*/manifest.json")] if store.exists() else []
     assert not [p for p in finished if p.parent.name not in ("base", "data")], "nothing past the failure"
     assert not list(store.glob("*/.*.tmp-*")) if store.exists() else True, "no half-written folder left"
+
+
+# --- found before training starts, with the names to use ----------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    from tiny_model import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def train_context(tmp_path, base, *overrides):
+    from dataclasses import replace
+
+    from llmbuild.cli.tasks import stage_context
+    from llmbuild.plan.graph import build_plan
+
+    plan = build_plan(compose(ROOT, [f"store={tmp_path}", *overrides]), ROOT, strict=False)
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    return replace(stage_context(plan, "train", out), inputs={"base": base, "data": tmp_path})
+
+
+@pytest.mark.slow   # builds a tiny model with torch
+def test_lora_targets_the_model_lacks_are_named_with_the_ones_it_has(tmp_path, tiny_base):
+    from llmbuild.errors import StageError
+    from llmbuild.stages import train
+
+    with pytest.raises(StageError, match=r"no module named qproj; did you mean q_proj\?.*v_proj"):
+        train.check_before_training(train_context(tmp_path, tiny_base, "lora.target=[qproj,v_proj]"))
+    train.check_before_training(train_context(tmp_path, tiny_base, "lora.target=[q_proj,v_proj]"))
+    train.check_before_training(train_context(tmp_path, tiny_base))   # [all]
+
+
+@pytest.mark.slow
+def test_a_system_prompt_longer_than_cutoff_len_stops_before_training(tmp_path, tiny_base):
+    from llmbuild.errors import StageError
+    from llmbuild.stages import train
+
+    long = "word " * 400
+    with pytest.raises(StageError, match=r"prompt.system is \d+ tokens and train.cutoff_len is 256"):
+        train.check_before_training(train_context(tmp_path, tiny_base, f"prompt.system={long.strip()}"))
+    train.check_before_training(train_context(tmp_path, tiny_base, "prompt.system=Be brief."))

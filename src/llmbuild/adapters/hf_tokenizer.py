@@ -59,3 +59,22 @@ def set_chat_format(folder: Path, chat_template: str, eos: str | None) -> list[i
     generation.eos_token_id = eos_ids if len(eos_ids) > 1 else eos_ids[0]
     generation.save_pretrained(folder)
     return eos_ids
+
+
+def count_tokens(folder: Path, text: str) -> int:
+    """How many tokens `text` is for the model in `folder` (no special tokens added)."""
+    return len(load_tokenizer(folder).encode(text, add_special_tokens=False))
+
+
+def weight_module_names(folder: Path) -> set[str]:
+    """The names of the model's modules that hold a 2-D weight (the linear layers LoRA can adapt,
+    embeddings and the output head), read from the safetensors headers: no weight is loaded."""
+    from safetensors import safe_open
+
+    names = set()
+    for file in sorted(Path(folder).glob("*.safetensors")):
+        with safe_open(str(file), framework="np") as handle:
+            for key in handle.keys():
+                if key.endswith(".weight") and len(handle.get_slice(key).get_shape()) == 2:
+                    names.add(key[:-len(".weight")].rsplit(".", 1)[-1])
+    return names

@@ -7,6 +7,7 @@ import json
 import time
 
 from ..adapters import llama_cpp
+from ..errors import StageError
 from ..facts import layout
 from .context import StageContext
 
@@ -21,8 +22,13 @@ def run(ctx: StageContext) -> None:
     results = []
     for question in list(cfg.smoke.questions) or DEFAULT_QUESTIONS:
         started = time.perf_counter()
-        reply = llm.create_chat_completion(messages=[*system, {"role": "user", "content": question}],
-                                           temperature=0.0, top_k=1, max_tokens=cfg.smoke.max_tokens, seed=0)
+        try:
+            reply = llm.create_chat_completion(messages=[*system, {"role": "user", "content": question}],
+                                               temperature=0.0, top_k=1, max_tokens=cfg.smoke.max_tokens, seed=0)
+        except ValueError as err:   # llama.cpp: "Requested tokens (N) exceed context window of M"
+            raise StageError(f"the smoke test's prompt (prompt.system and the question {question!r}) does not fit "
+                             f"smoke.n_ctx={cfg.smoke.n_ctx} ({err}). Raise smoke.n_ctx or shorten "
+                             f"prompt.system.") from None
         seconds = time.perf_counter() - started
         tokens = reply["usage"]["completion_tokens"]
         answer = (reply["choices"][0]["message"].get("content") or "").strip()
