@@ -188,5 +188,5 @@ def _finish(cfg: DictConfig, choices: dict[str, Any], overrides: tuple[str, ...]
     notes = tuple(f"note: {group}={old} is now called {group}={new} (the same settings); the old name "
                   f"will be removed" for (group, old), new in RENAMED_OPTIONS.items() if choices.get(group) == old)
     composed = Composed(cfg=cfg, choices=choices, overrides=overrides, notes=notes)
-    validate(composed.cfg, messages.source_hint(root, choices, overrides))
+    validate(composed.cfg, messages.source_hint(root, choices, overrides), root)
     return composed

@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import difflib
 import re
+from pathlib import Path
 from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
 from ..chat.modelfile import MESSAGE_ROLES, ModelfileError, quote
-from ..errors import ConfigError
+from ..chat.templates import hf_chat_template, ollama_template
+from ..errors import ConfigError, StageError
 from ..facts.chat_families import FAMILIES
 from ..facts.gguf_files import is_size
 from ..facts.quant_types import CONVERT_TYPES, QUANT_TYPES
 from ..facts.secrets import MASK, TOOL_CREDENTIALS, is_secret
+from ..files.templates import TemplateDir
 from .derived import chat_family
 
 VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
 
-def validate(cfg: DictConfig, where: Callable[[str], str]) -> None:
+def validate(cfg: DictConfig, where: Callable[[str], str], root: Path | None = None) -> None:
+    """`root`: the project, whose chat templates are parsed here too (a broken one would otherwise
+    be found after training)."""
     def fail(key: str, value, rule: str, fix: str) -> None:
         raise ConfigError(f"config key '{key}' = {value!r} in {where(key)}: {rule}. {fix}")
 
@@ -92,6 +97,22 @@ def validate(cfg: DictConfig, where: Callable[[str], str]) -> None:
         if value is not None and not allowed(value):
             fail(key, value, rule, fix)
     _check_modelfile_text(cfg, fail)
+    if root is not None:
+        _check_templates(cfg, root)
+
+
+def _check_templates(cfg: DictConfig, root: Path) -> None:
+    family = FAMILIES[chat_family(cfg)]
+    templates = TemplateDir(root)
+    try:
+        hf_chat_template(templates.text(family.chat_template), cfg.prompt.system or "", family.chat_template)
+        if cfg.target.ollama is not None:
+            ollama_template(templates.text(family.ollama_template), "", family.ollama_template)
+    except FileNotFoundError as err:
+        raise ConfigError(f"the {family.name} chat family's template {err.filename} is missing; restore it "
+                          f"(git checkout templates/)") from None
+    except StageError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _check_modelfile_text(cfg: DictConfig, fail) -> None:
