@@ -108,3 +108,19 @@ def test_a_full_disk_keeps_nothing_and_says_what_to_do(tmp_path):
             (out / "part.gguf").write_bytes(b"x" * 1000)
             raise OSError(errno.ENOSPC, "No space left on device")
     assert not list((tmp_path / "convert").iterdir()), "neither the artifact nor a .failed folder"
+
+
+def test_progress_in_a_file_is_sparse_however_long_the_work(monkeypatch):
+    import io
+
+    from llmbuild.stages import context
+
+    clock = [0.0]
+    monkeypatch.setattr(context.time, "monotonic", lambda: clock[0])
+    stream = io.StringIO()
+    progress = context.Progress(stream, "training")
+    for step in range(1, 1001):          # 1000 steps of 1 s: about 17 minutes
+        clock[0] += 1.0
+        progress.update(step, 1000, "loss 1.0")
+    lines = stream.getvalue().splitlines()
+    assert 3 <= len(lines) <= 6 and lines[0] == "  training: 30/1000, loss 1.0", lines

@@ -17,7 +17,8 @@ from ..files.templates import TemplateDir
 
 class Progress:
     """One live line for long work: rewritten in place on a terminal; elsewhere (CI, a file) a line
-    at most every `SPARSE_SECONDS`, and none for work that ends sooner, so a log stays short."""
+    after `SPARSE_SECONDS`, then after twice as long each time (30 s, 90 s, 210 s, ...), so a log
+    stays short however slow the machine is, and none for work that ends sooner."""
 
     SPARSE_SECONDS = 30.0
 
@@ -26,6 +27,7 @@ class Progress:
         self.interactive = stream.isatty()
         self.shown = ""
         self.last = time.monotonic()   # non-interactive: the first line comes SPARSE_SECONDS in
+        self.wait = self.SPARSE_SECONDS
 
     def update(self, done: int, total: int | None = None, detail: str = "") -> None:
         count = f"{done}/{total}" if total else f"{done}"
@@ -38,8 +40,8 @@ class Progress:
                 self.shown, self.last = text[:150], now
             return
         now = time.monotonic()
-        if now - self.last >= self.SPARSE_SECONDS and not (total and done >= total):
-            self.last = now
+        if now - self.last >= self.wait and not (total and done >= total):
+            self.last, self.wait = now, 2 * self.wait
             self.stream.write(text + "\n")
             self.stream.flush()
 
