@@ -124,3 +124,17 @@ def test_progress_in_a_file_is_sparse_however_long_the_work(monkeypatch):
         progress.update(step, 1000, "loss 1.0")
     lines = stream.getvalue().splitlines()
     assert 3 <= len(lines) <= 6 and lines[0] == "  training: 30/1000, loss 1.0", lines
+
+
+def test_a_store_that_cannot_be_written_is_one_message(tmp_path, monkeypatch):
+    import pytest
+
+    from llmbuild.errors import StageError
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("pathlib.Path.mkdir", refuse)   # as a non-root user in a read-only folder sees it
+    with pytest.raises(StageError, match="cannot write to the store .*set store="):
+        with Store(tmp_path / "store").building("base", "k", {}):
+            pass

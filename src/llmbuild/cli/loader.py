@@ -29,7 +29,12 @@ class LlmbuildLoader(DodoTaskLoader):
 
     def load_doit_config(self):
         config = super().load_doit_config()
-        (self.project_root() / STATE_DIR).mkdir(exist_ok=True)  # before doit opens its database there
+        state = self.project_root() / STATE_DIR
+        try:
+            state.mkdir(exist_ok=True)  # before doit opens its database there
+        except OSError as err:
+            raise InvalidDodoFile(f"cannot create {state} for doit's database ({err.strerror}): run from a "
+                                  f"project folder you can write, or pass --db-file PATH") from None
         return config
 
     def load_tasks(self, cmd, pos_args):

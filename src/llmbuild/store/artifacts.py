@@ -45,7 +45,11 @@ class Store:
         tmp = final.parent / f".{key}.tmp-{os.getpid()}"
         for leftover in self.leftovers(stage, key):  # of builds that were killed
             shutil.rmtree(leftover, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        try:
+            tmp.mkdir(parents=True)
+        except PermissionError:
+            raise StageError(f"cannot write to the store {self.root} (permission denied at {tmp.parent}): "
+                             f"set store= to a folder you can write, or fix its permissions") from None
         started = time.time()
         try:
             yield tmp
