@@ -5,6 +5,10 @@ the quantizer. Its sdist carries `vendor/llama.cpp/convert_hf_to_gguf.py` and wh
 installing llmbuild downloads the pinned sdist with pip (the user's index, proxy and cache settings
 apply) and unpacks those files into `src/llmbuild/_llama_cpp/`. Nothing fetched is committed; a
 later offline build finds them there.
+
+It also unpacks llama.cpp's test data beside them (`models/`): the publishers' chat templates of
+many model families and real tokenizers (`ggml-vocab-*.gguf`) with llama.cpp's expected token ids
+(`.inp`/`.out`). Tests build tiny models of each family from them; wheels leave the tokenizers out.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from setuptools import build_meta as _setuptools
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "src" / "llmbuild" / "_llama_cpp"
 # what convert_hf_to_gguf.py and convert_lora_to_gguf.py import, relative to vendor/llama.cpp/
-WANTED = ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "conversion/", "gguf-py/gguf/", "LICENSE")
+WANTED = ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "conversion/", "gguf-py/gguf/", "LICENSE",
+          "models/templates/", "models/ggml-vocab-")
+STAMP = "\n".join(WANTED)   # a new file set unpacks again
 
 
 def _pinned_version() -> str:
@@ -37,7 +43,7 @@ def _pinned_version() -> str:
 def _unpack_converter() -> None:
     version = _pinned_version()
     stamp = TARGET / "VERSION"
-    if stamp.is_file() and stamp.read_text().strip() == version:
+    if stamp.is_file() and stamp.read_text().strip() == f"{version}\n{STAMP}":
         return
     with tempfile.TemporaryDirectory() as tmp:
         print(f"llmbuild: fetching llama.cpp's converter from llama-cpp-python=={version} (sdist)", file=sys.stderr)
@@ -57,7 +63,7 @@ def _unpack_converter() -> None:
             for member in members:
                 member.name = member.name[len(prefix):]
             tar.extractall(staging, members=members, filter="data")
-        (staging / "VERSION").write_text(version + "\n")
+        (staging / "VERSION").write_text(f"{version}\n{STAMP}\n")
         if TARGET.exists():
             shutil.rmtree(TARGET)
         TARGET.parent.mkdir(parents=True, exist_ok=True)

@@ -57,7 +57,7 @@ CONFIG = [  # overrides, what the message names
     ("prompt.num_ctx=-5", "prompt.num_ctx"), ("prompt.temperature=-1", "prompt.temperature"),
     ("prompt.top_p=0", "prompt.top_p"), ("prompt.top_k=-1", "prompt.top_k"),
     ("prompt.repeat_penalty=0", "prompt.repeat_penalty"), ("prompt.num_predict=0", "prompt.num_predict"),
-    ("prompt.template=mistral", "prompt.template"), ("smoke.n_ctx=0", "smoke.n_ctx"),
+    ("prompt.template=vicuna", "prompt.template"), ("smoke.n_ctx=0", "smoke.n_ctx"),
     ("smoke.max_tokens=0", "smoke.max_tokens"), ("dataset.max_samples=-1", "dataset.max_samples"),
     ("dataset.holdout=-0.1", "dataset.holdout"), ("dataset.holdout=2.5", "dataset.holdout"),
     ("dataset.format=csv", "dataset.format"), ("train.logging_steps=0", "train.logging_steps"),

@@ -54,7 +54,7 @@ CASES = [  # override(s), what the message must name
     (["+target.ollama.messages=[{role: bot, content: hi}]"], "target.ollama.messages[0].role"),
     (["quant.type=q9"], "quant.type"),
     (["eval.quants=[q9_9]"], "eval.quants[0]"),
-    (["model.chat_format=mistral"], "model.chat_format"),
+    (["model.chat_format=vicuna"], "model.chat_format"),
 ]
 
 
@@ -76,8 +76,7 @@ def test_a_system_prompt_no_modelfile_quoting_holds_is_refused_before_training(t
     for part in ("conf", "recipes", "templates", "data"):
         shutil.copytree(ROOT / part, tmp_path / part, symlinks=True)
     recipe = tmp_path / "recipes" / "demo.yaml"
-    recipe.write_text(recipe.read_text().replace('system: "You are a helpful assistant."',
-                                                  'system: "x\\"\\"\\"\\n\\"y\\" "'))
+    recipe.write_text(recipe.read_text() + '\nprompt:\n  system: "x\\"\\"\\"\\n\\"y\\" "\n')
     with pytest.raises(ConfigError, match="prompt.system.*an Ollama Modelfile cannot hold it") as err:
         compose(tmp_path)
     assert "recipes/demo.yaml" in str(err.value)
@@ -173,3 +172,20 @@ def test_a_system_prompt_longer_than_cutoff_len_stops_before_training(tmp_path, 
     with pytest.raises(StageError, match=r"prompt.system is \d+ tokens and train.cutoff_len is 256"):
         train.check_before_training(train_context(tmp_path, tiny_base, f"prompt.system={long.strip()}"))
     train.check_before_training(train_context(tmp_path, tiny_base, "prompt.system=Be brief."))
+
+
+@pytest.mark.slow
+def test_a_system_prompt_the_smoke_or_eval_context_cannot_hold_stops_before_training(tmp_path, tiny_base):
+    from llmbuild.errors import StageError
+    from llmbuild.stages import train
+
+    system = "prompt.system=" + " ".join(["word"] * 200)   # fits train.cutoff_len=1024
+    train.check_before_training(train_context(tmp_path, tiny_base, system, "train.cutoff_len=1024"))
+    with pytest.raises(StageError, match=r"do not fit smoke.n_ctx=256.*Raise smoke.n_ctx above"):
+        train.check_before_training(train_context(tmp_path, tiny_base, system, "train.cutoff_len=1024",
+                                                  "smoke.n_ctx=256"))
+    with pytest.raises(StageError, match=r"no room in eval.n_ctx=256"):
+        train.check_before_training(train_context(tmp_path, tiny_base, system, "train.cutoff_len=1024",
+                                                  "eval.n_ctx=256"))
+    train.check_before_training(train_context(tmp_path, tiny_base, system, "train.cutoff_len=1024",
+                                              "eval.n_ctx=256", "eval.enabled=false"))

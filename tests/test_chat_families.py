@@ -10,17 +10,19 @@ import pytest
 
 from llmbuild.config.compose import compose
 from llmbuild.errors import ConfigError
-from llmbuild.facts.chat_families import FAMILIES
+from llmbuild.facts.chat_families import FAMILIES, detect
 from llmbuild.files.templates import TemplateDir
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_every_family_has_its_chat_and_ollama_templates(family):
+def test_every_family_has_its_ollama_template_and_builtin_ones_a_chat_template(family):
     templates = TemplateDir(ROOT)
-    assert templates.text(FAMILIES[family].chat_template).strip()
     assert templates.text(FAMILIES[family].ollama_template).strip()
+    if FAMILIES[family].builtin:
+        assert templates.text(FAMILIES[family].chat_template).strip()
+        assert detect(templates.text(FAMILIES[family].chat_template)).name == family, "its own text is its family"
 
 
 def test_every_template_file_belongs_to_a_family():
@@ -31,14 +33,19 @@ def test_every_template_file_belongs_to_a_family():
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_every_family_composes(family):
-    assert compose(ROOT, [f"prompt.template={family}"]).cfg.prompt.template == family
+    assert compose(ROOT, [f"model.chat_format={family}"]).cfg.model.chat_format == family
+    if FAMILIES[family].builtin:
+        assert compose(ROOT, [f"prompt.template={family}"]).cfg.prompt.template == family
+    else:   # llmbuild has no template of its own for it: the model's own is used
+        with pytest.raises(ConfigError, match=r"prompt.template.*not a valid choice"):
+            compose(ROOT, [f"prompt.template={family}"])
 
 
 def test_a_template_file_without_a_family_is_rejected_at_composition(tmp_path):
-    """Adding templates/chat/mistral.jinja used to pass validation and crash training later."""
+    """Adding templates/chat/vicuna.jinja used to pass validation and crash training later."""
     for part in ("conf", "recipes", "templates", "data"):
         shutil.copytree(ROOT / part, tmp_path / part, symlinks=True)
-    (tmp_path / "templates" / "chat" / "mistral.jinja").write_text("{{ messages }}")
-    (tmp_path / "templates" / "ollama" / "mistral.gotmpl").write_text("{{ .Prompt }}")
-    with pytest.raises(ConfigError, match=r"model.chat_format.*'mistral'.*not a valid choice.*Valid: chatml"):
-        compose(tmp_path, ["model.chat_format=mistral"])
+    (tmp_path / "templates" / "chat" / "vicuna.jinja").write_text("{{ messages }}")
+    (tmp_path / "templates" / "ollama" / "vicuna.gotmpl").write_text("{{ .Prompt }}")
+    with pytest.raises(ConfigError, match=r"model.chat_format.*'vicuna'.*not a valid choice.*Valid: deepseek-r1"):
+        compose(tmp_path, ["model.chat_format=vicuna"])

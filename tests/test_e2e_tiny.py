@@ -29,7 +29,7 @@ def workspace(tmp_path_factory):
 def doit_build(top: Path, model: Path, *extra: str, command: str = "build") -> tuple[list[str], str]:
     argv = [sys.executable, "-m", "doit", command, "--db-file", str(top / "doit.db"),
             f"store={top / 'store'}", "model=local", f"model.path={model}", "model.name=Tiny-Llama",
-            "model.chat_format=chatml", "dataset.max_samples=8", "train.max_steps=2", "train.logging_steps=1",
+            "dataset.max_samples=8", "train.max_steps=2", "train.logging_steps=1",
             "train.per_device_train_batch_size=2", "smoke.max_tokens=8", "eval.enabled=false", *extra]
     result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]

@@ -1,4 +1,4 @@
-"""The GGUF -> HF tokenizer rebuild (adapters/gguf_import.py) is faithful to llama.cpp.
+"""The GGUF -> HF tokenizer rebuild (adapters/gguf_tokenizer.py) is faithful to llama.cpp.
 
 Every expectation comes from llama.cpp or from the GGUF file itself, never from the rebuilt tokenizer:
 
@@ -9,12 +9,15 @@ Every expectation comes from llama.cpp or from the GGUF file itself, never from 
 * token ids: llama.cpp's tokenizer (llama-cpp-python, vocab only) on the original GGUF;
 * special ids: the GGUF's tokenizer.ggml.*_token_id fields and llama.cpp's llama_vocab_* answers.
 
+Sections 1-3 use SmolLM2's GGUF; section 4 every vocabulary of llama.cpp's own tokenizer tests
+(models/ggml-vocab-*.gguf, with the ids llama.cpp must give for its test texts in .inp/.out).
 No weights are loaded: llama.cpp reads the vocab only, the converter runs with --vocab-only.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import hashlib
 import importlib.util
@@ -25,12 +28,15 @@ import random
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from llmbuild.adapters import gguf_import
+from llmbuild.adapters import gguf_import, gguf_tokenizer
 from llmbuild.adapters.llama_cpp import CONVERTER_DIR, converter
+from llmbuild.chat import parity
+from llmbuild.errors import StageError
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -313,3 +319,290 @@ def test_add_bos_eos_match_llama_cpp(hf_tokenizer, llama_vocab):
 
     assert bool(hf_tokenizer.add_bos_token) == llama_cpp.llama_vocab_get_add_bos(llama_vocab)
     assert bool(hf_tokenizer.add_eos_token) == llama_cpp.llama_vocab_get_add_eos(llama_vocab)
+
+
+# --- 4. every vocabulary of llama.cpp's tokenizer tests ------------------------------------------------
+
+VOCAB_DIR = CONVERTER_DIR / "models"
+CASE_SEPARATOR = "\n__ggml_vocab_test__\n"   # tests/test-tokenizer-0.cpp
+# tokenizer.ggml.model, and for byte-level BPE tokenizer.ggml.pre ("default": the GGUF names none)
+SUPPORTED = {"aquila": "default", "baichuan": "llama", "command-r": "command-r", "deepseek-coder": "deepseek-coder",
+             "deepseek-llm": "deepseek-llm", "falcon": "falcon", "gemma-4": "gemma4", "gpt-2": "gpt-2",
+             "gpt-neox": "default", "llama-bpe": "llama-bpe", "llama-spm": "llama", "mpt": "mpt", "phi-3": "llama",
+             "qwen2": "qwen2", "qwen35": "qwen35", "refact": "refact", "starcoder": "starcoder"}
+UNSUPPORTED = {"bert-bge": "'bert' (WordPiece)", "nomic-bert-moe": "'t5' (Unigram)"}
+NO_CASES = {"aquila", "baichuan", "gpt-neox"}   # llama.cpp ships no .inp/.out for these
+BPE = sorted(name for name, kind in SUPPORTED.items() if kind not in ("llama", "gemma4"))
+# llama.cpp's converter names these differently from the GGUF, for llama.cpp's own ids as much as for the
+# rebuilt tokenizer's: mpt's hash is listed twice and the later name, 'olmo', wins (llama.cpp treats both
+# alike); this qwen35 file holds Qwen2's vocabulary, for which the two regexes give the same ids on chktxt
+CONVERTER_NAMES = {"mpt": "olmo", "qwen35": "qwen2"}
+# the HF architecture whose converter writes the vocabulary back (byte-level BPE: Llama's tries
+# sentencepiece and tokenizer.json first, as for a Llama 3 model)
+ARCHITECTURES = {"baichuan": ("BaichuanForCausalLM", "baichuan"), "phi-3": ("Phi3ForCausalLM", "phi3"),
+                 "gemma-4": ("Gemma4ForCausalLM", "gemma4_text")}
+GEMMA4_CONFIG = {"head_dim": 32, "global_head_dim": 64, "num_key_value_heads": 1,
+                 "num_hidden_layers": 2, "layer_types": ["sliding_attention", "full_attention"],
+                 "sliding_window": 512, "final_logit_softcapping": 30.0, "num_kv_shared_layers": 0,
+                 "hidden_size_per_layer_input": 0, "rms_norm_eps": 1e-6,
+                 "rope_parameters": {"full_attention": {"rope_type": "proportional", "partial_rotary_factor": 0.25,
+                                                        "rope_theta": 1e6},
+                                     "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}}
+
+
+def _vocab_path(name: str, suffix: str = "") -> Path:
+    path = VOCAB_DIR / f"ggml-vocab-{name}.gguf{suffix}"
+    if not path.is_file():
+        pytest.skip(f"{path} is missing: llama.cpp's test vocabularies are unpacked at install; run `pip install -e .`")
+    return path
+
+
+def _cases(name: str) -> tuple[list[str], list[list[int]]]:
+    """llama.cpp's test texts and the ids it must give for them (no BOS, special tokens not parsed)."""
+    raw = _vocab_path(name, ".inp").read_text(encoding="utf-8")
+    texts = raw.split(CASE_SEPARATOR)
+    if raw.endswith(CASE_SEPARATOR):
+        texts.pop()
+    lines = _vocab_path(name, ".out").read_text(encoding="utf-8").splitlines()
+    assert len(texts) == len(lines), f"{name}: {len(texts)} texts but {len(lines)} expected id lines"
+    return texts, [[int(i) for i in line.split()] for line in lines]
+
+
+@dataclass
+class Rebuilt:
+    name: str
+    path: Path
+    vocab: gguf_import.GgufTokenizer
+    tokenizer: object
+    llama: object
+
+    def ids(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def llama_ids(self, text: str, add_bos: bool = False) -> list[int]:
+        return self.llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+
+    @property
+    def added(self) -> list[str]:
+        return [token.content for token in self.tokenizer.added_tokens_decoder.values()]
+
+
+@pytest.fixture(scope="module", params=sorted(SUPPORTED))
+def rebuilt_vocab(request):
+    """One vocabulary rebuilt, with llama.cpp's tokenizer for the same file (module scope: built once)."""
+    path = _vocab_path(request.param)
+    vocab = gguf_import.read_vocab(path)
+    llama = _open_vocab_only(path)
+    yield Rebuilt(request.param, path, vocab, gguf_import.build_tokenizer(vocab), llama)
+    llama.close()
+
+
+def test_the_vocabulary_is_the_kind_the_test_expects(rebuilt_vocab):
+    vocab = rebuilt_vocab.vocab
+    assert (vocab.pre if vocab.model == "gpt2" else vocab.model) == SUPPORTED[rebuilt_vocab.name]
+
+
+def test_llama_cpp_test_cases(rebuilt_vocab):
+    """The ids llama.cpp's own tokenizer test expects, for every one of its texts."""
+    if rebuilt_vocab.name in NO_CASES:
+        pytest.skip(f"llama.cpp has no test texts for {rebuilt_vocab.name} (the other tests cover it)")
+    texts, expected = _cases(rebuilt_vocab.name)
+    wrong = [(text[:40], rebuilt_vocab.ids(text), ids) for text, ids in zip(texts, expected, strict=True)
+             if rebuilt_vocab.ids(text) != ids]
+    assert not wrong, f"{len(wrong)} of {len(texts)} texts differ, e.g. {wrong[:2]}"
+
+
+def test_corpus_and_special_tokens_match_llama_cpp(rebuilt_vocab):
+    """The parity stage's check: the project's corpus, and text made of the special tokens."""
+    problems = parity.tokenizer_mismatches(rebuilt_vocab.ids,
+                                           lambda texts: [rebuilt_vocab.llama_ids(t) for t in texts],
+                                           rebuilt_vocab.added)
+    assert problems == []
+
+
+def test_random_texts_with_special_tokens_match_llama_cpp(rebuilt_vocab):
+    # ASCII whitespace only: after a token that strips the whitespace that follows (Phi-3's), llama.cpp
+    # strips ASCII whitespace, HF's AddedToken also U+00A0 and other Unicode spaces
+    pieces = (list("abcXYZ 0123456789\n\t.,'!?\"()[]{}:;-_=+*/\\#@$%^&<>|~`")
+              + ["我", "想", "天", "～", "й", "ж", "🚀", "🦙", "\u200d", "é", "e\u0301", "ß", "ﬁ", "'s", "'LL", "'ve",
+                 "   ", "\r\n", "\n\n\n", "١", "²", "½", "ǅ", "ー", "한", "ก", "ា", "12345", " 007"]
+              + random.Random(0).sample(rebuilt_vocab.added, min(20, len(rebuilt_vocab.added))))
+    rng = random.Random(1234)
+    mismatches = []
+    for _ in range(300):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 30)))
+        if rebuilt_vocab.ids(text) != rebuilt_vocab.llama_ids(text):
+            mismatches.append((text, rebuilt_vocab.ids(text)[:12], rebuilt_vocab.llama_ids(text)[:12]))
+    assert not mismatches, f"{len(mismatches)} of 300 differ, e.g. {mismatches[:3]}"
+
+
+def test_special_tokens_and_bos_match_llama_cpp(rebuilt_vocab):
+    import llama_cpp
+
+    tokenizer, vocab = rebuilt_vocab.tokenizer, llama_cpp.llama_model_get_vocab(rebuilt_vocab.llama.model)
+    assert tokenizer.encode("Hello world") == rebuilt_vocab.llama_ids("Hello world", add_bos=True)
+    assert bool(tokenizer.add_bos_token) == llama_cpp.llama_vocab_get_add_bos(vocab)
+    assert tokenizer.bos_token_id == llama_cpp.llama_vocab_bos(vocab)
+    assert tokenizer.eos_token_id == llama_cpp.llama_vocab_eos(vocab)
+    control = {i for i in range(len(tokenizer)) if llama_cpp.llama_vocab_is_control(vocab, i)}
+    assert {i for i, token in tokenizer.added_tokens_decoder.items() if token.special} >= control
+
+
+@pytest.fixture(scope="module")
+def saved_vocab(rebuilt_vocab, tmp_path_factory):
+    """What import_gguf writes, and the tokenizer loaded from it the way LLaMA-Factory and llama.cpp's
+    converter load it."""
+    from transformers import AutoTokenizer
+
+    folder = tmp_path_factory.mktemp(f"saved-{rebuilt_vocab.name}")
+    gguf_tokenizer.save_tokenizer(rebuilt_vocab.vocab, rebuilt_vocab.tokenizer, folder)
+    return folder, AutoTokenizer.from_pretrained(folder)
+
+
+def test_saved_tokenizer_reloads_with_the_same_ids(rebuilt_vocab, saved_vocab):
+    folder, reloaded = saved_vocab
+    assert (folder / "tokenizer.model").is_file() == (rebuilt_vocab.vocab.model == "llama")
+    texts = [*parity.TOKENIZER_CORPUS, "".join(rebuilt_vocab.added[:50]) + " x"]
+    if rebuilt_vocab.name not in NO_CASES:
+        texts += _cases(rebuilt_vocab.name)[0]
+    for text in texts:
+        assert reloaded.encode(text) == rebuilt_vocab.tokenizer.encode(text), repr(text[:40])
+
+
+def test_llama_cpp_converter_names_the_pre_tokenizer(rebuilt_vocab, saved_vocab, detector, tmp_path):
+    """get_vocab_base_pre on the saved and reloaded tokenizer gives the name it gives llama.cpp's own
+    ids for the original GGUF, which is the GGUF's tokenizer.ggml.pre (see CONVERTER_NAMES)."""
+    from types import SimpleNamespace
+
+    if rebuilt_vocab.name not in BPE:
+        pytest.skip("llama.cpp's converter names only byte-level BPE pre-tokenizers")
+    detect, _ = detector
+    reference = SimpleNamespace(encode=lambda text: rebuilt_vocab.llama_ids(text, add_bos=True))
+    names = []
+    for tokenizer in (saved_vocab[1], reference):
+        try:
+            names.append(detect(tokenizer))
+        except NotImplementedError:
+            names.append(None)
+    pre = rebuilt_vocab.vocab.pre
+    if pre == "default":   # no HF tokenizer splits text like llama.cpp's fallback: import refuses it
+        assert names == [None, None]
+        with pytest.raises(StageError, match="names no pre-tokenizer.*set model.path"):
+            gguf_import.import_gguf(rebuilt_vocab.path, tmp_path)
+    else:
+        assert names == [CONVERTER_NAMES.get(rebuilt_vocab.name, pre)] * 2
+
+
+def test_sentencepiece_without_space_prefix_matches_llama_cpp(tmp_path):
+    """Gemma 1-3 style (tokenizer.ggml.add_space_prefix false): llama.cpp's test data has no such vocabulary,
+    so llama-spm's is written again with the flag off, and llama.cpp tokenizes that file."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(_vocab_path("llama-spm")))
+    path = tmp_path / "no-space-prefix.gguf"
+    writer = gguf.GGUFWriter(str(path), arch=reader.fields["general.architecture"].contents())
+    for name, field in reader.fields.items():
+        if not name.startswith("GGUF.") and name not in ("general.architecture", "tokenizer.ggml.add_space_prefix"):
+            item_type = field.types[1] if len(field.types) > 1 else None   # an array's element type
+            writer.add_key_value(name, field.contents(), field.types[0], sub_type=item_type)
+    writer.add_add_space_prefix(False)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.close()
+    vocab = gguf_import.read_vocab(path)
+    assert not vocab.add_space_prefix
+    tokenizer = gguf_import.build_tokenizer(vocab)
+    llama = _open_vocab_only(path)
+    try:
+        texts = [*_cases("llama-spm")[0], *parity.TOKENIZER_CORPUS, "<s>Hello</s> world<unk>", " x", "\n x"]
+        for text in texts:
+            expected = llama.tokenize(text.encode(), add_bos=False, special=True)
+            assert tokenizer.encode(text, add_special_tokens=False) == expected, repr(text[:40])
+    finally:
+        llama.close()
+
+
+@pytest.mark.parametrize("name", sorted(UNSUPPORTED))
+def test_unsupported_tokenizer_is_one_clear_error(name):
+    vocab = gguf_import.read_vocab(_vocab_path(name))
+    with pytest.raises(StageError) as error:
+        gguf_import.build_tokenizer(vocab)
+    message = str(error.value)
+    assert "\n" not in message and UNSUPPORTED[name] in message
+    assert message.endswith("Import the model from its HF folder instead: set model.path to it.")
+
+
+def test_unknown_pre_tokenizer_is_one_clear_error():
+    vocab = gguf_import.read_vocab(_vocab_path("gpt-2"))
+    with pytest.raises(StageError, match=r"^the GGUF's pre-tokenizer 'tekken' cannot be rebuilt .*set model\.path"):
+        gguf_import.build_tokenizer(dataclasses.replace(vocab, pre="tekken"))
+
+
+def test_metadata_reader_agrees_with_gguf_py():
+    """The vocabulary's own fast reader gives what gguf-py's GGUFReader gives."""
+    path = _vocab_path("llama-spm")
+    assert gguf_tokenizer.read_fields(path, lambda key: True) == {
+        name: field.contents() for name, field in _gguf_py_fields(path).items() if not name.startswith("GGUF.")}
+
+
+def _gguf_py_fields(path: Path) -> dict:
+    from gguf import GGUFReader
+
+    return GGUFReader(str(path)).fields
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(n for n, kind in SUPPORTED.items() if kind != "default"))
+def test_converter_writes_the_vocabulary_back(name, tmp_path):
+    """convert_hf_to_gguf.py --vocab-only on the saved folder: llama.cpp tokenizes the new GGUF as the
+    original, and tokens, merges, scores and types survive (the converter gives the tokens the HF folder
+    lists as added tokens a score of -1000 and types them CONTROL or USER_DEFINED itself)."""
+    path = _vocab_path(name)
+    vocab = gguf_import.read_vocab(path)
+    tokenizer = gguf_import.build_tokenizer(vocab)
+    gguf_tokenizer.save_tokenizer(vocab, tokenizer, tmp_path)
+    architecture, model_type = ARCHITECTURES.get(name, ("LlamaForCausalLM", "llama"))
+    config = {"architectures": [architecture], "model_type": model_type,
+              "vocab_size": len(vocab.tokens), "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1,
+              "num_attention_heads": 2, "num_key_value_heads": 2, "max_position_embeddings": 2048,
+              "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": True,
+              **(GEMMA4_CONFIG if name == "gemma-4" else {})}
+    (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    outfile = tmp_path / "vocab.gguf"
+    # llama.cpp strips whitespace after Phi-3's special tokens only when general.name says Phi-3
+    original_name = gguf_tokenizer.read_fields(path, lambda key: key == "general.name").get("general.name", name)
+    argv = [sys.executable, str(converter()), str(tmp_path), "--vocab-only", "--outtype", "f32",
+            "--outfile", str(outfile), "--model-name", original_name]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-5000:]
+
+    def tokenizer_fields(gguf: Path) -> dict:
+        return gguf_tokenizer.read_fields(gguf, lambda key: key.startswith("tokenizer.ggml."))
+
+    before, after = tokenizer_fields(path), tokenizer_fields(outfile)
+    for key in ("tokens", "merges", "bos_token_id", "eos_token_id", "padding_token_id", "add_space_prefix"):
+        assert after.get(f"tokenizer.ggml.{key}") == before.get(f"tokenizer.ggml.{key}"), key
+    added = set(tokenizer.added_tokens_decoder)
+    for key, allowed in (("token_type", {gguf_tokenizer.CONTROL, gguf_tokenizer.USER_DEFINED}), ("scores", {-1000.0})):
+        old, new = before.get(f"tokenizer.ggml.{key}"), after.get(f"tokenizer.ggml.{key}")
+        if old is None:
+            continue
+        changed = [(i, vocab.tokens[i], old[i], new[i]) for i in range(len(old)) if old[i] != new[i]
+                   and not (i in added and new[i] in allowed)]
+        assert not changed, f"{key} changed: {changed[:5]}"
+    again = _open_vocab_only(outfile)
+    llama = _open_vocab_only(path)
+    try:
+        plain = [*parity.TOKENIZER_CORPUS, *(_cases(name)[0] if name not in NO_CASES else [])]
+        specials = ["".join(tokenizer.added_tokens_decoder[i].content for i in sorted(added)),
+                    "<|user|>\nHi<|end|>\n<|assistant|> ok"]
+        # with special tokens parsed, as llmbuild and chat templates use it; without, only plain text: the
+        # converter types every '<|...|>' added token CONTROL, which an older one made USER_DEFINED (parsed
+        # even then) in some of these files (command-r, deepseek-coder)
+        for text, parse in [*((t, True) for t in plain + specials), *((t, False) for t in plain)]:
+            expected = llama.tokenize(text.encode(), add_bos=True, special=parse)
+            assert again.tokenize(text.encode(), add_bos=True, special=parse) == expected, repr(text[:40])
+    finally:
+        again.close()
+        llama.close()

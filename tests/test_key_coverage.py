@@ -65,7 +65,7 @@ def test_the_plan_has_every_stage(plan):
 def test_a_stage_sees_exactly_what_its_key_covers(plan, stage):
     spec = STAGES[stage]
     view = stage_config(plan, stage)
-    declared = (*spec.reads, *spec.upstream_reads, *spec.uses)
+    declared = (*spec.reads, *spec.upstream_reads, *spec.uses, *spec.checks)
     for key in leaf_keys():
         visible = OmegaConf.select(view, key, default="<absent>") != "<absent>"
         allowed = any(covers(read, key) for read in declared) and not (unbuilt(key) and key not in spec.uses)
@@ -79,7 +79,7 @@ def test_a_read_outside_the_view_fails_the_build_naming_the_key(plan, stage, mon
     """A planted uncovered read: the stage reads a key its key does not cover (for every stage,
     one it really lacks); the task fails with that key and the fix, and no artifact is written."""
     spec = STAGES[stage]
-    declared = (*spec.reads, *spec.upstream_reads, *spec.uses)
+    declared = (*spec.reads, *spec.upstream_reads, *spec.uses, *spec.checks)
     planted = next(k for k in leaf_keys() if not any(covers(r, k) for r in declared))
 
     def run(ctx):
@@ -113,6 +113,19 @@ def test_uses_and_not_built_keys_exist_and_are_explained():
         assert any(covers(key, k) for k in keys) and why, key
     for stage, spec in STAGES.items():
         assert all(key in schema.NOT_BUILT for key in spec.uses), f"{stage}: explain every `uses` key in NOT_BUILT"
+
+
+def test_checked_keys_are_read_by_a_later_stage():
+    """A stage may look at a later stage's values only to stop a build that stage cannot finish: the
+    later stage's key covers them, so they change what it builds and rebuild it."""
+    def descendants(stage: str) -> set[str]:
+        direct = {s for s, spec in STAGES.items()
+                  if stage in {stage_of(u) for u in (*spec.upstream, *spec.optional_upstream)}}
+        return direct.union(*(descendants(s) for s in direct)) if direct else set()
+
+    for stage, spec in STAGES.items():
+        for key in spec.checks:
+            assert any(covers(read, key) for later in descendants(stage) for read in STAGES[later].reads), (stage, key)
 
 
 def test_the_report_key_covers_every_group_it_shows():

@@ -13,7 +13,7 @@ from llmbuild.adapters import go_template
 from llmbuild.adapters.llama_cpp import chat_formatter
 from llmbuild.chat import parity
 from llmbuild.chat.templates import hf_chat_template, ollama_template
-from llmbuild.facts.chat_families import FAMILIES
+from llmbuild.facts.chat_families import FAMILIES, builtin
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEM = "You are a helpful assistant."
@@ -26,15 +26,16 @@ def check(root: Path, family: str, fewshot=(), system=SYSTEM, stops=None):
     template = ollama_template((root / "templates" / ollama).read_text(), eos_token=EOS, name=ollama)
     fewshot = [dict(m) for m in fewshot]
     render_ollama = go_template.request_renderer(template, system, fewshot)
-    stops = stops if stops is not None else list(dict.fromkeys([*FAMILIES[family].stop, EOS]))
-    return parity.ollama_checks(parity.suite(FAMILIES[family].tools), reference, render_ollama, fewshot, stops)
+    trained = list(dict.fromkeys([*FAMILIES[family].stop, EOS]))   # where the train stage ends answers
+    return parity.ollama_checks(parity.suite(FAMILIES[family].tools), reference, render_ollama, fewshot,
+                                stops if stops is not None else trained, trained)
 
 
 def test_go_is_installed():
     assert shutil.which("go"), "Go is missing: apt-get install golang-go (README.md, Set up)"
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("family", builtin())   # the others: tests/test_family_templates.py
 def test_ollama_builds_the_trained_prompt_for_every_family(family):
     checks = check(ROOT, family)
     report = parity.ollama_report(checks)
@@ -68,6 +69,7 @@ def test_a_drifted_ollama_template_is_caught(tmp_path):
 
 
 def test_a_missing_stop_is_caught():
+    """A Modelfile without the stop the model was trained to end its answers with."""
     checks = check(ROOT, "chatml", stops=["<|endoftext|>"])
     assert all(c.status == "DIFFER" and "Ollama would not stop" in c.stop_problem for c in checks)
 
@@ -77,7 +79,7 @@ def test_a_template_go_cannot_parse_is_a_clear_error():
         go_template.render("{{ range .Messages }}{{ .Content }", "", [], [{"messages": [], "tools": None}])
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("family", builtin())   # the others: tests/test_family_templates.py
 def test_a_system_prompt_outside_the_basic_plane_round_trips(family):
     """An emoji in prompt.system used to become a surrogate pair in the chat template."""
     system = "Be brief 🙂, cite 𠀀 and 𝔘𝔫𝔦𝔠𝔬𝔡𝔢."

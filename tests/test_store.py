@@ -138,3 +138,18 @@ def test_a_store_that_cannot_be_written_is_one_message(tmp_path, monkeypatch):
     with pytest.raises(StageError, match="cannot write to the store .*set store="):
         with Store(tmp_path / "store").building("base", "k", {}):
             pass
+
+
+def test_training_progress_shows_tokens_per_second_once_logged():
+    from llmbuild.adapters import llamafactory
+
+    seen, times = [], iter([10.0, 12.0])
+    read = llamafactory.train_progress(lambda step, steps, detail: seen.append((step, steps, detail)),
+                                       clock=lambda: next(times))
+    read(" 25%|██▌       | 1/4 [00:01<00:03,  1.10s/it]")
+    read("{'loss': '10.81', 'grad_norm': '0.8886', 'epoch': '0.25', 'num_input_tokens_seen': 93}")
+    read(" 25%|██▌       | 1/4 [00:01<00:03,  1.10s/it]")
+    read("{'loss': '10.5', 'grad_norm': '0.8886', 'epoch': '0.5', 'num_input_tokens_seen': 2941}")
+    read(" 50%|█████     | 2/4 [00:02<00:02,  1.05s/it]")
+    assert seen == [(1, 4, "1.10 s/it, 00:03 left"), (1, 4, "loss 10.8100, 1.10 s/it, 00:03 left"),
+                    (2, 4, "loss 10.5000, 1,424 tokens/s, 00:02 left")]   # (2941 - 93) tokens in 2 s

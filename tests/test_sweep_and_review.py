@@ -153,3 +153,12 @@ def test_every_recipe_has_a_lock():
     recipes = {p.stem for p in (ROOT / "recipes").glob("*.yaml") if not p.name.endswith(".lock.yaml")}
     locks = {p.name.removesuffix(".lock.yaml") for p in (ROOT / "recipes").glob("*.lock.yaml")}
     assert recipes == locks, "run `doit lock recipe=NAME` for each recipe and commit the lock"
+
+
+def test_a_value_with_a_comma_is_refused_with_the_users_value_quoted(tmp_path):
+    from llmbuild.cli.session import SINGLE
+
+    with pytest.raises(ConfigError, match=r"is a sweep.*\"prompt.system='Be brief, be kind.'\"$"):
+        make_plans(ROOT, ["prompt.system=Be brief, be kind.", f"store={tmp_path}"], how=SINGLE)
+    (plan,) = make_plans(ROOT, ["prompt.system='Be brief, be kind.'", f"store={tmp_path}"], how=SINGLE)
+    assert plan.composed.cfg.prompt.system == "Be brief, be kind."

@@ -16,10 +16,13 @@ from llmbuild.stages import vllm
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def vllm_argv(tmp_path, *overrides):
+def vllm_argv(tmp_path, *overrides, family="qwen"):
+    from llmbuild.chat.setup import OWN, ChatSetup
+
     merge = tmp_path / "merge" / "k"
     (merge / "merged").mkdir(parents=True)
     (merge / "chat_template.jinja").write_text("{{ messages }}")
+    (merge / "chat.json").write_text(ChatSetup(family, "{{ messages }}", OWN, None).to_json())
     out = tmp_path / "vllm" / "k2"
     out.mkdir(parents=True)
     plan = build_plan(compose(ROOT, [f"store={tmp_path / 'store'}", *overrides]), ROOT, strict=False)
@@ -27,13 +30,15 @@ def vllm_argv(tmp_path, *overrides):
     return json.loads((out / "vllm_command.json").read_text())
 
 
-@pytest.mark.parametrize("overrides, parser", [
-    (("recipe=toolcall-qwen7b", "target=[vllm]"), "hermes"),        # Qwen2.5 tools
-    (("model=llama3-8b-instruct", "target=[vllm]"), "llama3_json"),
-    (("target=[vllm]", "target.vllm.tool_call_parser=pythonic"), "pythonic"),
+@pytest.mark.parametrize("overrides, family, parser", [
+    (("recipe=toolcall-qwen7b", "target=[vllm]"), "qwen", "hermes"),        # Qwen2.5 tools
+    (("model=llama3-8b-instruct", "target=[vllm]"), "llama3.1", "llama3_json"),
+    (("target=[vllm]",), "qwen3", "hermes"),
+    (("target=[vllm]", "target.vllm.tool_call_parser=pythonic"), "qwen", "pythonic"),
 ])
-def test_vllm_command_has_the_families_tool_call_parser(tmp_path, overrides, parser):
-    argv = vllm_argv(tmp_path, *overrides)
+def test_vllm_command_has_the_families_tool_call_parser(tmp_path, overrides, family, parser):
+    """The family is the one the merge recorded (detected from the model's own template)."""
+    argv = vllm_argv(tmp_path, *overrides, family=family)
     assert argv[argv.index("--tool-call-parser") + 1] == parser and "--enable-auto-tool-choice" in argv
 
 

@@ -87,6 +87,9 @@ def request_renderer(template: str, system: str,
 def ollama_message(message: dict[str, Any]) -> dict[str, Any]:
     """An OpenAI-style message as Ollama's /api/chat takes it (tool-call arguments are objects)."""
     out = {"role": message["role"], "content": message.get("content") or ""}
+    thinking, answer = split_thinking(out["content"])
+    if thinking is not None and message["role"] == "assistant":  # Ollama's API keeps it apart
+        out.update(thinking=thinking, content=answer)
     calls = []
     for index, call in enumerate(message.get("tool_calls") or []):
         function = call.get("function", call)
@@ -95,3 +98,12 @@ def ollama_message(message: dict[str, Any]) -> dict[str, Any]:
     if calls:
         out["tool_calls"] = calls
     return out
+
+
+def split_thinking(content: str) -> tuple[str | None, str]:
+    """(the thinking, the answer) of an assistant message written `<think>\\n...\\n</think>\\n\\nanswer`;
+    (None, content) when it has no thinking."""
+    if not content.startswith("<think>") or "</think>" not in content:
+        return None, content
+    thinking, answer = content[len("<think>"):].split("</think>", 1)
+    return thinking.strip("\n"), answer.lstrip("\n")

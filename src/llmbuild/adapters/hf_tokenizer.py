@@ -1,4 +1,4 @@
-"""transformers: a model folder's tokenizer, its chat template rendered by apply_chat_template, and
+"""transformers: a model folder's tokenizer, a chat template rendered by apply_chat_template, and
 the chat template and end-of-turn ids written into a model folder."""
 
 from __future__ import annotations
@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from ..chat.parity import Conversation
+from ..chat.conversation import for_template
+from ..facts.chat_families import TEMPLATE_VARIABLES
 
 
 class UnknownToken(ValueError):
@@ -19,11 +20,23 @@ def load_tokenizer(folder: Path):
     return AutoTokenizer.from_pretrained(folder)
 
 
-def chat_renderer(tokenizer) -> Callable[[Conversation], str]:
-    """A conversation through the tokenizer's own chat template (transformers' apply_chat_template)."""
-    def render(conversation: Conversation) -> str:
-        return tokenizer.apply_chat_template(conversation.openai_messages(), tools=conversation.tools or None,
-                                             tokenize=False)
+def own_chat_template(folder: Path) -> str | None:
+    """The chat template a model folder ships (tokenizer_config.json or chat_template.jinja, as
+    transformers loads it; a named set of templates gives its default one), or None."""
+    template = load_tokenizer(folder).chat_template
+    if isinstance(template, dict):
+        template = template.get("default")
+    return template or None
+
+
+def template_renderer(tokenizer, chat_template: str | None = None) -> Callable[[list, list, bool], str]:
+    """(messages, tools, add_generation_prompt) -> text through `chat_template` (None: the
+    tokenizer's own) with transformers' apply_chat_template: its Jinja environment, the
+    tokenizer's special tokens, and llmbuild's fixed template variables (the date)."""
+    def render(messages: list, tools: list, add_generation_prompt: bool) -> str:
+        return tokenizer.apply_chat_template(for_template(messages), tools=tools or None, chat_template=chat_template,
+                                             add_generation_prompt=add_generation_prompt, tokenize=False,
+                                             **TEMPLATE_VARIABLES)
     return render
 
 
@@ -33,14 +46,19 @@ def token_ids(tokenizer) -> Callable[[str], list[int]]:
 
 
 def set_chat_format(folder: Path, chat_template: str, eos: str | None) -> list[int]:
-    """Write `chat_template` into the folder's tokenizer and make generation stop at `eos` (the
-    format's end of turn; None: the tokenizer's EOS) and at the tokenizer's EOS. Returns the
-    generation config's EOS ids."""
+    """Write `chat_template` into the folder's tokenizer and make generation stop where the model's
+    generation config says, at `eos` (the format's end of turn; None: the tokenizer's EOS) and at
+    the tokenizer's EOS. Returns the generation config's EOS ids."""
     from transformers import AutoTokenizer, GenerationConfig
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
     tokenizer.chat_template = chat_template
-    eos_ids = []
+    try:
+        generation = GenerationConfig.from_pretrained(folder)
+    except OSError:
+        generation = GenerationConfig()
+    own = generation.eos_token_id   # the model's own stops come first
+    eos_ids = [own] if isinstance(own, int) else list(own or [])
     for token in (eos, tokenizer.eos_token):
         if token is None:
             continue
@@ -52,10 +70,6 @@ def set_chat_format(folder: Path, chat_template: str, eos: str | None) -> list[i
     if eos:
         tokenizer.eos_token = eos
     tokenizer.save_pretrained(folder)
-    try:
-        generation = GenerationConfig.from_pretrained(folder)
-    except OSError:
-        generation = GenerationConfig()
     generation.eos_token_id = eos_ids if len(eos_ids) > 1 else eos_ids[0]
     generation.save_pretrained(folder)
     return eos_ids

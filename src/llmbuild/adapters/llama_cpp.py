@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Callable
 
 from .. import PACKAGE_DIR
+from ..chat.conversation import for_template
 from ..errors import ToolError
+from ..facts.chat_families import TEMPLATE_VARIABLES
 from ..facts.quant_types import QUANT_TYPES, QuantizeRecord
 from .process import run_logged
 
@@ -26,7 +28,7 @@ def converter() -> Path:
     if not script.is_file() or not stamp.is_file():
         raise ToolError(f"llama.cpp's converter is missing ({script}). It is unpacked when llmbuild is installed: "
                         f"run the set-up command in README.md again.")
-    unpacked = stamp.read_text().strip()
+    unpacked = stamp.read_text().split("\n", 1)[0].strip()   # the version, then the file set
     if unpacked != installed:
         raise ToolError(f"the converter comes from llama-cpp-python {unpacked} but {installed} is installed; "
                         f"converter and quantizer must be the same llama.cpp. Re-run the set-up command in README.md.")
@@ -140,5 +142,6 @@ def chat_formatter(chat_template: str, bos_token: str, eos_token: str) -> Callab
                                             add_generation_prompt=flag) for flag in (False, True)}
 
     def render(messages: list, tools: list, add_generation_prompt: bool) -> str:
-        return formatters[add_generation_prompt](messages=messages, tools=tools or None).prompt
+        return formatters[add_generation_prompt](messages=for_template(messages), tools=tools or None,
+                                                 **TEMPLATE_VARIABLES).prompt
     return render

@@ -10,19 +10,23 @@ import json
 import re
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import yaml
 
-from ..chat.conversation import decode_arguments
 from ..chat.parity import Conversation
 from ..errors import ToolError
 from ..facts.layout import LLAMAFACTORY_YAML as YAML_NAME
 from .process import run_logged
 
+# LLaMA-Factory's template that adds nothing to a conversation: for datasets whose turns are
+# already written by the model's chat template (prompts masked, answers trained)
+TEMPLATE_AS_WRITTEN = "empty"
 
-def train_args(*, base: str, dataset: str, dataset_dir: str, output_dir: str, template: str, default_system: str,
+
+def train_args(*, base: str, dataset: str, dataset_dir: str, output_dir: str, template: str,
                trust_remote_code: bool, lora: Mapping[str, Any], train: Mapping[str, Any]) -> dict[str, Any]:
     """LLaMA-Factory's training arguments. `lora` and `train` hold llmbuild's LoRA and training
     settings under their config names (conf/lora, conf/train); `template` is LLaMA-Factory's
@@ -41,7 +45,6 @@ def train_args(*, base: str, dataset: str, dataset_dir: str, output_dir: str, te
         "dataset": dataset,
         "dataset_dir": dataset_dir,
         "template": template,
-        "default_system": default_system,
         "cutoff_len": train["cutoff_len"],
         "overwrite_cache": True,
         "output_dir": output_dir,
@@ -50,6 +53,8 @@ def train_args(*, base: str, dataset: str, dataset_dir: str, output_dir: str, te
         "save_steps": train["save_steps"],
         "plot_loss": True,
         "report_to": "none",
+        # tokens/s in the progress line and the log (real tokens: padding is not work)
+        "include_num_input_tokens_seen": "non_padding",
         "per_device_train_batch_size": train["per_device_train_batch_size"],
         "gradient_accumulation_steps": train["gradient_accumulation_steps"],
         "learning_rate": train["learning_rate"],
@@ -80,14 +85,14 @@ def train_args(*, base: str, dataset: str, dataset_dir: str, output_dir: str, te
     return args
 
 
-def export_args(*, base: str, adapter: str, export_dir: str, template: str, default_system: str,
-                trust_remote_code: bool) -> dict[str, Any]:
+def export_args(*, base: str, adapter: str, export_dir: str, trust_remote_code: bool) -> dict[str, Any]:
+    """LLaMA-Factory's export arguments: the merge leaves the tokenizer and its chat template as
+    the base has them (the merge stage writes the build's template afterwards)."""
     return {
         "model_name_or_path": base,
         "adapter_name_or_path": adapter,
         "trust_remote_code": trust_remote_code,
-        "template": template,
-        "default_system": default_system,
+        "template": TEMPLATE_AS_WRITTEN,
         "finetuning_type": "lora",
         "export_dir": export_dir,
         "export_size": 5,
@@ -146,52 +151,55 @@ def run(command: str, folder: Path, offline: bool, credentials: Mapping[str, str
 
 
 # the HF Trainer's progress bar (` 50%|█████     | 30/60 [01:23<01:23,  2.78s/it]`: no label, unlike
-# the dataset bars) and its logged metrics (`{'loss': '2.31', 'grad_norm': ..., 'epoch': '0.5'}`)
+# the dataset bars) and its logged metrics (`{'loss': '2.31', ..., 'num_input_tokens_seen': 93, ...}`)
 _TRAIN_BAR = re.compile(r"^\s*\d+%\|[^|]*\|\s*(\d+)/(\d+) \[([\d:]+)<([\d:?]+)(?:,\s*([\d.]+)(s/it|it/s))?")
 _LOSS = re.compile(r"\{'loss': '?([-\d.e+]+)")
+_TOKENS_SEEN = re.compile(r"'num_input_tokens_seen': '?(\d+)")
 
 
-def train_progress(update: Callable[[int, int, str], None]) -> Callable[[str], None]:
+def train_progress(update: Callable[[int, int, str], None],
+                   clock: Callable[[], float] = time.monotonic) -> Callable[[str], None]:
     """A reader of `llamafactory-cli train` output that calls `update(step, steps, detail)` with
-    the loss last logged and the time left."""
-    state = {"loss": None}
+    the loss last logged, the tokens/s between the last two logged steps (padding not counted) and
+    the time left."""
+    state: dict[str, Any] = {"loss": None, "seen": None, "tokens_per_s": None}
 
     def read(line: str) -> None:
         loss = _LOSS.search(line)
         if loss:
             state["loss"] = float(loss[1])
+            seen = _TOKENS_SEEN.search(line)
+            if seen:
+                now, tokens = clock(), int(seen[1])
+                if state["seen"] is not None and now > state["seen"][0]:
+                    state["tokens_per_s"] = (tokens - state["seen"][1]) / (now - state["seen"][0])
+                state["seen"] = (now, tokens)
         bar = _TRAIN_BAR.match(line)
         if bar:
             step, steps, _, left, rate, unit = bar.groups()
+            tokens_per_s = state["tokens_per_s"]
+            speed = f"{tokens_per_s:,.0f} tokens/s" if tokens_per_s else f"{rate} {unit}" if rate else ""
             detail = [f"loss {state['loss']:.4f}" if state["loss"] is not None else "",
-                      f"{rate} {unit}" if rate else "", f"{left} left" if "?" not in left else ""]
+                      speed, f"{left} left" if "?" not in left else ""]
             update(int(step), int(steps), ", ".join(d for d in detail if d))
     return read
 
 
-def training_renderer(tokenizer, template: str, default_system: str) -> Callable[[Conversation], str]:
-    """A conversation as LLaMA-Factory's training template `template` encodes it (prompt and answer
-    pieces, the tokens the adapter learns from), decoded to text with `tokenizer`, which LLaMA-Factory
-    adjusts (give it a copy of its own)."""
+def training_renderer(tokenizer, pieces_of: Callable[[Conversation], list[tuple[str, str]]]
+                      ) -> Callable[[Conversation], str]:
+    """The prompt before a conversation's last answer as LLaMA-Factory encodes its training sample
+    (the tokens the adapter learns from), decoded to text with `tokenizer` (LLaMA-Factory adjusts
+    it: give it a copy of its own). `pieces_of(conversation)`: the sample's (prompt, answer) pieces,
+    as written into the training dataset."""
     from llamafactory.data.template import get_template_and_fix_tokenizer
     from llamafactory.hparams import DataArguments
 
-    encoder = get_template_and_fix_tokenizer(tokenizer, DataArguments(template=template, default_system=default_system))
+    encoder = get_template_and_fix_tokenizer(tokenizer, DataArguments(template=TEMPLATE_AS_WRITTEN))
 
     def render(conversation: Conversation) -> str:
-        messages = [_message(m) for m in conversation.messages]
-        tools = json.dumps(conversation.tools, ensure_ascii=False) if conversation.tools else None
-        pairs = encoder.encode_multiturn(tokenizer, messages, conversation.system, tools)
-        ids = [token for prompt, answer in pairs for token in prompt + answer]
+        messages = [{"role": role, "content": text} for pair in pieces_of(conversation)
+                    for role, text in zip(("user", "assistant"), pair, strict=True)]
+        pairs = encoder.encode_multiturn(tokenizer, messages, None, None)
+        ids = [token for prompt, answer in pairs[:-1] for token in prompt + answer] + pairs[-1][0]
         return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
     return render
-
-
-def _message(message: dict[str, Any]) -> dict[str, str]:
-    """An OpenAI-style message in LLaMA-Factory's roles (tool calls become a `function` turn)."""
-    if message.get("tool_calls"):
-        calls = [{"name": c["function"]["name"], "arguments": decode_arguments(c["function"]["arguments"])}
-                 for c in message["tool_calls"]]
-        return {"role": "function", "content": json.dumps(calls, ensure_ascii=False)}
-    role = {"tool": "observation"}.get(message["role"], message["role"])
-    return {"role": role, "content": message["content"]}

@@ -1,6 +1,7 @@
 """Prompt-format parity: one conversation suite rendered by every consumer of the chat template,
-compared as text. A difference is the classic post-export failure (a model that loops or babbles
-because its serving prompt is not its training prompt), so it fails the build with a diff.
+compared as text: for each conversation, the prompt the model is given before its last answer.
+A difference is the classic post-export failure (a model that loops or babbles because its
+serving prompt is not its training prompt), so it fails the build with a diff.
 
 Renderings: LLaMA-Factory's training template (what the adapter learned), transformers'
 apply_chat_template on the merged model, llama-cpp-python's Jinja chat formatter on the GGUF's
@@ -61,6 +62,18 @@ TOOL_SUITE = (
         {"role": "assistant", "content": "It is 21 °C and clear in Paris."}], tools=[WEATHER_TOOL]),
 )
 
+# reasoning turns as OpenAI-style clients send them: the thinking inline, before the answer
+REASONING_SUITE = (
+    Conversation("reasoning turn", [
+        {"role": "user", "content": "Is 17 prime?"},
+        {"role": "assistant", "content": "<think>\n17 has no divisor from 2 to 4.\n</think>\n\nYes."}]),
+    Conversation("reasoning, earlier turn's thinking dropped", [
+        {"role": "user", "content": "What is 6 x 7?"},
+        {"role": "assistant", "content": "<think>\n6 x 7 = 42.\n</think>\n\n42."},
+        {"role": "user", "content": "And half of it?"},
+        {"role": "assistant", "content": "<think>\n42 / 2 = 21.\n</think>\n\n21."}]),
+)
+
 
 # tokenizer parity: HF ids must equal llama.cpp's ids for the built GGUF
 TOKENIZER_CORPUS = (
@@ -93,7 +106,7 @@ class Result:
 
     @property
     def agrees(self) -> bool:
-        return len(set(self.renderings.values())) == 1
+        return len(set(self.renderings.values())) <= 1
 
     def diff(self) -> str:
         (first, reference), *others = self.renderings.items()
@@ -105,21 +118,51 @@ class Result:
         return "\n".join(chunks)
 
 
-def suite(with_tools: bool) -> tuple[Conversation, ...]:
-    return SUITE + (TOOL_SUITE if with_tools else ())
+def suite(with_tools: bool, with_reasoning: bool = False) -> tuple[Conversation, ...]:
+    return SUITE + (TOOL_SUITE if with_tools else ()) + (REASONING_SUITE if with_reasoning else ())
 
 
 def compare(conversations, renderers: dict[str, Callable[[Conversation], str]]) -> list[Result]:
-    return [Result(c.name, {name: render(c) for name, render in renderers.items()}) for c in conversations]
+    """Each conversation through every renderer. A conversation the first renderer (the
+    reference) rejects (a template's raise_exception: Gemma 2 refuses system messages) is left
+    out of the comparison: its Result has no renderings."""
+    results = []
+    for conversation in conversations:
+        (_, reference), *_ = renderers.items()
+        try:
+            reference(conversation)
+        except Exception:   # whatever the template raises, it does not accept this conversation
+            results.append(Result(conversation.name, {}))
+            continue
+        results.append(Result(conversation.name, {name: render(conversation) for name, render in renderers.items()}))
+    return results
 
 
 # --- renderers: a chat formatter (messages, tools, add_generation_prompt) -> text, per conversation
 
-def conversation_renderer(formatter: Callable[[list, list, bool], str]) -> Callable[[Conversation], str]:
-    """A whole conversation through a chat formatter, as training sees it (no generation prompt)."""
+def prompt_renderer(formatter: Callable[[list, list, bool], str],
+                    system: str | None = None) -> Callable[[Conversation], str]:
+    """The generation prompt of a conversation's last answer through a chat formatter: what the
+    model is given before it writes that answer. `system`: the system message of a conversation
+    that has none (the reference for a build with prompt.system set)."""
     def render(conversation: Conversation) -> str:
-        return formatter(conversation.openai_messages(), conversation.tools, False)
+        history, _ = last_answer(conversation.openai_messages())
+        if system is not None and not (history and history[0]["role"] == "system"):
+            history = [{"role": "system", "content": system}, *history]
+        return formatter(history, conversation.tools, True)
     return render
+
+
+def trained_answer_problems(conversations, pieces_of: Callable[[Conversation], list[tuple[str, str]]],
+                            stops: list[str]) -> list[str]:
+    """Conversations whose last trained answer (`pieces_of`: the training sample's pieces) does not
+    end at one of `stops`: a model trained on them would not learn to stop."""
+    problems = []
+    for conversation in conversations:
+        answer = pieces_of(conversation)[-1][1]
+        if stops and not any(stop in answer for stop in stops):
+            problems.append(f"{conversation.name}: the trained answer {answer[-60:]!r} ends at none of {stops}")
+    return problems
 
 
 # --- Ollama: the generation prompt its server builds, and where the answer stops -----------------
@@ -145,9 +188,10 @@ class OllamaCheck:
 
 def ollama_checks(conversations, render_gguf: Callable[[list, list, bool], str],
                   render_ollama: Callable[[list[dict]], list[str]], fewshot: list[dict[str, str]],
-                  stops: list[str]) -> list[OllamaCheck]:
+                  stops: list[str], trained_stops: list[str] | None = None) -> list[OllamaCheck]:
     """Each conversation up to its last answer, rendered as the trained format's generation prompt
-    and as Ollama's; the full trained conversation must then end the answer at one of `stops`.
+    and as Ollama's; the answer as trained (ending at one of `trained_stops`, default `stops`) must
+    then end at one of the Modelfile's `stops` right after its content.
 
     Ollama puts the Modelfile's MESSAGE turns before the request (after its system prompt) and the
     Modelfile SYSTEM in front when the request has none, which the reference mirrors."""
@@ -160,22 +204,29 @@ def ollama_checks(conversations, render_gguf: Callable[[list, list, bool], str],
     prompts = render_ollama(requests)
     checks = []
     for (conversation, messages, answer), ollama in zip(cases, prompts, strict=True):
-        expected, rendered, stop = answer_span(render_gguf, messages, answer, conversation.tools, stops)
+        expected, rendered, _ = answer_span(render_gguf, messages, answer, conversation.tools, trained_stops or stops)
+        found = sorted((rendered.find(s), s) for s in stops if s and rendered and s in rendered)
+        rendered, stop = (rendered[:found[0][0] + len(found[0][1])], found[0][1]) if found else (rendered, None)
         checks.append(OllamaCheck(conversation.name, expected, ollama, _stop_problem(rendered, stop, answer, stops)))
     return checks
 
 
 def _stop_problem(rendered: str | None, stop: str | None, answer: dict[str, Any], stops: list[str]) -> str | None:
     if rendered is None:
-        return "the chat template renders the history differently with and without the answer"
+        return "the chat template cannot write the trained answer after its generation prompt"
     if stop is None:
         return (f"the trained answer {rendered[:80]!r} ends with none of the Modelfile stops {stops}: "
                 f"Ollama would not stop")
     text = rendered[:-len(stop)]
     content = answer.get("content") or ""
-    if content and not answer.get("tool_calls") and text != content:
+    if content and not answer.get("tool_calls") and _after_thinking(text) != _after_thinking(content):
         return f"Ollama would stop at {text[:80]!r}, not after the trained answer {content[:80]!r}"
     return None
+
+
+def _after_thinking(text: str) -> str:
+    """An answer less its thinking block (templates write an empty one, or open it in the prompt)."""
+    return text.split("</think>", 1)[1].lstrip("\n") if "</think>" in text else text
 
 
 def canonical_json(text: str) -> str:
@@ -213,8 +264,9 @@ def ollama_report(checks: list[OllamaCheck]) -> str:
 def report(results: list[Result]) -> str:
     lines = ["# Prompt-format parity", ""]
     for result in results:
-        lines.append(f"- {'agree' if result.agrees else 'DIFFER'}: {result.conversation} "
-                     f"({', '.join(result.renderings)})")
+        status = "agree" if result.agrees else "DIFFER"
+        lines.append(f"- {status}: {result.conversation} ({', '.join(result.renderings)})" if result.renderings
+                     else f"- skipped: {result.conversation} (the template rejects it)")
     for result in results:
         if not result.agrees:
             lines += ["", f"## {result.conversation}", "", "```diff", result.diff().rstrip(), "```"]

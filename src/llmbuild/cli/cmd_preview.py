@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 from doit.exceptions import InvalidCommand
 
 from ..adapters import llamafactory_preview
 from ..facts import layout
 from ..plan import outputs
-from ..plan.view import stage_config
 from ..stages import train
 from . import session
 from .cmd_base import GraphCommand
+from .tasks import stage_context
 
 
 class Preview(GraphCommand):
@@ -31,8 +34,11 @@ class Preview(GraphCommand):
         if result != 0 or not self.plans:
             return result
         (plan,) = self.plans
-        train_args = train.arguments(stage_config(plan, "train"), base=str(outputs.artifact(plan, "base")),
-                                     dataset_dir=str(outputs.artifact(plan, "data") / layout.DATASET_DIR),
-                                     output_dir=layout.ADAPTER)
-        print(llamafactory_preview.show(llamafactory_preview.preprocess(train_args, int(count))))
+        with tempfile.TemporaryDirectory(prefix="llmbuild-preview-") as scratch:
+            ctx = stage_context(plan, "train", Path(scratch))
+            base, data = outputs.artifact(plan, "base"), outputs.artifact(plan, "data")
+            samples = Path(scratch) / layout.DATASET_DIR   # as the train stage writes them
+            train.write_samples(ctx.cfg, ctx.templates, base, data, samples)
+            train_args = train.arguments(ctx.cfg, base=str(base), dataset_dir=str(samples), output_dir=layout.ADAPTER)
+            print(llamafactory_preview.show(llamafactory_preview.preprocess(train_args, int(count))))
         return 0

@@ -38,11 +38,12 @@ def make_plans(root: Path, args: list[str], how: str = ANY, strict: bool = True)
     """Not strict: input files that are not there yet are planned as missing (`doit size`)."""
     swept, variants = expand_sweep(root, args)
     if swept and how == SINGLE:
-        key = swept[0].split("=", 1)[0]
-        raise ConfigError(f"{' '.join(swept)} is a sweep; `doit build` builds one configuration. "
-                          f"Run `doit sweep {' '.join(map(redact_override, args))}` to build every variant in one "
-                          f"graph, or, for one value with a comma in it, quote it for Hydra (and the quotes for "
-                          f"the shell): \"{key}='a, b'\"")
+        key, value = redact_override(swept[0]).split("=", 1)
+        quoted = value.replace("'", "\\'") if not value.startswith(("[", "range(", "choice(")) else "a, b"
+        raise ConfigError(f"{' '.join(map(redact_override, swept))} is a sweep; `doit build` builds one "
+                          f"configuration. Run `doit sweep {' '.join(map(redact_override, args))}` to build every "
+                          f"variant in one graph, or, for one value with a comma in it, quote it for Hydra (and the "
+                          f"quotes for the shell): \"{key}='{quoted}'\"")
     if not swept:
         variants = [tuple(args)]
     if swept:  # swept values first, so that variant names show them even when shortened

@@ -51,11 +51,15 @@ class Composed:
 
 
 def normalise_overrides(overrides: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """`recipe=NAME` is the user's spelling of the `recipes` config group."""
+    """`recipe=NAME` is the user's spelling of the `recipes` config group; `recipe=none` builds from
+    the group defaults alone."""
     out = []
     for item in overrides:
         if item.lstrip("+~").startswith("="):
             raise ConfigError(f"'{item}' has no key: write key=value, e.g. quant=q8_0 or lora.r=16")
+        if item in ("recipe=none", "recipe=null"):   # no recipe: the group defaults alone, a clean start
+            out.append(f"~{RECIPE_GROUP}")
+            continue
         out.append(re.sub(r"^recipe=", f"{RECIPE_GROUP}=", item))
     return tuple(out)
 

@@ -44,7 +44,9 @@ class ModelConfig:
     path: Optional[str] = None          # local HF folder, a .gguf file (first shard if split), or pkg:<module>/<file>
     hub_id: Optional[str] = None        # Hugging Face id, used when `path` is unset and the hub is reachable
     revision: Optional[str] = None      # hub revision (commit, tag); pin it so the cache key means one thing
-    chat_format: str = "chatml"         # the model's own chat template family (facts/chat_families.py)
+    # the model's chat family (facts/chat_families.py); None: detected from the chat template the model
+    # ships. Set it for a model that ships none; a model that ships one is checked against it
+    chat_format: Optional[str] = None
     license: Optional[str] = None       # licence text or SPDX id, carried into the Modelfile's LICENSE
     trust_remote_code: bool = False
     # for `doit size` when the model is not on disk (conf/model/qwen2.5-7b-instruct.yaml)
@@ -109,8 +111,11 @@ class QuantConfig:
 
 @dataclass
 class PromptConfig:
-    template: Optional[str] = None      # chat family (chatml, qwen, llama3, alpaca); None keeps model.chat_format
-    system: str = ""                    # default system prompt: trained with, and the Modelfile SYSTEM
+    # llmbuild's template of a family (chatml, qwen, llama3, gemma, alpaca) instead of the model's own
+    template: Optional[str] = None
+    # the system message of every conversation that has none, in training and in every deployed template
+    # (the Modelfile's SYSTEM); None: as the model's template does it (its default system prompt, or none)
+    system: Optional[str] = None
     temperature: float = 0.7
     top_p: float = 0.9
     top_k: int = 40

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..chat.modelfile import MESSAGE_ROLES, ModelfileError, quote
 from ..chat.templates import hf_chat_template, ollama_template
 from ..errors import ConfigError, StageError
-from ..facts.chat_families import FAMILIES
+from ..facts.chat_families import FAMILIES, builtin
 from ..facts.gguf_files import is_size
 from ..facts.quant_types import CONVERT_TYPES, QUANT_TYPES
 from ..facts.secrets import MASK, TOOL_CREDENTIALS, is_secret
@@ -47,8 +47,10 @@ def validate(cfg: DictConfig, where: Callable[[str], str], root: Path | None = N
     one_of("quant.convert_type", cfg.quant.convert_type, list(CONVERT_TYPES))
     if cfg.quant.split_max_size is not None and not is_size(cfg.quant.split_max_size):
         fail("quant.split_max_size", cfg.quant.split_max_size, "not a size", "Write it as llama.cpp does: 500M or 2G.")
-    key = "prompt.template" if cfg.prompt.template else "model.chat_format"
-    one_of(key, chat_family(cfg), list(FAMILIES))
+    if cfg.model.chat_format is not None:
+        one_of("model.chat_format", cfg.model.chat_format, list(FAMILIES))
+    if cfg.prompt.template is not None:
+        one_of("prompt.template", cfg.prompt.template, builtin())
     if not cfg.model.path and not cfg.model.hub_id:
         fail("model.path", None, "the model has neither a local path nor a hub id",
              "Set model.path to an HF folder or a .gguf file.")
@@ -102,10 +104,15 @@ def validate(cfg: DictConfig, where: Callable[[str], str], root: Path | None = N
 
 
 def _check_templates(cfg: DictConfig, root: Path) -> None:
+    """llmbuild's own template files of the named family (the model's own template, and the family
+    detected from it, are checked when the build reads the model)."""
+    if chat_family(cfg) is None:
+        return
     family = FAMILIES[chat_family(cfg)]
     templates = TemplateDir(root)
     try:
-        hf_chat_template(templates.text(family.chat_template), cfg.prompt.system or "", family.chat_template)
+        if family.builtin:
+            hf_chat_template(templates.text(family.chat_template), cfg.prompt.system or "", family.chat_template)
         if cfg.target.ollama is not None:
             ollama_template(templates.text(family.ollama_template), "", family.ollama_template)
     except FileNotFoundError as err:

@@ -1,11 +1,14 @@
 """Chat template families: the one registry of what a family is.
 
-A family is a prompt format: its text lives in templates/chat/<family>.jinja (the HF/GGUF chat
-template) and templates/ollama/<family>.gotmpl (the Ollama TEMPLATE); this registry holds the facts
-around it: LLaMA-Factory's template of the same text, where generation stops, whether the format
-has tools, and which vLLM tool-call parser reads its calls. Configuration is validated against
-this registry, and a test checks that every family has both template files and that no template
-file lacks a family.
+A family is a prompt format. A model that ships its own chat template (an instruct model's
+tokenizer_config.json, chat_template.jinja, or a GGUF's tokenizer.chat_template) is trained, merged
+and served with that template, byte for byte; the family, detected from the template's text
+(`detect`), supplies what the template alone does not say: the Ollama TEMPLATE that renders the
+same prompts (templates/ollama/<family>.gotmpl), where generation stops, whether the format has
+tools and reasoning turns, and which vLLM tool-call parser reads its calls. Families marked
+`builtin` also have llmbuild's own template (templates/chat/<family>.jinja) for a model that ships
+none, or for `prompt.template`. Configuration is validated against this registry, and tests check
+that every family has the files it needs and renders like its publisher's template.
 """
 
 from __future__ import annotations
@@ -16,15 +19,19 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class ChatFamily:
     name: str
-    llamafactory_template: str   # LLaMA-Factory's built-in template with the same text
+    models: str                  # which models use it, for people (messages, README)
+    markers: tuple[str, ...]     # texts every template of the family contains (detection)
     stop: tuple[str, ...]        # strings that end an assistant turn; the tokenizer's EOS is added too
     eos: str | None              # token the assistant turn ends with (generation_config eos); None: the tokenizer's
     tools: bool = False          # the format defines tool definitions, calls and results
+    reasoning: bool = False      # assistant turns may start with <think>...</think>, dropped from earlier turns
     vllm_tool_parser: str | None = None  # vLLM's --tool-call-parser for its calls (vLLM docs, "Tool Calling")
+    builtin: bool = False        # llmbuild has its own templates/chat/<name>.jinja
+    unlike: tuple[str, ...] = ()  # texts no template of the family contains (tells it from a more general one)
 
     @property
     def chat_template(self) -> str:
-        """The HF/GGUF chat template, relative to templates/."""
+        """llmbuild's HF/GGUF chat template, relative to templates/ (builtin families)."""
         return f"chat/{self.name}.jinja"
 
     @property
@@ -32,14 +39,53 @@ class ChatFamily:
         """The Ollama TEMPLATE (Go text/template, pre-filled through Jinja), relative to templates/."""
         return f"ollama/{self.name}.gotmpl"
 
+    def matches(self, template: str) -> bool:
+        return all(m in template for m in self.markers) and not any(u in template for u in self.unlike)
 
+
+_THINK = "</think>"
+# most specific first: the first family whose markers a template holds is its family
 FAMILIES = {f.name: f for f in (
-    ChatFamily("chatml", "chatml", ("<|im_end|>",), "<|im_end|>"),
-    ChatFamily("qwen", "qwen", ("<|im_end|>", "<|endoftext|>"), "<|im_end|>", tools=True, vllm_tool_parser="hermes"),
-    ChatFamily("llama3", "llama3", ("<|eot_id|>",), "<|eot_id|>", vllm_tool_parser="llama3_json"),
-    ChatFamily("alpaca", "alpaca", (), None),
+    ChatFamily("deepseek-r1", "DeepSeek-R1 and its Qwen and Llama distills", ("<｜User｜>", "<｜Assistant｜>", _THINK),
+               ("<｜end▁of▁sentence｜>",), "<｜end▁of▁sentence｜>", reasoning=True, vllm_tool_parser="deepseek_v3",
+               unlike=("<think></think>",)),
+    ChatFamily("glm4", "GLM-4.5, GLM-4.6", ("[gMASK]<sop>", "<|assistant|>"), ("<|user|>", "<|observation|>"),
+               None, tools=True, reasoning=True, vllm_tool_parser="glm45"),
+    ChatFamily("gemma", "Gemma 2, Gemma 3", ("<start_of_turn>", "<end_of_turn>"), ("<end_of_turn>",),
+               "<end_of_turn>", builtin=True),
+    ChatFamily("llama3.1", "Llama 3.1, 3.2, 3.3 Instruct", ("<|start_header_id|>", "Cutting Knowledge Date"),
+               ("<|eot_id|>", "<|eom_id|>"), "<|eot_id|>", tools=True, vllm_tool_parser="llama3_json"),
+    ChatFamily("llama3", "Llama 3 Instruct", ("<|start_header_id|>", "<|eot_id|>"), ("<|eot_id|>",), "<|eot_id|>",
+               vllm_tool_parser="llama3_json", builtin=True),
+    ChatFamily("phi3", "Phi-3, Phi-3.5", ("<|user|>", "<|assistant|>", "<|end|>"), ("<|end|>",), "<|end|>"),
+    ChatFamily("mistral", "Mistral Nemo, Mistral 7B v0.3", ("[INST]", "[/INST]"), ("</s>",), None,
+               tools=True, vllm_tool_parser="mistral", unlike=("[SYSTEM_PROMPT]",)),
+    ChatFamily("qwq", "QwQ-32B", ("<|im_start|>", _THINK, "<|im_start|>assistant\\n<think>\\n"),
+               ("<|im_end|>", "<|endoftext|>"), "<|im_end|>", tools=True, reasoning=True, vllm_tool_parser="hermes",
+               unlike=("reasoning_content",)),
+    ChatFamily("qwen3", "Qwen3", ("<|im_start|>", _THINK, "<tool_call>"), ("<|im_end|>", "<|endoftext|>"),
+               "<|im_end|>", tools=True, reasoning=True, vllm_tool_parser="hermes"),
+    ChatFamily("qwen", "Qwen2, Qwen2.5 Instruct", ("<|im_start|>", "<tool_call>"), ("<|im_end|>", "<|endoftext|>"),
+               "<|im_end|>", tools=True, vllm_tool_parser="hermes", builtin=True),
+    ChatFamily("chatml", "ChatML models (SmolLM2, OpenHermes, ...)", ("<|im_start|>", "<|im_end|>"), ("<|im_end|>",),
+               "<|im_end|>", builtin=True, unlike=("Reasoning Mode",)),
+    ChatFamily("alpaca", "base models (Alpaca's instruction format)", ("### Instruction:",), (), None, builtin=True),
 )}
+
+# what llmbuild passes to every chat template it trains with or compares: the date of Llama 3.1+'s
+# "Today Date" header (those templates' own fallback), so that training samples and checks do not
+# change with the day they are built. Servers write the day they run on.
+TEMPLATE_VARIABLES = {"date_string": "26 Jul 2024"}
 
 # the file patterns of a family under templates/, "{family}" filled in (stage specs use them)
 CHAT_TEMPLATE_FILE = "chat/{family}.jinja"
 OLLAMA_TEMPLATE_FILE = "ollama/{family}.gotmpl"
+
+
+def detect(template: str) -> ChatFamily | None:
+    """The family of a chat template's text, or None when it matches none."""
+    return next((family for family in FAMILIES.values() if family.matches(template)), None)
+
+
+def builtin() -> list[str]:
+    return [name for name, family in FAMILIES.items() if family.builtin]

@@ -26,6 +26,8 @@ LLAMAFACTORY_YAML = "llamafactory.yaml"
 ADAPTER = "adapter"                  # train: the PEFT adapter folder (+ trainer_log.jsonl, train_results.json)
 MERGED = "merged"                    # merge: the merged HF model
 CHAT_TEMPLATE = "chat_template.jinja"  # merge and vllm: the chat template as written into the model
+CHAT_SETUP = "chat.json"             # merge: the chat family, template and system prompt it trained and wrote
+TRAIN_SAMPLES = "samples.json"       # train: the conversations as the chat template writes them, in pieces
 
 QUANTIZE_RECORD = "quantize.json"    # quantize: tensor types written, and llama.cpp's fallbacks
 MODELFILE = "Modelfile"              # ollama

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from ..config.compose import Composed
 from ..config.derived import chat_family
 from ..config.schema import RUNTIME_KEYS
+from ..facts.chat_families import FAMILIES, OLLAMA_TEMPLATE_FILE
 from ..facts.layout import ladder, ladder_slot
 from ..facts.names import digest, sanitize, shorten
 from ..facts.secrets import is_secret
@@ -72,12 +73,19 @@ def variant_name(composed: Composed) -> str:
     return shorten(name, MAX_VARIANT_NAME)  # stays a valid, unique file name
 
 
-def template_digests(stage: str, family: str, root: Path, digests: DigestCache) -> dict[str, str]:
+def template_digests(stage: str, family: str | None, root: Path, digests: DigestCache) -> dict[str, str]:
+    """The digests of the stage's template files. `family` None: the model's own template decides
+    the family when the build runs, so a family's file counts for every family."""
     out = {}
     for pattern in STAGES[stage].templates:
-        relative = pattern.format(family=family)
-        path = root / TEMPLATES_FOLDER / relative
-        out[relative] = digests.digest(path) if path.is_file() else "missing"
+        if "{family}" not in pattern or family:
+            names = [family]
+        else:   # llmbuild's own chat templates serve only a named family; Ollama's serve the detected one
+            names = sorted(FAMILIES) if pattern == OLLAMA_TEMPLATE_FILE else []
+        for name in names:
+            relative = pattern.format(family=name)
+            path = root / TEMPLATES_FOLDER / relative
+            out[relative] = digests.digest(path) if path.is_file() else "missing"
     return out
 
 

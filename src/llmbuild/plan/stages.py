@@ -5,7 +5,8 @@ upstream key, a template file it renders, its `version` (bump it when the stage'
 for the same inputs), or the version of a tool it calls.
 
 A stage runs with exactly what its key covers: its config is the `reads` slice that was hashed
-(plus `uses`, values it reads that change no byte of its output), and its templates are the files
+(plus `uses`, values it reads that change no byte of its output, and `checks`, values of later
+stages it checks so that a build they cannot finish stops early), and its templates are the files
 of `templates`; reading anything else fails the build (plan/view.py, files/templates.py).
 """
 
@@ -23,6 +24,7 @@ class StageSpec:
     doc: str                                # first line of `doit list`
     reads: tuple[str, ...] = ()             # config keys (a group name means all of it); see config/derived.py
     uses: tuple[str, ...] = ()              # config keys read but not hashed: each changes how, never what, is built
+    checks: tuple[str, ...] = ()            # later stages' keys, read only to refuse early what they cannot build
     upstream_reads: tuple[str, ...] = ()    # config keys read that an upstream stage's key covers (tests check)
     upstream: tuple[str, ...] = ()
     tools: tuple[str, ...] = ()             # Python distributions whose versions enter the key
@@ -48,21 +50,26 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
     ),
     StageSpec(
         "train", "Fine-tune a LoRA adapter with llamafactory-cli train",
-        reads=("lora", "train", "chat_format", "prompt.system", "model.trust_remote_code"),
-        upstream_reads=("dataset.name", "model.path"),
+        reads=("lora", "train", "model.chat_format", "prompt.template", "prompt.system", "model.trust_remote_code"),
+        upstream_reads=("model.path",),
         upstream=("base", "data"),
         tools=("llamafactory", "transformers", "peft", "trl", "datasets", "accelerate", "torch"),
         tools_if=(("lora.quantization_bit", "bitsandbytes"),),
         templates=(CHAT_TEMPLATE_FILE,),
+        version="2",  # 2: the conversations written by the chat template (the model's own); tokens/s logged
+        # a system prompt the smoke test's or eval's context cannot hold fails before training
+        checks=("smoke.questions", "smoke.max_tokens", "smoke.n_ctx",
+                "eval.enabled", "eval.n_ctx", "eval.max_new_tokens"),
     ),
     StageSpec(
         "merge", "Merge the adapter into the base with llamafactory-cli export; write the chat template",
-        reads=("chat_format", "prompt.system"),
+        reads=("model.chat_format", "prompt.template", "prompt.system"),
         upstream_reads=("model.trust_remote_code",),
         upstream=("base", "train"),
         tools=("llamafactory", "transformers", "peft", "torch", "jinja2"),
         templates=(CHAT_TEMPLATE_FILE,),
-        version="2",  # 2: non-ASCII system prompts written as characters (astral ones broke as surrogates)
+        version="3",  # 2: non-ASCII system prompts written as characters (astral ones broke as surrogates);
+                      # 3: the model's own chat template, and chat.json
     ),
     StageSpec(
         "convert", "Convert the merged model to GGUF with llama.cpp's convert_hf_to_gguf.py",
@@ -72,12 +79,10 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
     ),
     StageSpec(
         "parity", "Check that training, the merged model and the GGUF format a conversation suite identically",
-        reads=("chat_format", "prompt.system"),
         upstream_reads=("model.name", "quant.convert_type"),
-        upstream=("merge", "convert"),
+        upstream=("base", "merge", "convert"),
         tools=("llamafactory", "transformers", "llama_cpp_python", "jinja2"),
-        templates=(CHAT_TEMPLATE_FILE,),
-        version="2",  # 2: emoji and rare scripts in the conversation suite
+        version="3",  # 2: emoji and rare scripts in the conversation suite; 3: the model's own template, reasoning
     ),
     StageSpec(
         "quantize", "Quantize the GGUF with llama.cpp's quantizer (llama_model_quantize)",
@@ -105,30 +110,31 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
     ),
     StageSpec(
         "ollama", "Render the Ollama Modelfile (TEMPLATE, SYSTEM, PARAMETERs) beside the quantized GGUF",
-        reads=("chat_format", "prompt.system", "prompt.temperature", "prompt.top_p", "prompt.top_k",
+        reads=("chat_format", "prompt.temperature", "prompt.top_p", "prompt.top_k",
                "prompt.repeat_penalty", "prompt.num_ctx", "prompt.num_predict", "prompt.stop", "target.ollama",
                "model.license", "model.name"),
         upstream_reads=("quant.type",),
-        upstream=("quantize",),
+        upstream=("merge", "quantize"),
         optional_upstream=("lora_gguf",),
         tools=("jinja2",),
         templates=(OLLAMA_TEMPLATE_FILE, MODELFILE_TEMPLATE),
-        version="5",  # 2: stop at EOS and EOT as llama.cpp resolves them; 3: quoting Ollama reads back; 4: Go parity;
-                      # 5: emoji and rare scripts in the conversation suite
+        version="6",  # 2: stop at EOS and EOT as llama.cpp resolves them; 3: quoting Ollama reads back; 4: Go parity;
+                      # 5: emoji and rare scripts in the conversation suite; 6: the template's own SYSTEM, reasoning
         target="ollama",
     ),
     StageSpec(
         "vllm", "Write the vLLM serving folder: chat template file and the `vllm serve` command line",
-        reads=("chat_format", "prompt.system", "target.vllm", "model.name"),
+        reads=("target.vllm", "model.name"),
         upstream=("merge",),
         tools=("jinja2",),
-        templates=(CHAT_TEMPLATE_FILE, VLLM_SERVE_TEMPLATE),
+        templates=(VLLM_SERVE_TEMPLATE,),
+        version="2",  # 2: the tool-call parser of the family merge recorded
         target="vllm",
     ),
     StageSpec(
         "hf", "Write the HF model folder with a model card (recipe, stage keys, training metrics)",
         reads=("model.name", "model.license", "model.hub_id", "model.path", "lora", "train", "dataset.name",
-               "chat_format", "target.hf"),
+               "target.hf"),
         upstream=("train", "merge"),
         templates=(HF_CARD_TEMPLATE,),
         target="hf",
@@ -142,7 +148,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
     ),
     StageSpec(
         "eval", "Evaluate base, fine-tuned and every GGUF on the held-out rows: NLL, KLD, answers, speed",
-        reads=("eval", "chat_format", "prompt.system", "model.name", "quant.type", "quant.convert_type"),
+        reads=("eval", "prompt.system", "model.name", "quant.type", "quant.convert_type"),
         upstream_reads=("dataset.holdout", "dataset.holdout_seed"),
         upstream=("base", "data", "merge", "convert", "quantize"),
         tools=("llama_cpp_python", "transformers", "torch"),

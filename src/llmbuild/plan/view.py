@@ -2,7 +2,8 @@
 
 A stage's config is a read-only DictConfig holding the values its key hashed (the node's config
 slice, under the same dotted names), the values an upstream key covers (`upstream_reads`) and the
-values that change how, never what, it builds (`uses`); nothing else is in it, so a stage that
+values that change how, never what, it builds (`uses`) and later stages' values it checks
+(`checks`); nothing else is in it, so a stage that
 reads another key fails with `UncoveredRead` instead of building an artifact whose key does not
 cover what it contains. Its template files are the ones the key hashed, and its outside files
 (model, dataset) the ones whose digests the key holds.
@@ -44,7 +45,7 @@ def stage_config(plan: Plan, slot: str) -> DictConfig:
         _put(tree, dotted, value)
     overrides = dict(node.overrides)
     spec = STAGES[node.stage]
-    for dotted in (*spec.upstream_reads, *spec.uses):
+    for dotted in (*spec.upstream_reads, *spec.uses, *spec.checks):
         value = overrides[dotted] if dotted in overrides else OmegaConf.select(plan.composed.cfg, dotted)
         _put(tree, dotted, OmegaConf.to_container(value) if OmegaConf.is_config(value) else value)
     cfg = OmegaConf.create(tree)

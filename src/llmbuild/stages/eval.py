@@ -21,7 +21,7 @@ from ..errors import StageError
 from ..evaluation import cases as eval_cases
 from ..evaluation import metrics, results
 from ..facts import layout
-from ..facts.chat_families import FAMILIES
+from . import chat
 from .context import StageContext
 
 WORKER = "llmbuild.adapters.eval_worker"   # run as `python -m`, one process per model
@@ -29,10 +29,11 @@ WORKER = "llmbuild.adapters.eval_worker"   # run as `python -m`, one process per
 
 def run(ctx: StageContext) -> None:
     cfg, settings = ctx.cfg, ctx.cfg.eval
-    family = FAMILIES[cfg.chat_format]
+    setup = chat.recorded(ctx.inputs["merge"])
     reference_gguf = layout.converted_gguf(ctx.inputs["convert"], cfg.model.name, cfg.quant.convert_type)
     meta = read_metadata(reference_gguf)
-    stops = list(dict.fromkeys([*family.stop, *meta.end_tokens]))
+    family_stops = setup.chat_family.stop if setup.chat_family else ()
+    stops = list(dict.fromkeys([*family_stops, *meta.end_tokens]))
     render = llama_cpp.chat_formatter(meta.get("tokenizer.chat_template") or "", meta.bos_token,
                                       meta.end_tokens[0] if meta.end_tokens else "")
     rows = eval_cases.load(ctx.inputs["data"] / layout.HELDOUT, settings.max_rows)
@@ -42,7 +43,7 @@ def run(ctx: StageContext) -> None:
     try:
         cases = eval_cases.build(rows, render, stops)
     except ValueError as err:
-        raise StageError(f"templates/{family.chat_template}: {err}") from None
+        raise StageError(f"{setup.source}: {err}") from None
     quants = [cfg.quant.type, *layout.ladder(cfg.eval.quants, cfg.quant.type)]
     models: list[dict[str, Any]] = []
     if settings.base:

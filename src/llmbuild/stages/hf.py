@@ -10,9 +10,9 @@ from omegaconf import OmegaConf
 
 from ..adapters import llamafactory
 from ..facts import layout
-from ..facts.chat_families import FAMILIES
 from ..files.links import link_or_copy
 from ..store.artifacts import read_manifest
+from . import chat
 from .context import StageContext
 
 SPDX = re.compile(r"^[A-Za-z0-9.+-]+$")  # an SPDX-like id (apache-2.0, mit, llama3); else the text is a name
@@ -25,13 +25,14 @@ def run(ctx: StageContext) -> None:
     folder.mkdir()
     for item in (ctx.inputs["merge"] / layout.MERGED).iterdir():
         link_or_copy(item, folder / item.name)
-    family = FAMILIES[cfg.chat_format]
+    setup = chat.recorded(ctx.inputs["merge"])
+    family = setup.chat_family
     manifest = read_manifest(ctx.inputs["train"])
     card = ctx.templates.render(
         layout.HF_CARD_TEMPLATE,
         title=cfg.target.hf.repo_id or f"{cfg.model.name} (llmbuild fine-tune)",
-        model=cfg.model.name, base_model=cfg.model.hub_id, family=family.name,
-        eos=[e for e in (family.eos,) if e] or ["the tokenizer's EOS"],
+        model=cfg.model.name, base_model=cfg.model.hub_id, family=setup.family or "its own",
+        eos=[e for e in (family.eos if family else None,) if e] or ["the tokenizer's EOS"],
         license_id=cfg.model.license.lower() if cfg.model.license and SPDX.match(cfg.model.license) else None,
         license=cfg.model.license, dataset=cfg.dataset.name,
         tags=["llmbuild", "lora", "sft", *cfg.target.hf.tags],

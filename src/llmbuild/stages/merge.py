@@ -1,23 +1,22 @@
-"""merge: fold the adapter into the base with `llamafactory-cli export`, then write the chat
-template and the EOS ids of the chosen family into the merged folder (the GGUF inherits both)."""
+"""merge: fold the adapter into the base with `llamafactory-cli export`, then write the build's chat
+template (chat/setup.py: the model's own, or llmbuild's) and its end-of-turn ids into the merged
+folder (the GGUF inherits both), and record the chat setup for every later stage."""
 
 from __future__ import annotations
 
 from ..adapters import hf_tokenizer, llamafactory
-from ..chat.templates import hf_chat_template
 from ..errors import StageError
 from ..facts import layout
-from ..facts.chat_families import FAMILIES
+from . import chat
 from .context import StageContext
 
 
 def run(ctx: StageContext) -> None:
     cfg = ctx.cfg
-    family = FAMILIES[cfg.chat_format]
+    setup = chat.choose_for(cfg, ctx.templates, ctx.inputs["base"])
     args = llamafactory.export_args(
         base=ctx.relative(ctx.inputs["base"]), adapter=ctx.relative(ctx.inputs["train"] / layout.ADAPTER),
-        export_dir=layout.MERGED, template=family.llamafactory_template, default_system=cfg.prompt.system,
-        trust_remote_code=cfg.model.trust_remote_code)
+        export_dir=layout.MERGED, trust_remote_code=cfg.model.trust_remote_code)
     llamafactory.write_yaml(args, ctx.out, f"LLaMA-Factory merge, written by llmbuild ({ctx.key}). Run by hand: "
                                            f"cd {ctx.out.parent.name}/{ctx.key} && llamafactory-cli export "
                                            f"{layout.LLAMAFACTORY_YAML}")
@@ -25,11 +24,13 @@ def run(ctx: StageContext) -> None:
     merged = ctx.out / layout.MERGED
     if not (merged / "config.json").is_file():
         raise StageError("llamafactory-cli export finished without a merged model; see export.log")
-    template = hf_chat_template(ctx.templates.text(family.chat_template), cfg.prompt.system, family.chat_template)
+    family = setup.chat_family
     try:
-        eos_ids = hf_tokenizer.set_chat_format(merged, template, family.eos)
+        eos_ids = hf_tokenizer.set_chat_format(merged, setup.template, family.eos if family else None)
     except hf_tokenizer.UnknownToken as err:
         raise StageError(f"the {family.name} chat format ends turns with {err.args[0]!r}, which is not a token of "
                          f"this model's tokenizer; pick another prompt.template") from None
-    (ctx.out / layout.CHAT_TEMPLATE).write_text(template, encoding="utf-8")
-    ctx.say(f"chat template: {family.name}; generation stops at token ids {eos_ids}")
+    (ctx.out / layout.CHAT_TEMPLATE).write_text(setup.template, encoding="utf-8")
+    (ctx.out / chat.RECORD).write_text(setup.to_json(), encoding="utf-8")
+    ctx.say(f"chat template: {setup.source} ({setup.family or 'no known family'}); generation stops at token "
+            f"ids {eos_ids}")

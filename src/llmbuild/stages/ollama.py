@@ -8,19 +8,31 @@ from __future__ import annotations
 from ..adapters import go_template, llama_cpp
 from ..adapters.llama_cpp_vocab import read_metadata
 from ..chat import modelfile, parity
+from ..chat.source import default_system
 from ..chat.templates import ollama_template
 from ..errors import StageError
 from ..facts import layout
-from ..facts.chat_families import FAMILIES
+from ..facts.chat_families import FAMILIES, builtin
 from ..files.links import link_or_copy
+from . import chat
 from .context import StageContext
 
 
 def run(ctx: StageContext) -> None:
     cfg = ctx.cfg
-    family = FAMILIES[cfg.chat_format]
+    setup = chat.recorded(ctx.inputs["merge"])
+    family = setup.chat_family
+    if family is None:
+        raise StageError(f"the model's chat template is of no family llmbuild has an Ollama TEMPLATE for "
+                         f"({', '.join(FAMILIES)}), so an Ollama Modelfile cannot prompt it as it was trained. "
+                         f"Build without the ollama target (e.g. target=[llamacpp] or target=[vllm]), or set "
+                         f"prompt.template to one of {', '.join(builtin())} to train with llmbuild's template.")
     merged = layout.quantized_gguf(ctx.inputs["quantize"], cfg.model.name, cfg.quant.type)
     meta = read_metadata(merged)  # the trained chat template and end tokens, whichever file Ollama loads
+    template_text = meta.get("tokenizer.chat_template") or ""
+    reference = llama_cpp.chat_formatter(template_text, meta.bos_token, meta.end_tokens[0] if meta.end_tokens else "")
+    # SYSTEM: the build's system prompt, else the one the template itself puts in front
+    system = setup.system if setup.system is not None else default_system(reference)
     gguf, adapter = merged, None
     if "lora_gguf" in ctx.inputs:  # target.ollama.adapter: FROM the base, ADAPTER the LoRA
         gguf = ctx.inputs["lora_gguf"] / layout.lora_base_gguf(cfg.model.name, cfg.quant.type)
@@ -41,7 +53,7 @@ def run(ctx: StageContext) -> None:
                 f"  ollama create {name} -f Modelfile",
                 f"  ollama run {name}",
                 f"TEMPLATE is the {family.name} chat format the adapter was trained with."],
-        system=prompt.system,
+        system=system or "",
         parameters=[("temperature", prompt.temperature), ("top_p", prompt.top_p), ("top_k", prompt.top_k),
                     ("repeat_penalty", prompt.repeat_penalty), ("num_ctx", prompt.num_ctx),
                     *([("num_predict", prompt.num_predict)] if prompt.num_predict != -1 else []),
@@ -53,18 +65,20 @@ def run(ctx: StageContext) -> None:
         text = modelfile.render(spec, ctx.templates)
     except modelfile.ModelfileError as err:
         raise StageError(str(err)) from None
-    checked = _check_template(ctx, family, spec, meta, stop) if ollama is None or ollama.verify_template else ""
+    checked = (_check_template(ctx, family, spec, _without_bos(reference, meta), stop, end_tokens)
+               if ollama is None or ollama.verify_template else "")
     (ctx.out / layout.MODELFILE).write_text(text, encoding="utf-8")
     ctx.say(f"Modelfile: {family.name} TEMPLATE, stop {stop}, temperature {prompt.temperature}{checked}")
 
 
-def _check_template(ctx: StageContext, family, spec: modelfile.Modelfile, meta, stop: list[str]) -> str:
+def _check_template(ctx: StageContext, family, spec: modelfile.Modelfile, reference, stop: list[str],
+                    end_tokens: list[str]) -> str:
     """The parity suite through the Modelfile as Ollama runs it; what it found, for the result line."""
     fewshot = [{"role": role, "content": content} for role, content in spec.messages]
-    render_ollama = go_template.request_renderer(spec.template, spec.system, fewshot)
-    reference = llama_cpp.chat_formatter(meta.get("tokenizer.chat_template") or "", meta.bos_token,
-                                         meta.end_tokens[0] if meta.end_tokens else "")
-    checks = parity.ollama_checks(parity.suite(family.tools), reference, render_ollama, fewshot, stop)
+    render_ollama = go_template.request_renderer(spec.template, spec.system or "", fewshot)
+    trained = list(dict.fromkeys([*family.stop, *end_tokens]))   # where the train stage ends answers
+    checks = parity.ollama_checks(parity.suite(family.tools, family.reasoning), reference, render_ollama, fewshot,
+                                  stop, trained)
     (ctx.out / layout.OLLAMA_PARITY).write_text(parity.ollama_report(checks), encoding="utf-8")
     differing = [c for c in checks if c.status == "DIFFER"]
     if differing:
@@ -75,3 +89,14 @@ def _check_template(ctx: StageContext, family, spec: modelfile.Modelfile, meta, 
     return (f"; Ollama (Go text/template): {len(checks) - len(reformatted)} of {len(checks)} prompts as trained, "
             f"answers end at a stop"
             + (f" ({', '.join(reformatted)}: same JSON, Go's formatting; ollama_parity.md)" if reformatted else ""))
+
+
+def _without_bos(render, meta):
+    """The GGUF's prompts as Ollama's TEMPLATE writes them: Ollama's runner adds the BOS token while
+    tokenizing (the GGUF's add_bos_token), so a template's leading BOS text is not the TEMPLATE's."""
+    bos = meta.bos_token if meta.get("tokenizer.ggml.add_bos_token") == "true" else ""
+
+    def rendered(messages: list, tools: list, add_generation_prompt: bool) -> str:
+        text = render(messages, tools, add_generation_prompt)
+        return text[len(bos):] if bos and text.startswith(bos) else text
+    return rendered

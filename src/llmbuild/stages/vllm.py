@@ -9,7 +9,7 @@ import shlex
 import shutil
 
 from ..facts import layout
-from ..facts.chat_families import FAMILIES
+from . import chat
 from .context import StageContext
 
 
@@ -18,7 +18,8 @@ def run(ctx: StageContext) -> None:
     settings = cfg.target.vllm
     merged = ctx.inputs["merge"] / layout.MERGED
     shutil.copy2(ctx.inputs["merge"] / layout.CHAT_TEMPLATE, ctx.out / layout.CHAT_TEMPLATE)
-    parser = settings.tool_call_parser or FAMILIES[cfg.chat_format].vllm_tool_parser
+    family = chat.recorded(ctx.inputs["merge"]).chat_family
+    parser = settings.tool_call_parser or (family.vllm_tool_parser if family else None)
     argv = ["vllm", "serve", ctx.relative(merged), "--served-model-name", settings.served_model_name or cfg.model.name,
             "--chat-template", layout.CHAT_TEMPLATE]
     if parser:

@@ -1,0 +1,63 @@
+"""Chat families under test: the publishers' own chat templates of each family (llama.cpp's copies,
+unpacked into llmbuild/_llama_cpp/models/templates at install), the special tokens of their
+models, and look-alike formats that belong to no family."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from llmbuild import PACKAGE_DIR
+
+OFFICIAL = PACKAGE_DIR / "_llama_cpp" / "models" / "templates"
+REJECTS = object()     # default_system of a template that refuses system messages
+
+
+@dataclass(frozen=True)
+class Official:
+    family: str
+    file: str                        # under OFFICIAL, without .jinja
+    bos: str | None
+    eos: str                         # the tokenizer's EOS
+    system: Any                      # what default_system reads off it (REJECTS: it refuses the probe)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.family}:{self.file}"
+
+
+LLAMA = dict(bos="<|begin_of_text|>", eos="<|eot_id|>", system="")
+R1 = dict(bos="<｜begin▁of▁sentence｜>", eos="<｜end▁of▁sentence｜>", system="")
+OFFICIALS = (
+    Official("qwen", "Qwen-Qwen2.5-7B-Instruct", None, "<|im_end|>",
+             "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."),
+    Official("qwen3", "Qwen-Qwen3-0.6B", None, "<|im_end|>", None),
+    Official("qwq", "Qwen-QwQ-32B", None, "<|im_end|>", None),
+    Official("llama3.1", "meta-llama-Llama-3.1-8B-Instruct", **LLAMA),
+    Official("llama3.1", "meta-llama-Llama-3.2-3B-Instruct", **LLAMA),
+    Official("llama3.1", "meta-llama-Llama-3.3-70B-Instruct", **LLAMA),
+    Official("gemma", "google-gemma-2-2b-it", "<bos>", "<eos>", REJECTS),
+    Official("phi3", "microsoft-Phi-3.5-mini-instruct", "<s>", "<|endoftext|>", None),
+    Official("mistral", "mistralai-Mistral-Nemo-Instruct-2407", "<s>", "</s>", None),
+    # llama.cpp's copy of the Qwen distill closes <think> unless enable_thinking; the Llama distill
+    # always leaves it open, as does the TEMPLATE unless a request sets think=false
+    Official("deepseek-r1", "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B", **R1, kwargs={"enable_thinking": True}),
+    Official("deepseek-r1", "deepseek-ai-DeepSeek-R1-Distill-Llama-8B", **R1),
+    Official("glm4", "GLM-4.6", None, "<|endoftext|>", None),
+)
+# templates of other formats that a family's markers could take for theirs
+NOT_OURS = ("Mistral-Small-3.2-24B-Instruct-2506", "deepseek-ai-DeepSeek-V3.1", "HuggingFaceTB-SmolLM3-3B")
+# llmbuild's own templates: the special tokens of the models they are used for
+BUILTIN_TOKENS = {"chatml": (None, "<|im_end|>"), "qwen": (None, "<|im_end|>"),
+                  "llama3": ("<|begin_of_text|>", "<|eot_id|>"), "gemma": ("<bos>", "<eos>"), "alpaca": ("<s>", "</s>")}
+
+
+
+def official_text(name: str) -> str:
+    path = OFFICIAL / f"{name}.jinja"
+    if not path.is_file():
+        pytest.skip(f"{path} is missing: llama.cpp's templates are unpacked at install; run `pip install -e .`")
+    return path.read_text(encoding="utf-8")
