@@ -1,7 +1,8 @@
 """One chat-template source per family, rendered for each consumer.
 
-templates/chat/<family>.jinja is the HF/GGUF chat template itself; llmbuild only binds
-`default_system` (prompt.system) in front of it. templates/ollama/<family>.gotmpl is a Go
+templates/chat/<family>.jinja is llmbuild's own HF/GGUF chat template of a builtin family (for a
+model that ships none, or prompt.template); llmbuild only binds `default_system` (prompt.system)
+in front of it. A model's own template is used as it is (chat/setup.py). templates/ollama/<family>.gotmpl is a Go
 text/template for Ollama, pre-filled through Jinja with `[[ ... ]]` delimiters (Go owns `{{ }}`).
 Both take the template's source text and its name (for messages).
 """
