@@ -240,6 +240,18 @@ def test_doit_serve_answers_the_official_openai_client(workspace):
     finally:
         server.terminate()
         server.wait(timeout=30)
+    # stopping `doit serve` (SIGTERM, as a service manager does) stops the server it started
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _port_open(port):
+        time.sleep(0.5)
+    assert not _port_open(port), "the llama.cpp server outlived `doit serve`"
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_vllm_and_hf_targets_reuse_the_merged_model(workspace):
