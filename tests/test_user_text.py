@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 JARGON = re.compile(r"\bseed[ -]0\d\d\b|\bseed-?0\d\d's\b|\bseeds?/", re.I)
 
@@ -32,14 +34,15 @@ def test_doit_help_names_no_internal_note():
         assert not JARGON.search(text), (command, text)
 
 
-def test_old_option_names_still_work_and_say_their_new_name():
+def test_options_are_named_for_what_they_set():
+    """lora=seed001 and train=seed001 (named after a note, meaning nothing to a user) are gone;
+    their settings are lora=r16-all-proj and train=linear-60-steps."""
     from llmbuild.config.compose import compose
+    from llmbuild.errors import ConfigError
 
-    old = compose(ROOT, ["lora=seed001", "train=seed001"])
-    new = compose(ROOT, ["lora=r16-all-proj", "train=linear-60-steps"])
-    assert old.cfg.lora == new.cfg.lora and old.cfg.train == new.cfg.train
-    assert [n for n in old.notes if "lora=r16-all-proj" in n] and [n for n in old.notes if "train=linear-60-steps" in n]
-    assert new.notes == ()
+    for group, new in (("lora", "r16-all-proj"), ("train", "linear-60-steps")):
+        with pytest.raises(ConfigError, match=rf"{group}.*seed001.*{new}"):
+            compose(ROOT, [f"{group}=seed001"])
 
 
 def test_lora_alpha_follows_the_rank_unless_set():

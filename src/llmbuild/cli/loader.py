@@ -9,7 +9,6 @@ overrides it was given (`hydra_overrides`), and gets the plans back (`plans`); d
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from doit.cmd_base import DodoTaskLoader
@@ -45,8 +44,5 @@ class LlmbuildLoader(DodoTaskLoader):
                                        getattr(cmd, "sweeps", session.ANY))
         except LlmbuildError as err:  # doit prints it as `ERROR: ...` and exits 3, no traceback
             raise InvalidDodoFile(str(err)) from None
-        for plan in plans[:1]:
-            for note in plan.composed.notes:
-                print(note, file=sys.stderr)
         cmd.plans = plans
         return tasks + generate_tasks("llmbuild", tasks_for(plans, verbose=getattr(cmd, "verbose", False)))

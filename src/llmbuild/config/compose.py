@@ -29,9 +29,6 @@ from .validate import validate
 
 RECIPE_GROUP = messages.RECIPE_GROUP
 
-# group options kept under an old name (their file composes the new one): (group, old) -> new
-RENAMED_OPTIONS = {("lora", "seed001"): "r16-all-proj", ("train", "seed001"): "linear-60-steps"}
-
 
 @dataclass(frozen=True)
 class Composed:
@@ -40,7 +37,6 @@ class Composed:
     cfg: DictConfig               # resolved, read-only, schema-typed
     choices: dict[str, Any]       # config group -> option picked (after defaults and overrides)
     overrides: tuple[str, ...]    # what the user typed, normalised
-    notes: tuple[str, ...] = ()   # for the user: deprecated names in use
 
     @property
     def recipe(self) -> str:
@@ -189,8 +185,6 @@ def _finish(cfg: DictConfig, choices: dict[str, Any], overrides: tuple[str, ...]
         raise messages.explain(err, root, overrides) from None
     OmegaConf.resolve(cfg)
     OmegaConf.set_readonly(cfg, True)
-    notes = tuple(f"note: {group}={old} is now called {group}={new} (the same settings); the old name "
-                  f"will be removed" for (group, old), new in RENAMED_OPTIONS.items() if choices.get(group) == old)
-    composed = Composed(cfg=cfg, choices=choices, overrides=overrides, notes=notes)
+    composed = Composed(cfg=cfg, choices=choices, overrides=overrides)
     validate(composed.cfg, messages.source_hint(root, choices, overrides), root)
     return composed
