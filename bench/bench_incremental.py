@@ -1,7 +1,8 @@
 """Incremental-build benchmark, measured side by side in one run on a tiny random model:
 
 1. no-op rebuild time of a built variant (doit build, nothing stale);
-2. tasks executed after each one-key change, against the minimal set (the stages that read the key);
+2. tasks executed after each one-key change, against the minimal set (the stages that read the key),
+   also in a two-stage pipeline (SFT, then DPO on the SFT model: recipe=demo-dpo);
 3. tasks executed by a 3 x 2 sweep, against six separate full builds;
 4. planning time of a 20-variant sweep (doit plan), which reads no model file.
 
@@ -37,6 +38,16 @@ MINIMAL = {
     "train.learning_rate=5e-4": AFTER_TRAIN,
     "dataset.max_samples=6": {"data"} | AFTER_TRAIN,
 }
+# the same in a pipeline: SFT (train@sft), then DPO; a change to one stage runs it and what follows
+PIPELINE = ["recipe=demo-dpo", "pipeline.sft.dataset.max_samples=8", "pipeline.sft.train.max_steps=2",
+            "dataset.holdout=2", "smoke.questions=[Hi]"]
+PIPELINE_MINIMAL = {
+    "train.pref_beta=0.2": AFTER_TRAIN,                                      # the DPO stage: never SFT
+    "pipeline.sft.train.learning_rate=5e-4": {"train@sft", "merge@sft"} | AFTER_TRAIN,
+    "pipeline.sft.lora.r=4": {"train@sft", "merge@sft"} | AFTER_TRAIN,
+    "quant=q8_0": MINIMAL["quant=q8_0"],
+}
+TASK_LINE = re.compile(r"^\.  (\w+):\S+(?: .*?\[(\w+@[\w-]+)\])?.*$", flags=re.M)   # "[train@sft]": a pipeline stage
 
 
 def doit(command: str, store: Path, model: Path, *extra: str) -> tuple[float, list[str], str]:
@@ -49,7 +60,7 @@ def doit(command: str, store: Path, model: Path, *extra: str) -> tuple[float, li
     seconds = time.perf_counter() - started
     if result.returncode != 0:
         sys.exit(f"doit {command} {' '.join(extra)} failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
-    return seconds, re.findall(r"^\.  (\w+):", result.stdout, flags=re.M), result.stdout
+    return seconds, [slot or stage for stage, slot in TASK_LINE.findall(result.stdout)], result.stdout
 
 
 def main() -> None:
@@ -76,6 +87,20 @@ def main() -> None:
             exact += executed == minimal
             print(f"   {change:<26} ran {len(ran)}/{len(STAGES)} tasks in {seconds:6.1f} s: {verdict}")
         print(f"   {exact}/{len(MINIMAL)} changes ran exactly the minimal set")
+
+        pipeline_store = top / "pipeline"
+        pipeline_store.mkdir()
+        seconds, ran, _ = doit("build", pipeline_store, model, *PIPELINE)
+        print(f"2b. pipeline SFT -> DPO: cold build {seconds:.1f} s ({len(ran)} tasks); one-key changes:")
+        exact = 0
+        for change, minimal in PIPELINE_MINIMAL.items():
+            seconds, ran, _ = doit("build", pipeline_store, model, *PIPELINE, change)
+            executed = set(ran)
+            verdict = "minimal" if executed == minimal else (
+                f"extra {sorted(executed - minimal)}, missing {sorted(minimal - executed)}")
+            exact += executed == minimal
+            print(f"   {change:<38} ran {len(ran):>2} tasks in {seconds:6.1f} s: {verdict}")
+        print(f"   {exact}/{len(PIPELINE_MINIMAL)} changes ran exactly the minimal set")
 
         sweep_store = top / "sweep"
         sweep_store.mkdir()

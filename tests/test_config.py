@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -137,3 +138,17 @@ def test_config_is_read_only():
     cfg = compose(ROOT).cfg
     with pytest.raises(ReadonlyConfigError):
         cfg.lora.r = 99
+
+
+def test_an_edited_recipe_is_composed_anew_not_taken_from_the_cache(tmp_path):
+    """Compositions are cached per group selection; editing a recipe file (under recipes/, which
+    conf/recipes links to) must invalidate its entry."""
+    shutil.copytree(ROOT / "conf", tmp_path / "conf", symlinks=True)
+    shutil.copytree(ROOT / "recipes", tmp_path / "recipes")
+    shutil.copytree(ROOT / "templates", tmp_path / "templates")
+    first = compose(tmp_path, ["recipe=demo-dpo"])
+    assert first.cfg.pipeline.sft.train.num_train_epochs == 6
+    recipe = tmp_path / "recipes" / "demo-dpo.yaml"
+    recipe.write_text(recipe.read_text() + "pipeline:\n  sft:\n    train:\n      num_train_epochs: 2\n")
+    os.utime(recipe, ns=(recipe.stat().st_atime_ns, recipe.stat().st_mtime_ns + 10**9))
+    assert compose(tmp_path, ["recipe=demo-dpo"]).cfg.pipeline.sft.train.num_train_epochs == 2

@@ -323,7 +323,7 @@ def test_eval_and_report_on_a_tool_calling_dataset(workspace):
         assert all(0.0 <= v <= 1.0 for v in m["tool_call"].values())
         assert m["perplexity"] > 1 and m["answer_tokens"] > 0 and m["peak_rss_bytes"] > 0
     held = {s["prompt"] for s in result["samples"]}
-    trained = (variant / "dataset" / "train.json").read_text()
+    trained = (variant / "dataset" / "samples.json").read_text()   # the samples as trained
     assert len(held) == 3 and not any(prompt in trained for prompt in held), "held-out rows were trained on"
     assert (variant / "report" / "report.html").is_file() and (variant / "report" / "report.md").is_file()
 

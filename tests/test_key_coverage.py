@@ -35,7 +35,7 @@ def leaf_keys(kind=schema.BuildConfig, prefix="") -> list[str]:
     out = []
     for field in dataclasses.fields(kind):
         hint = typing.get_type_hints(kind)[field.name]
-        is_list = typing.get_origin(hint) in (list, typing.List)
+        is_list = typing.get_origin(hint) in (list, typing.List, dict, typing.Dict)   # a map of groups: one leaf
         nested = None if is_list else next(
             (a for a in (*getattr(hint, "__args__", ()), hint) if dataclasses.is_dataclass(a)), None)
         key = f"{prefix}{field.name}"

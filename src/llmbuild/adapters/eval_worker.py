@@ -2,8 +2,10 @@
 memory is its own:  python -m llmbuild.adapters.eval_worker request.json result.json
 
 Per case: a greedy answer (timed: prompt tokens/s from the first token's latency, generation
-tokens/s after it), then the log-probabilities of the rendered conversation. The answer span's
-mean negative log-likelihood is the held-out NLL (prompt tokens masked, as in training). A GGUF run
+tokens/s after it; cases marked not to generate, such as raw text or a rejected answer, are only
+scored), then the log-probabilities of the rendered conversation. The answer span's mean negative
+log-likelihood is the held-out NLL (prompt tokens masked, as in training); its summed
+log-probability per case is what preference metrics compare. A GGUF run
 can save its per-position log-probabilities (the f16 reference) or compare with saved ones: KL
 divergence of the next-token distributions and top-1 agreement, as llama-perplexity
 --kl-divergence measures them."""
@@ -51,7 +53,8 @@ def run_gguf(request: dict[str, Any]) -> dict[str, Any]:
                 n_gpu_layers=request.get("n_gpu_layers", 0))
     stop_ids = {llm.token_eos()} | {ids[0] for s in request["stops"]
                                     if len(ids := llm.tokenize(s.encode(), add_bos=False, special=True)) == 1}
-    for index, case in enumerate(cases):
+    to_answer = [case for case in cases if case["generate"]]
+    for index, case in enumerate(to_answer):
         prompt, _ = _cut(llm.tokenize(case["prompt_text"].encode(), add_bos=False, special=True), n_ctx - budget)
         llm.reset()  # no KV-cache reuse between cases: every prompt is timed in full
         out: list[int] = []
@@ -69,7 +72,7 @@ def run_gguf(request: dict[str, Any]) -> dict[str, Any]:
         if len(out) > 1:
             scores.generated_tokens += len(out) - 1
             scores.generation_seconds += ended - (first or ended)
-        print(f"    {Path(path).name}: answer {index + 1}/{len(cases)}", flush=True)
+        print(f"    {Path(path).name}: answer {index + 1}/{len(to_answer)}", flush=True)
     rss = peak_rss_bytes()
     del llm
     scorer = Llama(model_path=path, n_ctx=n_ctx, n_batch=min(n_ctx, 512), logits_all=True, verbose=False, seed=0,
@@ -110,7 +113,8 @@ def run_hf(request: dict[str, Any]) -> dict[str, Any]:
     n_ctx, budget = request["n_ctx"], request["max_new_tokens"]
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)  # CUDA runs asynchronously
     scores, answers = Scores(), []
-    for index, case in enumerate(request["cases"]):
+    to_answer = [case for case in request["cases"] if case["generate"]]
+    for index, case in enumerate(to_answer):
         prompt, _ = _cut(tokenizer.encode(case["prompt_text"], add_special_tokens=False), n_ctx - budget)
         inputs = torch.tensor([prompt], device=device)
         with torch.no_grad():
@@ -130,7 +134,7 @@ def run_hf(request: dict[str, Any]) -> dict[str, Any]:
         if new and seconds > 0:
             scores.generated_tokens += len(new)
             scores.generation_seconds += seconds
-        print(f"    {Path(request['path']).name}: answer {index + 1}/{len(request['cases'])}", flush=True)
+        print(f"    {Path(request['path']).name}: answer {index + 1}/{len(to_answer)}", flush=True)
     rss = peak_rss_bytes()
     for case in request["cases"]:
         prompt_ids = tokenizer.encode(case["prompt_text"], add_special_tokens=False)

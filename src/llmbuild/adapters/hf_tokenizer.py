@@ -20,10 +20,10 @@ def load_tokenizer(folder: Path):
     return AutoTokenizer.from_pretrained(folder)
 
 
-def own_chat_template(folder: Path) -> str | None:
-    """The chat template a model folder ships (tokenizer_config.json or chat_template.jinja, as
-    transformers loads it; a named set of templates gives its default one), or None."""
-    template = load_tokenizer(folder).chat_template
+def own_chat_template(tokenizer) -> str | None:
+    """The chat template a model folder's tokenizer was loaded with (tokenizer_config.json or
+    chat_template.jinja; a named set of templates gives its default one), or None."""
+    template = tokenizer.chat_template
     if isinstance(template, dict):
         template = template.get("default")
     return template or None

@@ -27,14 +27,16 @@ TEMPLATE_AS_WRITTEN = "empty"
 
 
 def train_args(*, base: str, dataset: str, dataset_dir: str, output_dir: str, template: str,
-               trust_remote_code: bool, lora: Mapping[str, Any], train: Mapping[str, Any]) -> dict[str, Any]:
+               trust_remote_code: bool, lora: Mapping[str, Any], train: Mapping[str, Any], stage: str,
+               pref_loss: str | None = None) -> dict[str, Any]:
     """LLaMA-Factory's training arguments. `lora` and `train` hold llmbuild's LoRA and training
     settings under their config names (conf/lora, conf/train); `template` is LLaMA-Factory's
-    template name."""
+    template name, `stage` its training stage (sft, pt, dpo, kto) and `pref_loss` its DPO loss
+    (sigmoid, hinge, ipo, orpo, simpo)."""
     args: dict[str, Any] = {
         "model_name_or_path": base,
         "trust_remote_code": trust_remote_code,
-        "stage": train["stage"],
+        "stage": stage,
         "do_train": True,
         "finetuning_type": "lora",
         "lora_rank": lora["r"],
@@ -81,6 +83,18 @@ def train_args(*, base: str, dataset: str, dataset_dir: str, output_dir: str, te
         args["warmup_ratio"] = train["warmup_ratio"]
     if train["preprocessing_num_workers"]:
         args["preprocessing_num_workers"] = train["preprocessing_num_workers"]
+    if train["packing"] is not None:
+        args["packing"] = train["packing"]
+    if stage in ("dpo", "kto"):
+        args.update(pref_beta=train["pref_beta"], pref_ftx=train["pref_ftx"])
+    if stage == "dpo":
+        args["pref_loss"] = pref_loss
+        if pref_loss == "sigmoid":
+            args["dpo_label_smoothing"] = train["dpo_label_smoothing"]
+        if pref_loss == "simpo":
+            args["simpo_gamma"] = train["simpo_gamma"]
+    if stage == "kto":
+        args.update(kto_chosen_weight=train["kto_chosen_weight"], kto_rejected_weight=train["kto_rejected_weight"])
     args.update(train["extra"])
     return args
 

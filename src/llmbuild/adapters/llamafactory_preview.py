@@ -16,6 +16,10 @@ class Sample:
     input_ids: list[int]
     labels: list[int]
     pieces: list[tuple[str, bool]]   # decoded runs of tokens, and whether they are trained on
+    part: str = ""                   # for preference data: "chosen" or "rejected"
+
+# LLaMA-Factory's preprocessing stage for its training stage (DPO's pairs are its "rm" layout)
+DATASET_STAGE = {"sft": "sft", "pt": "pt", "dpo": "rm", "kto": "kto"}
 
 
 def preprocess(args: dict[str, Any], count: int) -> list[Sample]:
@@ -31,12 +35,21 @@ def preprocess(args: dict[str, Any], count: int) -> list[Sample]:
         tokenizer_module = load_tokenizer(model_args)
         tokenizer = tokenizer_module["tokenizer"]
         template = get_template_and_fix_tokenizer(tokenizer, data_args)
-        dataset = get_dataset(template, model_args, data_args, training_args, stage="sft", **tokenizer_module)
+        stage = DATASET_STAGE[args["stage"]]
+        dataset = get_dataset(template, model_args, data_args, training_args, stage=stage, **tokenizer_module)
         rows = dataset["train_dataset"]
-        return [_sample(tokenizer, rows[i]["input_ids"], rows[i]["labels"]) for i in range(min(count, len(rows)))]
+        samples = []
+        for i in range(min(count, len(rows))):
+            row = rows[i]
+            if stage == "rm":
+                samples += [_sample(tokenizer, row[f"{part}_input_ids"], row[f"{part}_labels"], part)
+                            for part in ("chosen", "rejected")]
+            else:   # pt trains on every token of its packed blocks
+                samples.append(_sample(tokenizer, row["input_ids"], row.get("labels", row["input_ids"])))
+        return samples
 
 
-def _sample(tokenizer, input_ids: list[int], labels: list[int]) -> Sample:
+def _sample(tokenizer, input_ids: list[int], labels: list[int], part: str = "") -> Sample:
     pieces: list[tuple[str, bool]] = []
     start = 0
     for index in range(1, len(input_ids) + 1):
@@ -44,14 +57,15 @@ def _sample(tokenizer, input_ids: list[int], labels: list[int]) -> Sample:
             text = tokenizer.decode(input_ids[start:index], skip_special_tokens=False)
             pieces.append((text, labels[start] != IGNORE_INDEX))
             start = index
-    return Sample(list(input_ids), list(labels), pieces)
+    return Sample(list(input_ids), list(labels), pieces, part)
 
 
 def show(samples: list[Sample], marks: tuple[str, str] = ("⟦", "⟧")) -> str:
     lines = []
     for number, sample in enumerate(samples, start=1):
         trained = sum(label != IGNORE_INDEX for label in sample.labels)
-        lines += [f"--- sample {number}: {len(sample.input_ids)} tokens, {trained} trained on "
+        part = f" ({sample.part})" if sample.part else ""
+        lines += [f"--- sample {number}{part}: {len(sample.input_ids)} tokens, {trained} trained on "
                   f"(between {marks[0]} {marks[1]})",
                   f"input_ids: {sample.input_ids}",
                   "".join(f"{marks[0]}{text}{marks[1]}" if learned else text for text, learned in sample.pieces)]

@@ -8,11 +8,11 @@ from pathlib import Path
 from doit.exceptions import InvalidCommand
 
 from ..adapters import llamafactory_preview
+from ..errors import LlmbuildError
 from ..facts import layout
-from ..plan import outputs
 from ..stages import train
 from . import session
-from .cmd_base import GraphCommand
+from .cmd_base import GraphCommand, project_root
 from .tasks import stage_context
 
 
@@ -30,15 +30,22 @@ class Preview(GraphCommand):
         if not count.isdigit():
             raise InvalidCommand(f"samples={count!r}: give a number of samples, e.g. samples=5")
         self.hydra_overrides = given
-        result = self.run_graph(params, args, ["base", "data"])  # the preview needs only these two
+        # the preview needs what the (last) training stage reads: the base model and its data, and in a
+        # pipeline the earlier stages' merged model it trains on
+        try:
+            planned = session.make_plans(project_root(), given, session.SINGLE)
+        except LlmbuildError as err:
+            raise InvalidCommand(str(err)) from None
+        needed = [planned[0].nodes[slot].task_name for slot in planned[0].nodes["train"].inputs.values()]
+        result = self.run_graph(params, args, needed)
         if result != 0 or not self.plans:
             return result
         (plan,) = self.plans
         with tempfile.TemporaryDirectory(prefix="llmbuild-preview-") as scratch:
             ctx = stage_context(plan, "train", Path(scratch))
-            base, data = outputs.artifact(plan, "base"), outputs.artifact(plan, "data")
+            base, data = ctx.inputs["base"], ctx.inputs["data"]
             samples = Path(scratch) / layout.DATASET_DIR   # as the train stage writes them
-            train.write_samples(ctx.cfg, ctx.templates, base, data, samples)
+            train.write_samples(ctx.cfg, ctx.templates, ctx.inputs.get("origin", base), data, samples)
             train_args = train.arguments(ctx.cfg, base=str(base), dataset_dir=str(samples), output_dir=layout.ADAPTER)
             print(llamafactory_preview.show(llamafactory_preview.preprocess(train_args, int(count))))
         return 0

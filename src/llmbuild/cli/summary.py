@@ -32,7 +32,7 @@ def summary(plan: Plan) -> str:
         *([("vLLM folder", base / "vllm"), ("vLLM serve script", base / "vllm" / layout.SERVE_SCRIPT)]
           if "vllm" in plan.nodes else []),
         *([("HF folder + card", base / "hf" / layout.HF_MODEL)] if "hf" in plan.nodes else []),
-        ("smoke answers", base / outputs.SMOKE_LINK),
+        *([("smoke answers", base / outputs.SMOKE_LINK)] if "smoke" in plan.nodes else []),
         *([("held-out eval", base / "eval" / layout.EVAL_RESULTS)] if "eval" in plan.nodes else []),
         *([("report", base / "report" / layout.REPORT_HTML), ("report (md)", base / "report" / layout.REPORT_MD)]
           if "report" in plan.nodes else []),

@@ -37,7 +37,8 @@ def rows(plans: list[Plan]) -> list[dict[str, object]]:
             **values,
             "final_train_loss": _final_loss(outputs.artifact(plan, "train") / layout.ADAPTER),
             "gguf_mib": round(quantized.stat().st_size / 2**20, 1) if quantized.is_file() else None,
-            "smoke_tokens_per_s": _tokens_per_second(outputs.artifact(plan, "smoke") / layout.SMOKE_ANSWERS),
+            "smoke_tokens_per_s": _tokens_per_second(outputs.artifact(plan, "smoke") / layout.SMOKE_ANSWERS)
+            if "smoke" in plan.nodes else None,   # no smoke test after continued pretraining alone
             "output": str(outputs.out_dir(plan)),
         })
     return out

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from ..errors import LlmbuildError
 from ..facts.secrets import TOOL_CREDENTIALS, redact
 from ..files.templates import TemplateDir
-from ..plan import outputs
+from ..plan import outputs, pipeline
 from ..plan.graph import Plan
 from ..plan.stages import STAGES
 from ..plan.view import MISSING_KEY_ERRORS, stage_inputs, uncovered
@@ -48,9 +48,9 @@ def tasks_for(plans: list[Plan], verbose: bool = False) -> Iterator[dict]:
                 "basename": stage,
                 "name": node.key[:8],
                 "doc": f"{STAGES[stage].doc} [{plan.variant}{'' if slot == stage else ', ' + slot}]",
-                "title": partial(_title, STAGES[stage].doc),
+                "title": partial(_title, STAGES[stage].doc + ("" if slot == stage else f" [{slot}]")),
                 "actions": [(run_stage, [plan, slot, verbose])],
-                "task_dep": [plan.nodes[up].task_name for up in node.payload["upstream"]],
+                "task_dep": [plan.nodes[up].task_name for up in node.inputs.values()],
                 "uptodate": [partial(store.is_complete, stage, node.key)],
                 "clean": [(remove_artifact, [plan.store, stage, node.key, variants])],
                 "verbosity": 2,
@@ -108,7 +108,8 @@ def run_stage(plan: Plan, slot: str, verbose: bool = False):
     stage = node.stage
     store = Store(plan.store)
     # the key hashed the real values; the manifest shows them masked
-    manifest = {"key": node.key, **node.payload, "config": redact(node.payload["config"])}
+    manifest = {"key": node.key, **node.payload, "config": redact(node.payload["config"]), "slot": slot,
+                "sources": node.inputs}
     module = importlib.import_module(f"llmbuild.stages.{stage}")
     try:
         with locks.artifact(store, stage, node.key), _slot(store, stage, plan):
@@ -134,7 +135,9 @@ def stage_context(plan: Plan, slot: str, out: Path) -> StageContext:
     templates and outside files, and `out` to build into."""
     node = plan.nodes[slot]
     given = stage_inputs(plan, slot)
-    inputs = {up: Store(plan.store).path(plan.nodes[up].stage, key) for up, key in node.payload["upstream"].items()}
+    store = Store(plan.store)
+    inputs = {name: pipeline.model_input(name, plan.nodes[up].stage, store.path(plan.nodes[up].stage, node.payload[
+        "upstream"][name])) for name, up in node.inputs.items()}
     return StageContext(cfg=given.cfg, key=node.key, inputs=inputs, out=out, files=given.files,
                         templates=TemplateDir(plan.root, given.templates), credentials=credentials(plan))
 

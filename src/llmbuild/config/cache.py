@@ -27,9 +27,10 @@ def _fingerprint(root: Path, groups: tuple[str, ...]) -> str:
     for dist in ("hydra-core", "omegaconf"):
         digest.update(importlib.metadata.version(dist).encode())
     digest.update(llmbuild.__version__.encode())
-    files = [Path(schema.__file__), *sorted((root / "conf").rglob("*.yaml"))]
+    # rglob does not descend into the conf/recipes -> recipes/ link: the recipes are listed themselves
+    files = [Path(schema.__file__), *sorted({*(root / "conf").rglob("*.yaml"), *(root / "recipes").rglob("*.yaml")})]
     for path in files:
-        stat = path.stat()  # follows conf/recipes -> recipes/
+        stat = path.stat()
         digest.update(f"{path.relative_to(path.anchor)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     digest.update(json.dumps(groups).encode())
     return digest.hexdigest()[:24]

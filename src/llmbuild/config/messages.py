@@ -93,7 +93,12 @@ def keys_outside_schema(cfg: Any, kind: Any = schema.BuildConfig, prefix: str = 
         full = f"{prefix}{key}"
         if key not in known:
             out.append(full)
-        elif full not in schema.OPEN_MAPS:
+        elif typing.get_origin(typing.get_type_hints(kind)[key]) in (dict, typing.Dict):
+            node = cfg._get_node(key)   # a map of groups (pipeline): each entry has the value's schema
+            if full not in schema.OPEN_MAPS and OmegaConf.is_dict(node) and not node._is_none():
+                for name in node.keys():
+                    out += keys_outside_schema(node._get_node(name), _field_type(kind, key), f"{full}.{name}.")
+        else:
             out += keys_outside_schema(cfg._get_node(key), _field_type(kind, key), f"{full}.")
     return out
 

@@ -19,6 +19,9 @@ class DatasetFormat(str, Enum):
     # {"conversations": [{"from": "human"|"gpt"|"function_call"|"observation", "value"}], "system"?, "tools"?}
     sharegpt = "sharegpt"
     openai = "openai"      # {"messages": [{"role", "content", "tool_calls"?}], "tools"?}
+    text = "text"          # raw text for train.stage=pt: a text file (documents apart by blank lines), or {"text"}
+# preference data (train.stage dpo, orpo, simpo) adds "chosen" and "rejected" answers to a prompt in
+# any of the chat formats, KTO data a boolean "label" to a conversation: dataset/kinds.py
 
 
 @dataclass
@@ -56,7 +59,7 @@ class ModelConfig:
 @dataclass
 class DatasetConfig:
     name: str = MISSING                 # name registered in LLaMA-Factory's dataset_info.json
-    path: str = MISSING                 # JSON or JSONL file; relative paths start at the project root
+    path: str = MISSING                 # JSON, JSONL (or, for format text, .txt) file; relative to the project root
     format: DatasetFormat = DatasetFormat.openai
     max_samples: Optional[int] = None   # use only the first N rows (quick experiments)
     holdout: float = 0.1                # kept out of training for eval: a fraction (< 1) or a row count (>= 1); 0: none
@@ -76,6 +79,8 @@ class LoraConfig:
 
 @dataclass
 class TrainConfig:
+    # the training method (facts/train_methods.py): sft, pt (continued pretraining on raw text),
+    # dpo, orpo, simpo (preference pairs) or kto (answers labelled good or bad)
     stage: str = "sft"
     per_device_train_batch_size: int = 1
     gradient_accumulation_steps: int = 1   # effective batch = batch size x accumulation x devices
@@ -98,7 +103,26 @@ class TrainConfig:
     bf16: bool = False                  # Ampere or newer GPUs
     fp16: bool = False
     preprocessing_num_workers: Optional[int] = None
+    # packing samples into cutoff_len blocks; None: LLaMA-Factory's default (on for pt, off otherwise)
+    packing: Optional[bool] = None
+    # preference tuning (dpo, orpo, simpo, kto), as LLaMA-Factory names them
+    pref_beta: float = 0.1              # how far the tuned model may move from the reference (DPO's beta)
+    pref_loss: str = "sigmoid"          # dpo only: sigmoid (DPO), hinge or ipo
+    pref_ftx: float = 0.0               # weight of an added SFT loss on the chosen answers
+    dpo_label_smoothing: float = 0.0    # robust DPO (sigmoid loss only): 0 to 0.5
+    simpo_gamma: float = 0.5            # simpo: the target reward margin
+    kto_chosen_weight: float = 1.0      # kto: weight of desirable answers
+    kto_rejected_weight: float = 1.0    # kto: weight of undesirable answers
     extra: Dict[str, Any] = field(default_factory=dict)  # any other LLaMA-Factory argument, passed through
+
+
+@dataclass
+class PipelineStage:
+    # one training stage that runs before the one in dataset/lora/train: its own data, LoRA and
+    # training settings (each a whole group: conf/dataset, conf/lora, conf/train options fit)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 @dataclass
@@ -204,6 +228,10 @@ class BuildConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # training stages before the one above, in order, by name (pipeline.sft, pipeline.pt): each trains
+    # on the merged model of the one before it (the first on the base model), and the stage in
+    # dataset/lora/train trains on the last one's. Empty: one training stage
+    pipeline: Dict[str, PipelineStage] = field(default_factory=dict)
     quant: QuantConfig = field(default_factory=QuantConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     target: TargetConfig = field(default_factory=TargetConfig)

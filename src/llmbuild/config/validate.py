@@ -16,10 +16,12 @@ from ..facts.chat_families import FAMILIES, builtin
 from ..facts.gguf_files import is_size
 from ..facts.quant_types import CONVERT_TYPES, QUANT_TYPES
 from ..facts.secrets import MASK, TOOL_CREDENTIALS, is_secret
+from ..facts.train_methods import DATA_FIELDS, DPO_LOSSES, METHODS, TEXT
 from ..files.templates import TemplateDir
 from .derived import chat_family
 
 VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+STEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")   # a pipeline stage: part of artifact names
 
 
 def validate(cfg: DictConfig, where: Callable[[str], str], root: Path | None = None) -> None:
@@ -54,35 +56,14 @@ def validate(cfg: DictConfig, where: Callable[[str], str], root: Path | None = N
     if not cfg.model.path and not cfg.model.hub_id:
         fail("model.path", None, "the model has neither a local path nor a hub id",
              "Set model.path to an HF folder or a .gguf file.")
-    if cfg.lora.r <= 0:
-        fail("lora.r", cfg.lora.r, "the LoRA rank must be positive", "Typical values: 8, 16, 32, 64.")
-    if cfg.lora.alpha is not None and cfg.lora.alpha <= 0:
-        fail("lora.alpha", cfg.lora.alpha, "must be positive", "The usual choice, and the default, is alpha = 2 x r.")
-    if not 0.0 <= cfg.lora.dropout < 1.0:
-        fail("lora.dropout", cfg.lora.dropout, "must be in [0, 1)", "0.0 to 0.1 is usual.")
-    if cfg.lora.quantization_bit not in (None, 4, 8):
-        fail("lora.quantization_bit", cfg.lora.quantization_bit, "QLoRA loads the base in 4 or 8 bits",
-             "Use 4, 8 or null.")
-    if not cfg.lora.target:
-        fail("lora.target", list(cfg.lora.target), "no modules to adapt", "Use [all] or names like [q_proj, v_proj].")
-    if cfg.train.bf16 and cfg.train.fp16:
-        fail("train.fp16", True, "bf16 and fp16 are both on",
-             "Pick one: bf16 on Ampere or newer GPUs, fp16 on older ones.")
-    if cfg.train.learning_rate <= 0:
-        fail("train.learning_rate", cfg.train.learning_rate, "must be positive", "LoRA SFT usually uses 1e-5 to 1e-3.")
-    if cfg.train.max_steps <= 0 and cfg.train.num_train_epochs <= 0:
-        fail("train.num_train_epochs", cfg.train.num_train_epochs, "nothing to train",
-             "Set train.num_train_epochs > 0 or train.max_steps > 0.")
-    for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "cutoff_len"):
-        if cfg.train[name] <= 0:
-            fail(f"train.{name}", cfg.train[name], "must be positive", "Use 1 or more.")
-    if not 0.0 <= cfg.train.warmup_ratio < 1.0:
-        fail("train.warmup_ratio", cfg.train.warmup_ratio, "must be in [0, 1)", "0.03 to 0.1 is usual.")
+    steps = training_steps(cfg)
+    for prefix, step in steps:
+        _check_training(step, prefix, fail, one_of)
+    if cfg.train.stage in {prefix.split(".")[1] for prefix, _ in steps if prefix}:
+        fail("train.stage", cfg.train.stage, "a stage of the pipeline has this name too",
+             "Name the pipeline's stages apart from the last one's train.stage (pipeline.sft, pipeline.pt, ...).")
     if cfg.jobs.train_at_once < 1:
         fail("jobs.train_at_once", cfg.jobs.train_at_once, "must be at least 1", "Use 1 unless you have spare GPUs.")
-    if cfg.dataset.holdout < 0 or (cfg.dataset.holdout >= 1 and cfg.dataset.holdout != int(cfg.dataset.holdout)):
-        fail("dataset.holdout", cfg.dataset.holdout, "a fraction below 1 or a whole number of rows",
-             "Use e.g. 0.1 (10% of the rows) or 8 (eight rows); 0 holds out nothing.")
     if cfg.eval.enabled:
         for index, quant in enumerate(cfg.eval.quants):
             one_of(f"eval.quants[{index}]", quant, list(QUANT_TYPES))
@@ -95,12 +76,78 @@ def validate(cfg: DictConfig, where: Callable[[str], str], root: Path | None = N
     if cfg.smoke.max_tokens <= 0:
         fail("smoke.max_tokens", cfg.smoke.max_tokens, "must be positive", "Use e.g. 96.")
     for key, allowed, rule, fix in RANGES:
-        value = OmegaConf.select(cfg, key)
-        if value is not None and not allowed(value):
-            fail(key, value, rule, fix)
+        for prefix in [""] + [p for p, _ in steps if p] if key.startswith(STEP_GROUPS) else [""]:
+            value = OmegaConf.select(cfg, prefix + key)
+            if value is not None and not allowed(value):
+                fail(prefix + key, value, rule, fix)
     _check_modelfile_text(cfg, fail)
     if root is not None:
         _check_templates(cfg, root)
+
+
+STEP_GROUPS = ("dataset.", "lora.", "train.")   # what each training stage has of its own
+
+
+def training_steps(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
+    """(key prefix, the node holding dataset, lora and train) for each training stage: the
+    pipeline's, in order, then the last one ("": the top-level groups)."""
+    return [(f"pipeline.{name}.", step) for name, step in (cfg.pipeline or {}).items()] + [("", cfg)]
+
+
+def _check_training(step, prefix: str, fail, one_of) -> None:
+    """The dataset, LoRA and training settings of one training stage (keys under `prefix`)."""
+    if prefix and not STEP_NAME.match(prefix.split(".", 1)[1][:-1]):
+        fail(prefix.rstrip("."), "...", "not a stage name",
+             "Name pipeline stages with up to 40 letters, digits, '_' or '-', e.g. pipeline.sft.")
+    one_of(f"{prefix}train.stage", step.train.stage, list(METHODS))
+    method = METHODS[step.train.stage]
+    one_of(f"{prefix}train.pref_loss", step.train.pref_loss, list(DPO_LOSSES))
+    if step.train.pref_loss != DPO_LOSSES[0] and method.name != "dpo":
+        fail(f"{prefix}train.pref_loss", step.train.pref_loss, f"a loss of train.stage=dpo; this stage is "
+             f"{method.name}", f"Use train.stage=dpo with it, or leave train.pref_loss at {DPO_LOSSES[0]}.")
+    if step.train.dpo_label_smoothing and (method.name != "dpo" or step.train.pref_loss != "sigmoid"):
+        fail(f"{prefix}train.dpo_label_smoothing", step.train.dpo_label_smoothing,
+             "label smoothing is robust DPO's: train.stage=dpo with pref_loss sigmoid", "Set it to 0.")
+    if not 0.0 <= step.train.dpo_label_smoothing <= 0.5:
+        fail(f"{prefix}train.dpo_label_smoothing", step.train.dpo_label_smoothing, "must be in [0, 0.5]",
+             "0.1 is a usual value for noisy preferences.")
+    if step.train.pref_beta <= 0:
+        fail(f"{prefix}train.pref_beta", step.train.pref_beta, "must be positive", "0.1 is usual for DPO.")
+    fmt = getattr(step.dataset.format, "value", step.dataset.format)
+    if (fmt == "text") != (method.data == TEXT):
+        wanted = "dataset.format=text" if method.data == TEXT else "dataset.format openai, sharegpt or alpaca"
+        fail(f"{prefix}dataset.format", fmt, f"train.stage={method.name} ({method.what}) learns from "
+             f"{DATA_FIELDS[method.data]}", f"Use {wanted}, or another train.stage.")
+    if step.lora.r <= 0:
+        fail(f"{prefix}lora.r", step.lora.r, "the LoRA rank must be positive", "Typical values: 8, 16, 32, 64.")
+    if step.lora.alpha is not None and step.lora.alpha <= 0:
+        fail(f"{prefix}lora.alpha", step.lora.alpha, "must be positive",
+             "The usual choice, and the default, is alpha = 2 x r.")
+    if not 0.0 <= step.lora.dropout < 1.0:
+        fail(f"{prefix}lora.dropout", step.lora.dropout, "must be in [0, 1)", "0.0 to 0.1 is usual.")
+    if step.lora.quantization_bit not in (None, 4, 8):
+        fail(f"{prefix}lora.quantization_bit", step.lora.quantization_bit, "QLoRA loads the base in 4 or 8 bits",
+             "Use 4, 8 or null.")
+    if not step.lora.target:
+        fail(f"{prefix}lora.target", list(step.lora.target), "no modules to adapt",
+             "Use [all] or names like [q_proj, v_proj].")
+    if step.train.bf16 and step.train.fp16:
+        fail(f"{prefix}train.fp16", True, "bf16 and fp16 are both on",
+             "Pick one: bf16 on Ampere or newer GPUs, fp16 on older ones.")
+    if step.train.learning_rate <= 0:
+        fail(f"{prefix}train.learning_rate", step.train.learning_rate, "must be positive",
+             "LoRA SFT usually uses 1e-5 to 1e-3.")
+    if step.train.max_steps <= 0 and step.train.num_train_epochs <= 0:
+        fail(f"{prefix}train.num_train_epochs", step.train.num_train_epochs, "nothing to train",
+             "Set train.num_train_epochs > 0 or train.max_steps > 0.")
+    for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "cutoff_len"):
+        if step.train[name] <= 0:
+            fail(f"{prefix}train.{name}", step.train[name], "must be positive", "Use 1 or more.")
+    if not 0.0 <= step.train.warmup_ratio < 1.0:
+        fail(f"{prefix}train.warmup_ratio", step.train.warmup_ratio, "must be in [0, 1)", "0.03 to 0.1 is usual.")
+    if step.dataset.holdout < 0 or (step.dataset.holdout >= 1 and step.dataset.holdout != int(step.dataset.holdout)):
+        fail(f"{prefix}dataset.holdout", step.dataset.holdout, "a fraction below 1 or a whole number of rows",
+             "Use e.g. 0.1 (10% of the rows) or 8 (eight rows); 0 holds out nothing.")
 
 
 def _check_templates(cfg: DictConfig, root: Path) -> None:

@@ -18,6 +18,7 @@ class Case:
     answer_text: str             # the trained answer as rendered, up to and including its end token
     reference: str               # the answer's content (plain answers)
     reference_calls: list[dict[str, Any]]  # the answer's tool calls: [{"name", "arguments"}], or []
+    generate: bool = True        # answer greedily and score the answer (False: only score answer_text)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -29,19 +30,37 @@ def load(heldout: Path, max_rows: int) -> list[dict[str, Any]]:
 
 
 def build(rows: list[dict[str, Any]], render: Callable[[list, list, bool], str], stops: list[str]) -> list[Case]:
-    """`render(messages, tools, add_generation_prompt)` is the chat template; `stops` end an answer."""
+    """Chat rows (and labelled ones: good answers are generated, bad ones only scored).
+    `render(messages, tools, add_generation_prompt)` is the chat template; `stops` end an answer."""
     cases = []
     for row in rows:
-        tools = row.get("tools") or []
         history, answer = last_answer(row["messages"])
-        prompt_text, answer_text, _ = answer_span(render, history, answer, tools, stops)
-        if answer_text is None:
-            raise ValueError("the chat template renders the history differently with and without the answer")
-        user = next((m.get("content") or "" for m in reversed(history) if m["role"] in ("user", "tool")), "")
-        calls = [{"name": c["function"]["name"], "arguments": _arguments(c["function"].get("arguments"))}
-                 for c in answer.get("tool_calls") or []]
-        cases.append(Case(user, prompt_text, answer_text, answer.get("content") or "", calls))
+        cases.append(_case(render, history, answer, row.get("tools") or [], stops, row.get("label", True)))
     return cases
+
+
+def build_pairs(rows: list[dict[str, Any]], render: Callable[[list, list, bool], str],
+                stops: list[str]) -> list[Case]:
+    """Preference rows: every chosen answer (generated and scored), then every rejected one (scored)."""
+    chosen = [_case(render, row["messages"], row["chosen"], row.get("tools") or [], stops, True) for row in rows]
+    rejected = [_case(render, row["messages"], row["rejected"], row.get("tools") or [], stops, False) for row in rows]
+    return chosen + rejected
+
+
+def build_text(rows: list[dict[str, Any]], bos: str) -> list[Case]:
+    """Raw-text rows: each document scored whole after `bos` (the text of the BOS token when the
+    model starts every text with one, else ""), nothing generated."""
+    return [Case(row["text"][:80], bos, row["text"], "", [], generate=False) for row in rows]
+
+
+def _case(render, history: list, answer: dict[str, Any], tools: list, stops: list[str], generate: bool) -> Case:
+    prompt_text, answer_text, _ = answer_span(render, history, answer, tools, stops)
+    if answer_text is None:
+        raise ValueError("the chat template renders the history differently with and without the answer")
+    user = next((m.get("content") or "" for m in reversed(history) if m["role"] in ("user", "tool")), "")
+    calls = [{"name": c["function"]["name"], "arguments": _arguments(c["function"].get("arguments"))}
+             for c in answer.get("tool_calls") or []]
+    return Case(user, prompt_text, answer_text, answer.get("content") or "", calls, generate)
 
 
 def _arguments(value: Any) -> Any:

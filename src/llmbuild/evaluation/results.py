@@ -26,6 +26,7 @@ class Settings:
     kld_reference: str          # the GGUF every KLD is measured against (the f16 one)
     recommend_kld: float        # the report recommends the smallest quant below this mean KLD
     n_ctx: int
+    pref_beta: float | None = None  # preference tuning's beta: the scale of the implicit reward
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class ModelResult:
     generation_tokens_per_second: float | None
     peak_rss_bytes: int
     quantized: dict[str, Any] | None    # a quant's quantize.json: tensor types and llama.cpp's fallbacks
+    # preference tuning: prefers_chosen, margin, reward_accuracy, reward_margin (evaluation/preference.py)
+    preference: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -62,13 +65,18 @@ class EvalResults:
     shipped_quant: str
     models: list[ModelResult]   # HF models, then the reference GGUF, then the quants from large to small
     samples: list[Sample]
+    method: str = "sft"                 # train.stage of the last training stage
+    data: str = "chat"                  # its kind of data (facts/train_methods.py)
+    preference_reference: str | None = None  # the model preference rewards are measured against
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
 # fields a reader does without: the report shows them when present
-OPTIONAL = {Settings: ("recommend_kld", "n_ctx"), ModelResult: ("answer_tokens", "quantized")}
+OPTIONAL = {Settings: ("recommend_kld", "n_ctx", "pref_beta"),
+            ModelResult: ("answer_tokens", "quantized", "preference"),
+            EvalResults: ("method", "data", "preference_reference")}
 
 
 def write(path: Path, results: EvalResults) -> None:

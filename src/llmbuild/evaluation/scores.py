@@ -28,6 +28,8 @@ class Scores:
         self.positions = 0
         self.prompt_tokens = self.prompt_seconds = 0.0
         self.generated_tokens = self.generation_seconds = 0.0
+        self.case_logprobs: list[float] = []   # per case: the answer's summed log-probability
+        self.case_tokens: list[int] = []       # per case: its answer tokens
 
     def add_logprobs(self, ids: list[int], logprobs: np.ndarray, answer_start: int,
                      reference: np.ndarray | None) -> None:
@@ -37,6 +39,8 @@ class Scores:
         answer = picked[max(answer_start - 1, 0):]
         self.nll -= float(answer.sum())
         self.answer_tokens += len(answer)
+        self.case_logprobs.append(float(answer.sum()))
+        self.case_tokens.append(len(answer))
         if reference is not None:
             p = np.exp(reference)
             self.kld += float((p * (reference - logprobs)).sum())
@@ -56,4 +60,6 @@ class Scores:
             "generation_tokens_per_second": (self.generated_tokens / self.generation_seconds
                                              if self.generation_seconds else None),
             "peak_rss_bytes": rss,
+            "case_logprobs": self.case_logprobs,
+            "case_tokens": self.case_tokens,
         }

@@ -14,15 +14,16 @@ from .names import sanitize
 
 MANIFEST = "manifest.json"           # every artifact: inputs, config slice, tool versions, file digests
 
-# data: LLaMA-Factory's dataset folder, and the held-out rows eval reads
-DATASET_DIR = "dataset"              # TRAIN_FILE + DATASET_INFO, the folder LLaMA-Factory's dataset_dir names
-TRAIN_FILE = "train.json"
-DATASET_INFO = "dataset_info.json"
-HELDOUT = "heldout.jsonl"            # OpenAI messages, one held-out conversation per line
+# data: the checked rows to train on and the held-out rows eval reads, one per line in the plain
+# form of their kind (dataset/kinds.py)
+TRAIN_ROWS = "train.jsonl"
+HELDOUT = "heldout.jsonl"
 SPLIT_RECORD = "split.json"          # which rows were held out, and the seed
 
 # train and merge: LLaMA-Factory runs on a YAML written into the artifact
 LLAMAFACTORY_YAML = "llamafactory.yaml"
+DATASET_DIR = "dataset"              # train: LLaMA-Factory's dataset_dir (TRAIN_SAMPLES + DATASET_INFO)
+DATASET_INFO = "dataset_info.json"
 ADAPTER = "adapter"                  # train: the PEFT adapter folder (+ trainer_log.jsonl, train_results.json)
 MERGED = "merged"                    # merge: the merged HF model
 CHAT_TEMPLATE = "chat_template.jinja"  # merge and vllm: the chat template as written into the model

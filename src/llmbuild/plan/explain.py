@@ -35,7 +35,8 @@ def explain(plan: Plan) -> list[StageStatus]:
         if baseline is None:
             reasons = (f"never built: no {stage} artifact in {store.root} yet",)
         else:
-            reasons = tuple(differences(baseline, node.payload, stale)) or ("its output is missing",)
+            rebuilt = {name for name, up in node.inputs.items() if up in stale}   # inputs by the stage's names
+            reasons = tuple(differences(baseline, node.payload, rebuilt)) or ("its output is missing",)
         seconds = baseline.get("seconds") if baseline else None
         out.append(StageStatus(slot, node.key, False, reasons, seconds))
     return out

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from ..config.compose import Composed
 from ..config.derived import chat_family
@@ -15,9 +15,11 @@ from ..facts.chat_families import FAMILIES, OLLAMA_TEMPLATE_FILE
 from ..facts.layout import ladder, ladder_slot
 from ..facts.names import digest, sanitize, shorten
 from ..facts.secrets import is_secret
+from ..facts.train_methods import TEXT, method
 from ..files.paths import project_path
 from ..files.templates import FOLDER as TEMPLATES_FOLDER
 from ..store.digests import DigestCache
+from . import pipeline
 from .keys import input_fingerprints, make_key, payload
 from .stages import ORDER, STAGES
 
@@ -30,10 +32,18 @@ class Node:
     key: str
     payload: dict[str, Any]
     overrides: tuple[tuple[str, Any], ...] = ()   # config values this node builds with instead of the variant's
+    sources: tuple[tuple[str, str], ...] = ()     # input name -> the slot that builds it, where they differ
+    cfg: DictConfig | None = field(default=None, compare=False, repr=False)  # a pipeline stage's config
 
     @property
     def task_name(self) -> str:
         return f"{self.stage}:{self.key[:8]}"
+
+    @property
+    def inputs(self) -> dict[str, str]:
+        """Input name (as the stage reads ctx.inputs) -> the plan slot that builds it."""
+        named = dict(self.sources)
+        return {name: named.get(name, name) for name in self.payload["upstream"]}
 
 
 @dataclass(frozen=True)
@@ -105,6 +115,33 @@ def _ladder_quant(nodes, cfg, plain, quant_type, digests, root, family, strict) 
     return Node("quantize", make_key(body), body, (("quant.type", quant_type),))
 
 
+# stages that start from the model the training before them made: in a pipeline, the merged model
+# of the previous training stage stands in for the base (and the base, as "origin", gives the chat
+# template the whole pipeline trains and deploys with)
+TRAINS_ON_MODEL = ("train", "merge", "lora_gguf")
+ORIGIN = "origin"
+
+
+def _sources(upstream: tuple[str, ...], trained_on: str | None) -> dict[str, str]:
+    """Input name -> slot, for the inputs that a pipeline redirects."""
+    if trained_on is None:
+        return {}
+    return {"base": trained_on, ORIGIN: "base"} if "base" in upstream else {}
+
+
+def _step_node(nodes, stage: str, step: pipeline.Step, trained_on: str | None, digests, root, family,
+               strict) -> Node:
+    """The node of `stage` for an earlier training stage of the pipeline: keyed with that stage's
+    own dataset, lora and train, its own data node and the model it starts from."""
+    spec = STAGES[stage]
+    sources = {name: pipeline.slot(name, step.name) for name in spec.upstream if name in pipeline.STEP_STAGES}
+    sources.update(_sources(spec.upstream, trained_on))
+    upstream = {name: nodes[sources.get(name, name)].key for name in (*spec.upstream, *sources)}
+    body = payload(spec, step.cfg, upstream, input_fingerprints(stage, step.cfg, root, digests, strict),
+                   template_digests(stage, family, root, digests), step.plain)
+    return Node(stage, make_key(body), body, sources=tuple(sources.items()), cfg=step.cfg)
+
+
 def build_plan(composed: Composed, root: Path, digests: DigestCache | None = None, strict: bool = True) -> Plan:
     save_digests = digests is None
     root = Path(root).resolve()
@@ -114,14 +151,26 @@ def build_plan(composed: Composed, root: Path, digests: DigestCache | None = Non
     family = chat_family(cfg)
     plain = composed.to_container()
     nodes: dict[str, Node] = {}
+    trained_on: str | None = None   # the slot of the model the next training stage starts from (None: base)
     for stage in ORDER:
         spec = STAGES[stage]
         if spec.target and cfg.target[spec.target] is None:
             continue  # a deploy target this configuration does not ask for
         if spec.enabled_by and not OmegaConf.select(cfg, spec.enabled_by):
             continue  # e.g. eval.enabled=false
-        upstream = {name: nodes[name].key for name in spec.upstream}
+        if spec.chat and method(cfg.train.stage).data == TEXT:
+            continue  # the smoke test chats; a model only pretrained further on text is no chat model
+        if stage == pipeline.STEP_STAGES[0]:
+            for step in pipeline.earlier_steps(cfg, plain):
+                for step_stage in pipeline.STEP_STAGES:
+                    nodes[pipeline.slot(step_stage, step.name)] = _step_node(
+                        nodes, step_stage, step, trained_on, digests, root, family, strict)
+                trained_on = pipeline.slot("merge", step.name)
+        sources = _sources(spec.upstream, trained_on) if stage in TRAINS_ON_MODEL else {}
+        upstream = {name: nodes[sources.get(name, name)].key for name in (*spec.upstream, *sources)}
         upstream.update({name: nodes[name].key for name in spec.optional_upstream if name in nodes})
+        if spec.earlier_models:
+            upstream.update({slot: node.key for slot, node in nodes.items() if node.stage == "merge" and "@" in slot})
         if spec.quant_ladder:
             for quant_type in ladder_types(cfg):
                 slot = ladder_slot(quant_type)
@@ -129,7 +178,7 @@ def build_plan(composed: Composed, root: Path, digests: DigestCache | None = Non
                 upstream[slot] = nodes[slot].key
         body = payload(spec, cfg, upstream, input_fingerprints(stage, cfg, root, digests, strict),
                        template_digests(stage, family, root, digests), plain)
-        nodes[stage] = Node(stage, make_key(body), body)
+        nodes[stage] = Node(stage, make_key(body), body, sources=tuple(sources.items()))
     if save_digests:
         digests.save()
     return Plan(variant_name(composed), composed, nodes, root, store, digests)

@@ -45,13 +45,14 @@ def links(plan: Plan) -> dict[str, Path]:
     """Link name -> the artifact file or folder it points to."""
     out = {
         BASE_LINK: artifact(plan, "base"),
-        DATASET_LINK: artifact(plan, "data") / layout.DATASET_DIR,
+        DATASET_LINK: artifact(plan, "train") / layout.DATASET_DIR,   # the samples as trained
         ADAPTER_LINK: artifact(plan, "train") / layout.ADAPTER,
         MERGED_LINK: artifact(plan, "merge") / layout.MERGED,
         converted_gguf(plan).name: converted_gguf(plan),
         quantized_gguf(plan).name: quantized_gguf(plan),
-        SMOKE_LINK: artifact(plan, "smoke") / layout.SMOKE_MARKDOWN,
     }
+    if "smoke" in plan.nodes:   # none after continued pretraining alone
+        out[SMOKE_LINK] = artifact(plan, "smoke") / layout.SMOKE_MARKDOWN
     out.update({stage: artifact(plan, stage) for stage in OPTIONAL_LINKS if stage in plan.nodes})
     return out
 

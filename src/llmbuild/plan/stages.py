@@ -35,6 +35,8 @@ class StageSpec:
     enabled_by: str | None = None           # a boolean config key: the stage exists only when it is true
     quant_ladder: bool = False              # also depends on a quantize node per type in eval.quants
     optional_upstream: tuple[str, ...] = ()  # upstream stages used when they exist in the plan
+    chat: bool = False                      # exists only when the last training stage makes a chat model
+    earlier_models: bool = False            # also depends on the merged model of each earlier training stage
 
 
 STAGES: dict[str, StageSpec] = {s.name: s for s in (
@@ -44,19 +46,20 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         tools=("transformers", "gguf", "tokenizers", "torch"),
     ),
     StageSpec(
-        "data", "Validate the dataset, hold rows out for eval, write the rest for LLaMA-Factory",
-        reads=("dataset",),
-        version="2",  # 2: held-out split
+        "data", "Check the dataset as the training method's kind of data; hold rows out for eval",
+        reads=("dataset", "train.stage"),
+        version="3",  # 2: held-out split; 3: text, preference and labelled data, one plain form
     ),
     StageSpec(
-        "train", "Fine-tune a LoRA adapter with llamafactory-cli train",
+        "train", "Train a LoRA adapter with llamafactory-cli train (SFT, continued pretraining, DPO, ORPO, SimPO, KTO)",
         reads=("lora", "train", "model.chat_format", "prompt.template", "prompt.system", "model.trust_remote_code"),
         upstream_reads=("model.path",),
         upstream=("base", "data"),
         tools=("llamafactory", "transformers", "peft", "trl", "datasets", "accelerate", "torch"),
         tools_if=(("lora.quantization_bit", "bitsandbytes"),),
         templates=(CHAT_TEMPLATE_FILE,),
-        version="2",  # 2: the conversations written by the chat template (the model's own); tokens/s logged
+        version="3",  # 2: the conversations written by the chat template (the model's own); tokens/s logged;
+                      # 3: training methods (train.stage), samples of each kind of data
         # a system prompt the smoke test's or eval's context cannot hold fails before training
         checks=("smoke.questions", "smoke.max_tokens", "smoke.n_ctx",
                 "eval.enabled", "eval.n_ctx", "eval.max_new_tokens"),
@@ -145,27 +148,33 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         upstream_reads=("model.name", "quant.type"),
         upstream=("quantize",),
         tools=("llama_cpp_python",),
+        chat=True,   # continued pretraining alone makes no chat model to chat with
     ),
     StageSpec(
         "eval", "Evaluate base, fine-tuned and every GGUF on the held-out rows: NLL, KLD, answers, speed",
-        reads=("eval", "prompt.system", "model.name", "quant.type", "quant.convert_type"),
+        reads=("eval", "prompt.system", "model.name", "quant.type", "quant.convert_type", "train.stage",
+               "train.pref_beta"),
         upstream_reads=("dataset.holdout", "dataset.holdout_seed"),
         upstream=("base", "data", "merge", "convert", "quantize"),
         tools=("llama_cpp_python", "transformers", "torch"),
         enabled_by="eval.enabled",
         quant_ladder=True,
-        version="2",  # 2: each worker's own peak memory (VmHWM), quantize records
+        earlier_models=True,   # a pipeline's earlier stages are evaluated too (the reference of preference tuning)
+        version="3",  # 2: each worker's own peak memory (VmHWM), quantize records; 3: text perplexity,
+                      # preference accuracy and reward margins, earlier pipeline stages
     ),
     StageSpec(
         "report", "Write report.md and a self-contained report.html: config, timings, loss, quant ladder, answers",
         # the report shows the resolved config: every group it shows is part of its key (tests check
         # that this is every group of the schema; keys that build nothing, schema.NOT_BUILT, are left out)
-        reads=("model", "dataset", "lora", "train", "quant", "prompt", "target", "smoke", "eval"),
-        upstream=("train", "eval", "smoke"),
+        reads=("model", "dataset", "lora", "train", "pipeline", "quant", "prompt", "target", "smoke", "eval"),
+        upstream=("train", "eval"),
+        optional_upstream=("smoke",),   # no smoke test after continued pretraining alone
         tools=("matplotlib", "jinja2"),
         templates=REPORT_TEMPLATES,
         enabled_by="eval.enabled",
-        version="3",  # 2: quantizer fallbacks, the f16 reference never recommended; 3: config shown = config keyed
+        version="4",  # 2: quantizer fallbacks, the f16 reference never recommended; 3: config shown = config keyed;
+                      # 4: training methods, pipelines, preference and text metrics
     ),
 )}
 

@@ -46,7 +46,7 @@ def stage_config(plan: Plan, slot: str) -> DictConfig:
     overrides = dict(node.overrides)
     spec = STAGES[node.stage]
     for dotted in (*spec.upstream_reads, *spec.uses, *spec.checks):
-        value = overrides[dotted] if dotted in overrides else OmegaConf.select(plan.composed.cfg, dotted)
+        value = overrides[dotted] if dotted in overrides else OmegaConf.select(node_config(plan, slot), dotted)
         _put(tree, dotted, OmegaConf.to_container(value) if OmegaConf.is_config(value) else value)
     cfg = OmegaConf.create(tree)
     OmegaConf.set_struct(cfg, True)
@@ -54,9 +54,15 @@ def stage_config(plan: Plan, slot: str) -> DictConfig:
     return cfg
 
 
+def node_config(plan: Plan, slot: str) -> DictConfig:
+    """The config a node was keyed with: the variant's, or its pipeline stage's."""
+    node = plan.nodes[slot]
+    return node.cfg if node.cfg is not None else plan.composed.cfg
+
+
 def stage_inputs(plan: Plan, slot: str) -> StageInputs:
     node = plan.nodes[slot]
-    return StageInputs(stage_config(plan, slot), input_files(node.stage, plan.composed.cfg, plan.root),
+    return StageInputs(stage_config(plan, slot), input_files(node.stage, node_config(plan, slot), plan.root),
                        tuple(node.payload["templates"]))
 
 

@@ -20,6 +20,10 @@ COLUMNS = (  # header, field, how to show it
     ("top-1", "top1", "pct"), ("exact", "exact_match", "pct"), ("ROUGE-L", "rouge_l", "{:.2f}"),
     ("tool call parsed", ("tool_call", "parsed"), "pct"), ("right name", ("tool_call", "name"), "pct"),
     ("right args", ("tool_call", "arguments"), "pct"),
+    ("prefers chosen", ("preference", "prefers_chosen"), "pct"), ("chosen - rejected log-prob",
+                                                                    ("preference", "margin"), "{:+.2f}"),
+    ("reward accuracy", ("preference", "reward_accuracy"), "pct"),
+    ("reward margin", ("preference", "reward_margin"), "{:+.3f}"),
     ("prompt tok/s", "prompt_tokens_per_second", "{:.0f}"), ("gen tok/s", "generation_tokens_per_second", "{:.1f}"),
     ("size MiB", "file_size", "mib"), ("peak RSS MiB", "peak_rss_bytes", "mib"),
     ("fallback tensors", "quantized", "fallback"),
@@ -71,10 +75,15 @@ def verdict(eval_result: dict[str, Any] | None) -> list[str]:
     by_name = {m["name"]: m for m in eval_result["models"]}
     lines = []
     base, tuned = by_name.get("base"), by_name.get("fine-tuned")
+    what = {"text": "perplexity on held-out text", "pairs": "perplexity on the chosen answers of held-out pairs"}.get(
+        eval_result.get("data", "chat"), "held-out perplexity")
+    lines += _preference_verdict(eval_result, by_name)
     if base and tuned and base["perplexity"] and tuned["perplexity"]:
         change = tuned["perplexity"] / base["perplexity"] - 1
         better = "lowered" if change < 0 else "RAISED"
-        lines.append(f"Fine-tuning {better} held-out perplexity from {base['perplexity']:.2f} to "
+        method = eval_result.get("method", "sft")
+        doing = "Continued pretraining" if method == "pt" else "Fine-tuning" if method == "sft" else method.upper()
+        lines.append(f"{doing} {better} {what} from {base['perplexity']:.2f} to "
                      f"{tuned['perplexity']:.2f} ({change:+.0%}) on {eval_result['holdout']['rows']} held-out rows.")
     elif tuned and tuned["perplexity"]:
         lines.append(f"Fine-tuned held-out perplexity {tuned['perplexity']:.2f} (the base model was not evaluated).")
@@ -107,6 +116,57 @@ def verdict(eval_result: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _preference_verdict(eval_result: dict[str, Any], by_name: dict[str, dict]) -> list[str]:
+    """Preference tuning: did the tuned model come to prefer the chosen answers?"""
+    reference = eval_result.get("preference_reference")
+    tuned = (by_name.get("fine-tuned") or {}).get("preference")
+    if not reference or not tuned:
+        return []
+    method = eval_result["method"].upper()
+    lines = []
+    before = (by_name.get(reference) or {}).get("preference") or {}
+    if tuned.get("prefers_chosen") is not None and before.get("prefers_chosen") is not None:
+        moved = "raised" if tuned["prefers_chosen"] > before["prefers_chosen"] else (
+            "did NOT raise" if tuned["prefers_chosen"] == before["prefers_chosen"] else "LOWERED")
+        lines.append(f"{method} {moved} the share of {tuned['pairs']} held-out pairs in which the model prefers the "
+                     f"chosen answer (mean log-probability per token) from {before['prefers_chosen']:.0%} "
+                     f"({reference}) to {tuned['prefers_chosen']:.0%}.")
+    if tuned.get("reward_accuracy") is not None:
+        lines.append(f"Against {reference}, the tuned model's implicit reward ranks the chosen answer higher in "
+                     f"{tuned['reward_accuracy']:.0%} of held-out cases (reward margin {tuned['reward_margin']:+.3f}).")
+    return lines
+
+
+HELDOUT_NOUNS = {"text": "documents", "pairs": "preference pairs", "labelled": "labelled answers"}
+
+
+def metrics_note(eval_result: dict[str, Any]) -> str:
+    """What the metrics table measures, for the kind of data the last training stage learnt from."""
+    holdout, settings = eval_result["holdout"], eval_result["settings"]
+    data = eval_result.get("data", "chat")
+    noun = HELDOUT_NOUNS.get(data, "rows")
+    lines = [f"Held-out {noun} were never trained on (dataset.holdout = {holdout['size']}, seed {holdout['seed']})."]
+    if data == "text":
+        lines.append("NLL and perplexity cover every token of each document; nothing is generated.")
+    elif data == "pairs":
+        lines.append("NLL and perplexity cover the chosen answers' tokens. \"Prefers chosen\": the share of pairs "
+                     "whose chosen answer has the higher mean log-probability per token; \"chosen - rejected "
+                     "log-prob\": the mean difference of their summed log-probabilities.")
+    else:
+        lines.append("NLL and perplexity cover the answer tokens only.")
+    reference = eval_result.get("preference_reference")
+    if reference:
+        lines.append(f"\"Reward accuracy\": the share of held-out cases in which the implicit reward, beta x (log p "
+                     f"- log p of {reference}), ranks them as the data does (chosen above rejected; a good answer "
+                     f"above 0, a bad one below); \"reward margin\": the mean reward difference (beta "
+                     f"{settings.get('pref_beta')}).")
+    lines.append(f"KLD and top-1 agreement compare each GGUF's next-token distributions with "
+                 f"{settings['kld_reference']}'s" + ("." if data == "text" else
+                                                    f"; answers are greedy, at most {settings['max_new_tokens']} "
+                                                    f"tokens."))
+    return " ".join(lines)
+
+
 def _data_uri(png: bytes | None) -> str | None:
     return "data:image/png;base64," + base64.b64encode(png).decode() if png else None
 
@@ -132,6 +192,8 @@ def write_variant_report(out_dir: Path, report: VariantReport, templates: Templa
         "eval": report.eval, "samples": _samples(report.eval), "stages": report.stages,
         "total_seconds": sum(s["seconds"] or 0 for s in report.stages), "config_yaml": report.config_yaml,
         "smoke": report.smoke, "final_loss": report.train_losses[-1][1] if report.train_losses else None,
+        "heldout_noun": HELDOUT_NOUNS.get(report.eval.get("data"), "rows") if report.eval else "rows",
+        "metrics_note": metrics_note(report.eval) if report.eval else "",
     }
     md = out_dir / REPORT_MD
     files = {k: f"{k}.png" if v else None for k, v in images.items()}

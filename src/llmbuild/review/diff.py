@@ -7,7 +7,9 @@ import json
 from typing import Any
 
 from ..config.compose import Composed
+from ..facts.layout import stage_of
 from ..facts.secrets import redact
+from ..plan import pipeline
 from ..plan.graph import Plan
 from ..plan.stages import ORDER
 
@@ -35,7 +37,10 @@ def config_changes(before: Composed, after: Composed) -> list[dict[str, Any]]:
 
 
 def _stages(before: Plan, after: Plan) -> list[str]:
-    return [s for s in ORDER if s in before.nodes or s in after.nodes]
+    """The slots of both plans in build order: stages, and a pipeline's earlier training stages
+    (`train@sft`) where they are; the eval ladder's quants are left to the eval line."""
+    slots = [s for s in (*after.nodes, *before.nodes) if s in ORDER or stage_of(s) in pipeline.STEP_STAGES]
+    return sorted(dict.fromkeys(slots), key=lambda s: (ORDER.index(stage_of(s)), "@" not in s))
 
 
 def _key(plan: Plan, stage: str) -> str | None:

@@ -14,9 +14,10 @@ from ..files.templates import TemplateDir
 RECORD = layout.CHAT_SETUP
 
 
-def choose_for(cfg, templates: TemplateDir, base: Path) -> ChatSetup:
-    """`cfg`: a stage view holding model.chat_format, prompt.template and prompt.system."""
-    return choose(hf_tokenizer.own_chat_template(base), cfg.model.chat_format, cfg.prompt.template,
+def choose_for(cfg, templates: TemplateDir, base_tokenizer) -> ChatSetup:
+    """`cfg`: a stage view holding model.chat_format, prompt.template and prompt.system;
+    `base_tokenizer`: the base model's tokenizer (hf_tokenizer.load_tokenizer)."""
+    return choose(hf_tokenizer.own_chat_template(base_tokenizer), cfg.model.chat_format, cfg.prompt.template,
                   cfg.prompt.system, templates.text)
 
 

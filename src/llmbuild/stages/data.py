@@ -1,40 +1,46 @@
-"""data: validate the dataset row by row, set the held-out rows aside (dataset.holdout; eval uses
-them, training never sees them) and write the rest, with dataset_info.json, for LLaMA-Factory."""
+"""data: read and check the dataset row by row as the kind of data the training method learns from
+(dataset/kinds.py), set the held-out rows aside (dataset.holdout; eval uses them, training never
+sees them) and write both parts in one plain form that the train and eval stages read."""
 
 from __future__ import annotations
 
 import json
 
-from ..dataset import rows as dataset_rows
+from ..dataset import kinds
 from ..dataset.holdout import holdout_indices
 from ..errors import DataError
 from ..facts import layout
+from ..facts.train_methods import method
 from .context import StageContext
 
 
 def run(ctx: StageContext) -> None:
     config = ctx.cfg.dataset
     fmt = getattr(config.format, "value", config.format)  # a plain string in a stage view
+    learner = method(ctx.cfg.train.stage)
     shown = config.path
     rows = []
-    for row in dataset_rows.read_rows(ctx.files["dataset"]):
-        rows.append(dataset_rows.to_llamafactory(row, fmt, shown))
+    for row in kinds.read(ctx.files["dataset"], fmt, learner.data, shown, learner.name):
+        rows.append(row)
         if config.max_samples and len(rows) >= config.max_samples:
             break
     if not rows:
-        raise DataError(f"{shown}: no rows. Add at least one conversation.")
-    shape = "alpaca" if fmt == "alpaca" else "sharegpt"
+        what = "text" if learner.data == "text" else "rows"
+        raise DataError(f"{shown}: no {what}. train.stage={learner.name} needs {kinds.DATA_FIELDS[learner.data]}.")
     held = set(holdout_indices(len(rows), config.holdout, config.holdout_seed))
     train = [row for index, row in enumerate(rows) if index not in held]
-    heldout = [dataset_rows.to_openai(rows[index], shape) for index in sorted(held)]
-    folder = ctx.out / layout.DATASET_DIR
-    folder.mkdir()
-    (folder / layout.TRAIN_FILE).write_text(json.dumps(train, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    info = dataset_rows.dataset_info(config.name, shape, layout.TRAIN_FILE, train)
-    (folder / layout.DATASET_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    (ctx.out / layout.HELDOUT).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in heldout),
-                                          encoding="utf-8")
+    heldout = [rows[index] for index in sorted(held)]
+    for name, part in ((layout.TRAIN_ROWS, train), (layout.HELDOUT, heldout)):
+        (ctx.out / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part), encoding="utf-8")
     (ctx.out / layout.SPLIT_RECORD).write_text(json.dumps({"rows": len(rows), "heldout_rows": sorted(held),
-                                                            "seed": config.holdout_seed}) + "\n", encoding="utf-8")
-    ctx.say(f"{len(rows)} rows from {shown} ({fmt}): {len(train)} -> LLaMA-Factory {shape} dataset "
-            f"'{config.name}', {len(heldout)} held out for eval (seed {config.holdout_seed})")
+                                                            "seed": config.holdout_seed, "kind": learner.data})
+                                               + "\n", encoding="utf-8")
+    noun = {"text": "documents", "pairs": "preference pairs", "labelled": "labelled answers"}.get(learner.data, "rows")
+    ctx.say(f"{len(rows)} {noun} from {shown} ({fmt}, for {learner.name}): {len(train)} to train on, "
+            f"{len(heldout)} held out for eval (seed {config.holdout_seed})")
+
+
+def load(artifact, name: str = layout.TRAIN_ROWS) -> list[dict]:
+    """The rows a data artifact wrote: its training part (default) or layout.HELDOUT."""
+    text = (artifact / name).read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]

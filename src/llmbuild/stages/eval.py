@@ -1,8 +1,11 @@
 """eval: was the fine-tune worth it, and which quantization should ship? The held-out rows (never
-trained on) are run through the base model, the fine-tuned (merged) model, the f16 GGUF and every
-quant of the ladder, each in its own process: held-out NLL/perplexity on the answers, KLD and top-1
-agreement of each quant against the f16 GGUF, greedy answers scored against the references, speed,
-size and peak memory. Results: eval.json (evaluation/results.py; the report reads it) and answers.md."""
+trained on) are run through the base model, each earlier stage of a pipeline, the fine-tuned
+(merged) model, the f16 GGUF and every quant of the ladder, each in its own process: held-out
+NLL/perplexity on the answers (on the whole text, for continued pretraining), KLD and top-1
+agreement of each quant against the f16 GGUF, greedy answers scored against the references, for
+preference tuning how often each model prefers the chosen answer and its reward margin against the
+reference model (evaluation/preference.py), speed, size and peak memory. Results: eval.json
+(evaluation/results.py; the report reads it) and answers.md."""
 
 from __future__ import annotations
 
@@ -19,8 +22,9 @@ from ..adapters.llama_cpp_vocab import read_metadata
 from ..adapters.process import run_logged
 from ..errors import StageError
 from ..evaluation import cases as eval_cases
-from ..evaluation import metrics, results
+from ..evaluation import metrics, preference, results
 from ..facts import layout
+from ..facts.train_methods import LABELLED, PAIRS, TEXT, method
 from . import chat
 from .context import StageContext
 
@@ -36,18 +40,30 @@ def run(ctx: StageContext) -> None:
     stops = list(dict.fromkeys([*family_stops, *meta.end_tokens]))
     render = llama_cpp.chat_formatter(meta.get("tokenizer.chat_template") or "", meta.bos_token,
                                       meta.end_tokens[0] if meta.end_tokens else "")
+    learner = method(cfg.train.stage)
     rows = eval_cases.load(ctx.inputs["data"] / layout.HELDOUT, settings.max_rows)
     if not rows:
         raise StageError("no held-out rows to evaluate; set dataset.holdout (e.g. 0.1) or build with "
                          "eval.enabled=false")
     try:
-        cases = eval_cases.build(rows, render, stops)
+        if learner.data == TEXT:
+            cases = eval_cases.build_text(rows, meta.bos_token if meta.get("tokenizer.ggml.add_bos_token") == "true"
+                                          else "")
+        elif learner.data == PAIRS:
+            cases = eval_cases.build_pairs(rows, render, stops)
+        else:
+            cases = eval_cases.build(rows, render, stops)
     except ValueError as err:
         raise StageError(f"{setup.source}: {err}") from None
     quants = [cfg.quant.type, *layout.ladder(cfg.eval.quants, cfg.quant.type)]
+    earlier = [(slot.partition("@")[2], path) for slot, path in ctx.inputs.items()
+               if slot.startswith("merge@")]   # a pipeline's earlier stages, in order
+    # preference tuning measures the tuned model against the model it started from
+    reference_model = (earlier[-1][0] if earlier else "base") if learner.preference else None
     models: list[dict[str, Any]] = []
-    if settings.base:
+    if settings.base or reference_model == "base":
         models.append({"name": "base", "kind": "hf", "quant": None, "path": ctx.inputs["base"]})
+    models += [{"name": name, "kind": "hf", "quant": None, "path": path / layout.MERGED} for name, path in earlier]
     models.append({"name": "fine-tuned", "kind": "hf", "quant": None, "path": ctx.inputs["merge"] / layout.MERGED})
     models.append({"name": cfg.quant.convert_type, "kind": "gguf", "quant": cfg.quant.convert_type,
                    "path": reference_gguf})
@@ -57,7 +73,8 @@ def run(ctx: StageContext) -> None:
                        "path": layout.quantized_gguf(ctx.inputs[slot], cfg.model.name, quant),
                        "quantized": _quantize_record(ctx.inputs[slot])})
     measured = []
-    progress = ctx.progress(f"evaluating {len(cases)} held-out rows with each model")
+    noun = {TEXT: "documents", PAIRS: "preference pairs", LABELLED: "labelled answers"}.get(learner.data, "rows")
+    progress = ctx.progress(f"evaluating {len(rows)} held-out {noun} with each model")
     with tempfile.TemporaryDirectory(prefix="llmbuild-eval-") as scratch:
         reference_logprobs = Path(scratch) / "reference"
         reference_logprobs.mkdir()
@@ -74,7 +91,7 @@ def run(ctx: StageContext) -> None:
                                  lambda line, n=number, name=name: _answered(progress, line, n, len(models), name))
             measured.append((model, result))
     progress.close()
-    found = _summary(cfg, cases, measured)
+    found = _summary(cfg, learner, cases, rows, measured, reference_model)
     results.write(ctx.out / layout.EVAL_RESULTS, found)
     summary = found.to_json()
     (ctx.out / layout.EVAL_ANSWERS).write_text(_answers_markdown(summary), encoding="utf-8")
@@ -105,8 +122,20 @@ def _quantize_record(artifact: Path) -> dict[str, Any]:
     return json.loads((artifact / layout.QUANTIZE_RECORD).read_text(encoding="utf-8"))
 
 
-def _summary(cfg, cases, measured) -> results.EvalResults:
+def _preference(learner, result, reference, rows, beta) -> dict[str, Any] | None:
+    """Preference metrics of one model (`reference`: the reference model's result, None for itself)."""
+    against = reference["case_logprobs"] if reference is not None else None
+    if learner.data == PAIRS:
+        return preference.pairs(result["case_logprobs"], result["case_tokens"], against, beta)
+    if learner.data == LABELLED:
+        return preference.labelled(result["case_logprobs"], [row["label"] for row in rows], against, beta)
+    return None
+
+
+def _summary(cfg, learner, cases, rows, measured, reference_model) -> results.EvalResults:
     models, answers = [], {}
+    generated = [case for case in cases if case.generate]
+    reference = next((result for model, result in measured if model["name"] == reference_model), None)
     for model, result in measured:
         path: Path = model["path"]
         size = path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.glob("*.safetensors"))
@@ -115,26 +144,30 @@ def _summary(cfg, cases, measured) -> results.EvalResults:
             name=model["name"], kind=model["kind"], quant=model["quant"], file_size=size,
             nll=result["nll"], perplexity=result["perplexity"], answer_tokens=result["answer_tokens"],
             kld=result["kld"] if is_gguf else None, top1=result["top1"] if is_gguf else None,
-            **metrics.score(result["answers"], cases),
+            **metrics.score(result["answers"], generated),
             prompt_tokens_per_second=result["prompt_tokens_per_second"],
             generation_tokens_per_second=result["generation_tokens_per_second"],
-            peak_rss_bytes=result["peak_rss_bytes"], quantized=model.get("quantized")))
+            peak_rss_bytes=result["peak_rss_bytes"], quantized=model.get("quantized"),
+            preference=_preference(learner, result, None if model["name"] == reference_model else reference, rows,
+                                   cfg.train.pref_beta)))
         answers[model["name"]] = result["answers"]
     first = next(index for index, m in enumerate(models) if m.kind == "gguf")
-    reference = replace(models[first], kld=0.0, top1=1.0)  # the f16 GGUF is the reference itself
+    gguf_reference = replace(models[first], kld=0.0, top1=1.0)  # the f16 GGUF is the reference itself
     hf = [m for m in models if m.kind == "hf"]
     ggufs = sorted((m for index, m in enumerate(models) if m.kind == "gguf" and index != first),
                    key=lambda m: m.file_size, reverse=True)
     return results.EvalResults(
-        holdout=results.Holdout(rows=len(cases), size=cfg.dataset.holdout, seed=cfg.dataset.holdout_seed),
-        settings=results.Settings(max_new_tokens=cfg.eval.max_new_tokens, kld_reference=reference.name,
-                                  recommend_kld=cfg.eval.recommend_kld, n_ctx=cfg.eval.n_ctx),
+        holdout=results.Holdout(rows=len(rows), size=cfg.dataset.holdout, seed=cfg.dataset.holdout_seed),
+        settings=results.Settings(max_new_tokens=cfg.eval.max_new_tokens, kld_reference=gguf_reference.name,
+                                  recommend_kld=cfg.eval.recommend_kld, n_ctx=cfg.eval.n_ctx,
+                                  pref_beta=cfg.train.pref_beta if learner.preference else None),
         shipped_quant=cfg.quant.type,
-        models=hf + [reference] + ggufs,
+        models=hf + [gguf_reference] + ggufs,
         samples=[results.Sample(prompt=case.prompt,
                                 reference=case.reference or json.dumps(case.reference_calls, ensure_ascii=False),
                                 answers={name: outputs[index] for name, outputs in answers.items()})
-                 for index, case in enumerate(cases)])
+                 for index, case in enumerate(generated)],
+        method=learner.name, data=learner.data, preference_reference=reference_model)
 
 
 def _one_line(model: dict[str, Any]) -> str:
@@ -147,6 +180,11 @@ def _one_line(model: dict[str, Any]) -> str:
         calls = model["tool_call"]
         parts.append(f"tool calls parsed {calls['parsed']:.0%} / name {calls['name']:.0%} / "
                      f"args {calls['arguments']:.0%}")
+    pref = model.get("preference") or {}
+    if pref.get("prefers_chosen") is not None:
+        parts.append(f"prefers chosen {pref['prefers_chosen']:.0%}")
+    if pref.get("reward_accuracy") is not None:
+        parts.append(f"reward accuracy {pref['reward_accuracy']:.0%}, margin {pref['reward_margin']:+.3f}")
     if model["generation_tokens_per_second"]:
         parts.append(f"{model['generation_tokens_per_second']:.0f} tok/s")
     return ", ".join(parts)

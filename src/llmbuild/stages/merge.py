@@ -13,7 +13,9 @@ from .context import StageContext
 
 def run(ctx: StageContext) -> None:
     cfg = ctx.cfg
-    setup = chat.choose_for(cfg, ctx.templates, ctx.inputs["base"])
+    # the chat template comes from the model the pipeline started from ("origin"), however many stages trained it
+    origin = ctx.inputs.get("origin", ctx.inputs["base"])
+    setup = chat.choose_for(cfg, ctx.templates, hf_tokenizer.load_tokenizer(origin))
     args = llamafactory.export_args(
         base=ctx.relative(ctx.inputs["base"]), adapter=ctx.relative(ctx.inputs["train"] / layout.ADAPTER),
         export_dir=layout.MERGED, trust_remote_code=cfg.model.trust_remote_code)

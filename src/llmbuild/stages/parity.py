@@ -47,9 +47,9 @@ def run(ctx: StageContext) -> None:
 
     renderers = {}
     if setup.source == OWN:   # the reference: the publisher's template, the system prompt as a message
-        own = hf_tokenizer.template_renderer(base_tokenizer, hf_tokenizer.own_chat_template(ctx.inputs["base"]))
+        own = hf_tokenizer.template_renderer(base_tokenizer, hf_tokenizer.own_chat_template(base_tokenizer))
         renderers["the model's own template"] = parity.prompt_renderer(own, setup.system)
-    renderers.update({
+    renderers.update({   # LLaMA-Factory changes the tokenizer it is given (its template's tokens): its own copy
         "llamafactory (training)": llamafactory.training_renderer(hf_tokenizer.load_tokenizer(ctx.inputs["base"]),
                                                                   pieces),
         "transformers (merged model)": parity.prompt_renderer(hf_tokenizer.template_renderer(tokenizer)),

@@ -34,11 +34,12 @@ def variant_report(cfg: DictConfig, artifacts: dict[str, Path], title: str | Non
     return VariantReport(
         variant=title or _title(cfg),
         config_yaml=OmegaConf.to_yaml(redact(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))),
-        stages=[{"stage": m["stage"] + _ladder(m), "key": m["key"], "seconds": m.get("seconds"),
+        stages=[{"stage": m.get("slot", m["stage"]) + _ladder(m), "key": m["key"], "seconds": m.get("seconds"),
                  "built_at": m.get("finished")} for m in manifests],
         train_losses=llamafactory.logged_steps(artifacts["train"] / layout.ADAPTER),
         eval=results.load(artifacts["eval"] / layout.EVAL_RESULTS),
-        smoke=json.loads((artifacts["smoke"] / layout.SMOKE_ANSWERS).read_text(encoding="utf-8")),
+        smoke=json.loads((artifacts["smoke"] / layout.SMOKE_ANSWERS).read_text(encoding="utf-8"))
+        if "smoke" in artifacts else [],   # none after continued pretraining alone
     )
 
 
@@ -53,8 +54,9 @@ def upstream_manifests(inputs: dict[str, Path]) -> list[dict]:
         manifest = read_manifest(store / stage / key)
         if manifest is None:
             return
-        for slot, upstream_key in manifest.get("upstream", {}).items():
-            visit(layout.stage_of(slot), upstream_key)
+        sources = manifest.get("sources", {})   # input name -> the slot that built it (a pipeline's)
+        for name, upstream_key in manifest.get("upstream", {}).items():
+            visit(layout.stage_of(sources.get(name, name)), upstream_key)
         seen[(stage, key)] = manifest
 
     for slot, path in inputs.items():
@@ -69,4 +71,6 @@ def _ladder(manifest: dict) -> str:
 
 def _title(cfg) -> str:
     # the artifact is shared by every variant with this configuration, so it names the build, not a variant
-    return f"{cfg.model.name}, LoRA r={cfg.lora.r} on {cfg.dataset.name}, shipped as {cfg.quant.type}"
+    stages = [*(f"{step.train.stage} on {step.dataset.name}" for step in (cfg.pipeline or {}).values()),
+              f"{cfg.train.stage} on {cfg.dataset.name}"]
+    return f"{cfg.model.name}, LoRA r={cfg.lora.r} {' then '.join(stages)}, shipped as {cfg.quant.type}"

@@ -3,63 +3,46 @@
 from __future__ import annotations
 
 import difflib
-import json
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from ..adapters import hf_tokenizer, llamafactory
-from ..chat.conversation import turn_pieces
 from ..chat.setup import ChatSetup
-from ..dataset import rows as dataset_rows
 from ..errors import StageError
 from ..facts import layout
-from . import chat
+from ..facts.train_methods import TEXT, method
+from . import chat, train_samples
+from . import data as data_stage
 from .context import StageContext
 
 
 def arguments(cfg: DictConfig, base: str, dataset_dir: str, output_dir: str) -> dict[str, Any]:
     """LLaMA-Factory's training arguments for this stage's config view (also `doit preview`'s).
-    The dataset holds the conversations already written by the chat template (`write_samples`), so
+    The dataset holds the samples already written by the chat template (train_samples.py), so
     LLaMA-Factory's template adds nothing ("empty") and only masks the prompts."""
+    learner = method(cfg.train.stage)
+    train = OmegaConf.to_container(cfg.train, resolve=True)
     return llamafactory.train_args(
-        base=base, dataset=SAMPLES_DATASET, dataset_dir=dataset_dir, output_dir=output_dir,
+        base=base, dataset=train_samples.DATASET, dataset_dir=dataset_dir, output_dir=output_dir,
         template=llamafactory.TEMPLATE_AS_WRITTEN, trust_remote_code=cfg.model.trust_remote_code,
-        lora=OmegaConf.to_container(cfg.lora, resolve=True), train=OmegaConf.to_container(cfg.train, resolve=True))
+        lora=OmegaConf.to_container(cfg.lora, resolve=True), train=train, stage=learner.llamafactory_stage,
+        pref_loss=learner.pref_loss or train["pref_loss"])
 
 
-SAMPLES_DATASET = "samples"
-
-
-def write_samples(cfg: DictConfig, templates, base: Path, data: Path, folder: Path) -> tuple[ChatSetup, int, int]:
-    """The data stage's training rows through the build's chat template, in (prompt, answer) pieces,
-    as LLaMA-Factory's dataset `samples` in `folder`. Returns the setup, rows and samples."""
-    setup = chat.choose_for(cfg, templates, base)
-    tokenizer = hf_tokenizer.load_tokenizer(base)
+def write_samples(cfg: DictConfig, templates, model: Path, data: Path, folder: Path) -> tuple[ChatSetup, int, int]:
+    """The data stage's training rows as LLaMA-Factory's dataset in `folder`, written by the
+    build's chat template (chosen from the tokenizer of `model`, the model the pipeline started
+    from). Returns the setup, rows and samples."""
+    tokenizer = hf_tokenizer.load_tokenizer(model)
+    setup = chat.choose_for(cfg, templates, tokenizer)
     render, stops = hf_tokenizer.template_renderer(tokenizer, setup.template), setup.stops(tokenizer.eos_token)
-    dataset = data / layout.DATASET_DIR
-    info = json.loads((dataset / layout.DATASET_INFO).read_text(encoding="utf-8"))
-    (entry,) = info.values()
-    rows = json.loads((dataset / entry["file_name"]).read_text(encoding="utf-8"))
-    samples = []
-    for number, row in enumerate(rows, 1):
-        conversation = dataset_rows.to_openai(row, entry["formatting"])
-        try:
-            for pieces in turn_pieces(render, conversation["messages"], conversation["tools"], stops):
-                samples.append({"conversations": [turn for prompt, answer in pieces for turn in (
-                    {"from": "human", "value": prompt}, {"from": "gpt", "value": answer})]})
-        except ValueError as err:
-            raise StageError(f"training row {number}: {err}; {setup.source} cannot be trained on this conversation "
-                             f"as it is") from None
-        except Exception as err:   # the template's own raise_exception, or a Jinja error
-            raise StageError(f"training row {number}: {setup.source} rejects this conversation: {err}") from None
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / layout.TRAIN_SAMPLES).write_text(json.dumps(samples, ensure_ascii=False, indent=1) + "\n",
-                                               encoding="utf-8")
-    (folder / layout.DATASET_INFO).write_text(json.dumps(
-        {SAMPLES_DATASET: {"file_name": layout.TRAIN_SAMPLES, "formatting": "sharegpt",
-                           "columns": {"messages": "conversations"}}}, indent=2) + "\n", encoding="utf-8")
+    rows = data_stage.load(data)
+    samples, entry = train_samples.samples_of(method(cfg.train.stage).data, rows, render, stops, setup.source)
+    if not samples:
+        raise StageError("no training samples: every row of the dataset is held out for eval; lower dataset.holdout")
+    train_samples.write(samples, entry, folder)
     return setup, len(rows), len(samples)
 
 
@@ -76,6 +59,8 @@ def check_before_training(ctx: StageContext) -> None:
         raise StageError(f"lora.target = {list(cfg.lora.target)}: this model has no module named "
                          f"{', '.join(unknown)}{hint} Its weight modules: {', '.join(sorted(modules))} "
                          f"(or [all] for every linear layer).")
+    if method(cfg.train.stage).data == TEXT:
+        return   # raw text: no system prompt, no chat
     system = cfg.prompt.system or ""
     if too_long(base, system, cfg.train.cutoff_len - ROOM):
         tokens = hf_tokenizer.count_tokens(base, system)
@@ -108,15 +93,19 @@ ROOM = 32   # tokens a sample needs beside the system prompt, at the very least
 
 def run(ctx: StageContext) -> None:
     check_before_training(ctx)
-    setup, rows, samples = write_samples(ctx.cfg, ctx.templates, ctx.inputs["base"], ctx.inputs["data"],
-                                         ctx.out / layout.DATASET_DIR)
+    learner = method(ctx.cfg.train.stage)
+    setup, rows, samples = write_samples(ctx.cfg, ctx.templates, ctx.inputs.get("origin", ctx.inputs["base"]),
+                                         ctx.inputs["data"], ctx.out / layout.DATASET_DIR)
     family = f"{setup.family} family" if setup.family else "no known family"
-    ctx.say(f"chat format: {setup.source} ({family}); {rows} rows -> {samples} training samples")
+    if learner.data == TEXT:
+        ctx.say(f"{learner.what}: {rows} documents")
+    else:
+        ctx.say(f"{learner.what}; chat format: {setup.source} ({family}); {rows} rows -> {samples} training samples")
     args = arguments(ctx.cfg, base=ctx.relative(ctx.inputs["base"]), dataset_dir=layout.DATASET_DIR,
                      output_dir=layout.ADAPTER)
-    llamafactory.write_yaml(args, ctx.out, f"LLaMA-Factory LoRA SFT, written by llmbuild ({ctx.key}). Run by hand: "
-                                           f"cd {ctx.out.parent.name}/{ctx.key} && llamafactory-cli train "
-                                           f"{layout.LLAMAFACTORY_YAML}")
+    llamafactory.write_yaml(args, ctx.out, f"LLaMA-Factory LoRA {learner.name.upper()}, written by llmbuild "
+                                           f"({ctx.key}). Run by hand: cd {ctx.out.parent.name}/{ctx.key} && "
+                                           f"llamafactory-cli train {layout.LLAMAFACTORY_YAML}")
     progress = ctx.progress("training")
     llamafactory.run("train", ctx.out, offline=bool(ctx.cfg.model.path), credentials=ctx.credentials,
                      verbose=ctx.verbose, on_line=llamafactory.train_progress(progress.update))
