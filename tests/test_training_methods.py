@@ -227,3 +227,14 @@ def test_preference_metrics_compare_chosen_with_rejected_and_the_reference():
 def test_kto_reward_accuracy_follows_the_labels():
     found = preference.labelled([-5.0, -20.0], [True, False], [-10.0, -10.0], beta=0.1)
     assert found["reward_accuracy"] == 1.0 and found["reward_margin"] == pytest.approx(0.5 + 1.0)
+
+
+def test_doit_diff_names_the_pipeline_stage_a_change_rebuilds(tmp_path):
+    from llmbuild.review.diff import diff_document
+
+    _, before = keys(tmp=tmp_path)
+    _, after = keys("pipeline.sft.lora.r=16", tmp=tmp_path)
+    document = diff_document(before, after, ("a", "b"))
+    assert document["rebuild"][:4] == ["train@sft", "merge@sft", "train", "merge"]
+    assert {"base", "data@sft", "data"} <= set(document["unchanged"])
+    assert {c["key"] for c in document["changes"]} == {"pipeline.sft.lora.r", "pipeline.sft.lora.alpha"}

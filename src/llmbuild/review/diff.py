@@ -40,7 +40,7 @@ def _stages(before: Plan, after: Plan) -> list[str]:
     """The slots of both plans in build order: stages, and a pipeline's earlier training stages
     (`train@sft`) where they are; the eval ladder's quants are left to the eval line."""
     slots = [s for s in (*after.nodes, *before.nodes) if s in ORDER or stage_of(s) in pipeline.STEP_STAGES]
-    return sorted(dict.fromkeys(slots), key=lambda s: (ORDER.index(stage_of(s)), "@" not in s))
+    return list(dict.fromkeys(slots))   # plans list their nodes in build order
 
 
 def _key(plan: Plan, stage: str) -> str | None:
