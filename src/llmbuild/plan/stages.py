@@ -121,8 +121,9 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         optional_upstream=("lora_gguf",),
         tools=("jinja2",),
         templates=(OLLAMA_TEMPLATE_FILE, MODELFILE_TEMPLATE),
-        version="6",  # 2: stop at EOS and EOT as llama.cpp resolves them; 3: quoting Ollama reads back; 4: Go parity;
-                      # 5: emoji and rare scripts in the conversation suite; 6: the template's own SYSTEM, reasoning
+        version="7",  # 2: stop at EOS and EOT as llama.cpp resolves them; 3: quoting Ollama reads back; 4: Go parity;
+                      # 5: emoji and rare scripts in the conversation suite; 6: the template's own SYSTEM, reasoning;
+                      # 7: the header names the build's chat format (continued pretraining trains none)
         target="ollama",
     ),
     StageSpec(

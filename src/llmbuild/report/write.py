@@ -84,7 +84,8 @@ def verdict(eval_result: dict[str, Any] | None) -> list[str]:
         method = eval_result.get("method", "sft")
         doing = "Continued pretraining" if method == "pt" else "Fine-tuning" if method == "sft" else method.upper()
         lines.append(f"{doing} {better} {what} from {base['perplexity']:.2f} to "
-                     f"{tuned['perplexity']:.2f} ({change:+.0%}) on {eval_result['holdout']['rows']} held-out rows.")
+                     f"{tuned['perplexity']:.2f} ({change:+.0%}) on {eval_result['holdout']['rows']} held-out "
+                     f"{HELDOUT_NOUNS.get(eval_result.get('data'), 'rows')}.")
     elif tuned and tuned["perplexity"]:
         lines.append(f"Fine-tuned held-out perplexity {tuned['perplexity']:.2f} (the base model was not evaluated).")
     threshold = eval_result["settings"].get("recommend_kld", RECOMMEND_KLD)

@@ -52,7 +52,7 @@ def run(ctx: StageContext) -> None:
         header=[f"Ollama Modelfile: {cfg.model.name} fine-tuned by llmbuild (ollama key {ctx.key}).",
                 f"  ollama create {name} -f Modelfile",
                 f"  ollama run {name}",
-                f"TEMPLATE is the {family.name} chat format the adapter was trained with."],
+                f"TEMPLATE is the {family.name} chat format of the build (its chat template, as merged)."],
         system=system or "",
         parameters=[("temperature", prompt.temperature), ("top_p", prompt.top_p), ("top_k", prompt.top_k),
                     ("repeat_penalty", prompt.repeat_penalty), ("num_ctx", prompt.num_ctx),
