@@ -63,6 +63,19 @@ def doit(command: str, store: Path, model: Path, *extra: str) -> tuple[float, li
     return seconds, [slot or stage for stage, slot in TASK_LINE.findall(result.stdout)], result.stdout
 
 
+def one_key_changes(store: Path, model: Path, setup: list[str], changes: dict[str, set[str]]) -> None:
+    """Build with each change on top of `setup` and print the tasks it ran against the minimal set."""
+    exact = 0
+    for change, minimal in changes.items():
+        seconds, ran, _ = doit("build", store, model, *setup, change)
+        executed = set(ran)
+        verdict = "minimal" if executed == minimal else (
+            f"extra {sorted(executed - minimal)}, missing {sorted(minimal - executed)}")
+        exact += executed == minimal
+        print(f"   {change:<38} ran {len(ran):>2} tasks in {seconds:6.1f} s: {verdict}")
+    print(f"   {exact}/{len(changes)} changes ran exactly the minimal set")
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="llmbuild-bench-") as tmp:
         top = Path(tmp)
@@ -78,29 +91,13 @@ def main() -> None:
               f"tasks run: {max(len(ran) for _, ran in noop)}")
 
         print("2. one-key changes: tasks executed vs minimal set")
-        exact = 0
-        for change, minimal in MINIMAL.items():
-            seconds, ran, _ = doit("build", store, model, change)
-            executed = set(ran)
-            verdict = "minimal" if executed == minimal else (
-                f"extra {sorted(executed - minimal)}, missing {sorted(minimal - executed)}")
-            exact += executed == minimal
-            print(f"   {change:<26} ran {len(ran)}/{len(STAGES)} tasks in {seconds:6.1f} s: {verdict}")
-        print(f"   {exact}/{len(MINIMAL)} changes ran exactly the minimal set")
+        one_key_changes(store, model, [], MINIMAL)
 
         pipeline_store = top / "pipeline"
         pipeline_store.mkdir()
         seconds, ran, _ = doit("build", pipeline_store, model, *PIPELINE)
         print(f"2b. pipeline SFT -> DPO: cold build {seconds:.1f} s ({len(ran)} tasks); one-key changes:")
-        exact = 0
-        for change, minimal in PIPELINE_MINIMAL.items():
-            seconds, ran, _ = doit("build", pipeline_store, model, *PIPELINE, change)
-            executed = set(ran)
-            verdict = "minimal" if executed == minimal else (
-                f"extra {sorted(executed - minimal)}, missing {sorted(minimal - executed)}")
-            exact += executed == minimal
-            print(f"   {change:<38} ran {len(ran):>2} tasks in {seconds:6.1f} s: {verdict}")
-        print(f"   {exact}/{len(PIPELINE_MINIMAL)} changes ran exactly the minimal set")
+        one_key_changes(pipeline_store, model, PIPELINE, PIPELINE_MINIMAL)
 
         sweep_store = top / "sweep"
         sweep_store.mkdir()
