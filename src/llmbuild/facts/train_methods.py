@@ -54,5 +54,9 @@ DATA_FIELDS = {
 }
 
 
+# what the rows of each kind of data are called in messages and reports ("8 held-out preference pairs")
+ROW_NOUNS = {CHAT: "rows", TEXT: "documents", PAIRS: "preference pairs", LABELLED: "labelled answers"}
+
+
 def method(name: str) -> Method:
     return METHODS[name]

@@ -11,6 +11,7 @@ import yaml
 
 from ..facts.layout import REPORT_HTML, REPORT_MD, REPORT_TEMPLATES, SWEEP_REPORT_TEMPLATES
 from ..facts.quant_types import fallback_text
+from ..facts.train_methods import ROW_NOUNS
 from ..files.templates import TemplateDir
 from . import charts
 from .variant import VariantReport
@@ -85,7 +86,7 @@ def verdict(eval_result: dict[str, Any] | None) -> list[str]:
         doing = "Continued pretraining" if method == "pt" else "Fine-tuning" if method == "sft" else method.upper()
         lines.append(f"{doing} {better} {what} from {base['perplexity']:.2f} to "
                      f"{tuned['perplexity']:.2f} ({change:+.0%}) on {eval_result['holdout']['rows']} held-out "
-                     f"{HELDOUT_NOUNS.get(eval_result.get('data'), 'rows')}.")
+                     f"{ROW_NOUNS.get(eval_result.get('data'), 'rows')}.")
     elif tuned and tuned["perplexity"]:
         lines.append(f"Fine-tuned held-out perplexity {tuned['perplexity']:.2f} (the base model was not evaluated).")
     threshold = eval_result["settings"].get("recommend_kld", RECOMMEND_KLD)
@@ -138,14 +139,11 @@ def _preference_verdict(eval_result: dict[str, Any], by_name: dict[str, dict]) -
     return lines
 
 
-HELDOUT_NOUNS = {"text": "documents", "pairs": "preference pairs", "labelled": "labelled answers"}
-
-
 def metrics_note(eval_result: dict[str, Any]) -> str:
     """What the metrics table measures, for the kind of data the last training stage learnt from."""
     holdout, settings = eval_result["holdout"], eval_result["settings"]
     data = eval_result.get("data", "chat")
-    noun = HELDOUT_NOUNS.get(data, "rows")
+    noun = ROW_NOUNS.get(data, "rows")
     lines = [f"Held-out {noun} were never trained on (dataset.holdout = {holdout['size']}, seed {holdout['seed']})."]
     if data == "text":
         lines.append("NLL and perplexity cover every token of each document; nothing is generated.")
@@ -193,7 +191,7 @@ def write_variant_report(out_dir: Path, report: VariantReport, templates: Templa
         "eval": report.eval, "samples": _samples(report.eval), "stages": report.stages,
         "total_seconds": sum(s["seconds"] or 0 for s in report.stages), "config_yaml": report.config_yaml,
         "smoke": report.smoke, "final_loss": report.train_losses[-1][1] if report.train_losses else None,
-        "heldout_noun": HELDOUT_NOUNS.get(report.eval.get("data"), "rows") if report.eval else "rows",
+        "heldout_noun": ROW_NOUNS.get(report.eval.get("data"), "rows") if report.eval else "rows",
         "metrics_note": metrics_note(report.eval) if report.eval else "",
     }
     md = out_dir / REPORT_MD

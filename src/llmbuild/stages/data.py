@@ -10,7 +10,7 @@ from ..dataset import kinds
 from ..dataset.holdout import holdout_indices
 from ..errors import DataError
 from ..facts import layout
-from ..facts.train_methods import method
+from ..facts.train_methods import ROW_NOUNS, method
 from .context import StageContext
 
 
@@ -35,7 +35,7 @@ def run(ctx: StageContext) -> None:
     (ctx.out / layout.SPLIT_RECORD).write_text(json.dumps({"rows": len(rows), "heldout_rows": sorted(held),
                                                             "seed": config.holdout_seed, "kind": learner.data})
                                                + "\n", encoding="utf-8")
-    noun = {"text": "documents", "pairs": "preference pairs", "labelled": "labelled answers"}.get(learner.data, "rows")
+    noun = ROW_NOUNS[learner.data]
     ctx.say(f"{len(rows)} {noun} from {shown} ({fmt}, for {learner.name}): {len(train)} to train on, "
             f"{len(heldout)} held out for eval (seed {config.holdout_seed})")
 

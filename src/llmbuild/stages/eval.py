@@ -24,7 +24,7 @@ from ..errors import StageError
 from ..evaluation import cases as eval_cases
 from ..evaluation import metrics, preference, results
 from ..facts import layout
-from ..facts.train_methods import LABELLED, PAIRS, TEXT, method
+from ..facts.train_methods import LABELLED, PAIRS, ROW_NOUNS, TEXT, method
 from . import chat
 from .context import StageContext
 
@@ -73,8 +73,7 @@ def run(ctx: StageContext) -> None:
                        "path": layout.quantized_gguf(ctx.inputs[slot], cfg.model.name, quant),
                        "quantized": _quantize_record(ctx.inputs[slot])})
     measured = []
-    noun = {TEXT: "documents", PAIRS: "preference pairs", LABELLED: "labelled answers"}.get(learner.data, "rows")
-    progress = ctx.progress(f"evaluating {len(rows)} held-out {noun} with each model")
+    progress = ctx.progress(f"evaluating {len(rows)} held-out {ROW_NOUNS[learner.data]} with each model")
     with tempfile.TemporaryDirectory(prefix="llmbuild-eval-") as scratch:
         reference_logprobs = Path(scratch) / "reference"
         reference_logprobs.mkdir()
