@@ -27,7 +27,8 @@ from llmbuild.plan.stages import STAGES
 from llmbuild.plan.view import UncoveredRead, stage_config
 
 ROOT = Path(__file__).resolve().parent.parent
-ALL_TARGETS = ["target=[ollama,llamacpp,vllm,hf]", "target.ollama.adapter=true", "quant.split_max_size=2G"]
+ALL_TARGETS = ["target=[ollama,llamacpp,vllm,hf]", "target.ollama.adapter=true", "quant.split_max_size=2G",
+               "target.vllm.quants=[fp8]"]
 
 
 def leaf_keys(kind=schema.BuildConfig, prefix="") -> list[str]:
@@ -57,6 +58,11 @@ def plan(tmp_path_factory):
     return build_plan(compose(ROOT, [f"store={store}", *ALL_TARGETS]), ROOT, strict=False)
 
 
+def slot_of(plan, stage: str) -> str:
+    """The stage's slot in the plan (a vLLM checkpoint's is vllm_quant@<scheme>)."""
+    return next(slot for slot, node in plan.nodes.items() if node.stage == stage)
+
+
 def test_the_plan_has_every_stage(plan):
     assert {stage_of(slot) for slot in plan.nodes} == set(STAGES)
 
@@ -64,7 +70,7 @@ def test_the_plan_has_every_stage(plan):
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_a_stage_sees_exactly_what_its_key_covers(plan, stage):
     spec = STAGES[stage]
-    view = stage_config(plan, stage)
+    view = stage_config(plan, slot_of(plan, stage))
     declared = (*spec.reads, *spec.upstream_reads, *spec.uses, *spec.checks)
     for key in leaf_keys():
         visible = OmegaConf.select(view, key, default="<absent>") != "<absent>"
@@ -88,11 +94,12 @@ def test_a_read_outside_the_view_fails_the_build_naming_the_key(plan, stage, mon
             node = node[part]
 
     monkeypatch.setattr(f"llmbuild.stages.{stage}.run", run)
-    failed = tasks.run_stage(plan, stage)
+    slot = slot_of(plan, stage)
+    failed = tasks.run_stage(plan, slot)
     assert failed is not None, f"{stage} read {planted} and built anyway"
     message = str(failed.message if hasattr(failed, "message") else failed)
     assert planted.split(".")[0] in message and "does not cover" in message and "plan/stages.py" in message
-    assert not plan.store.joinpath(stage, plan.nodes[stage].key).exists()
+    assert not plan.store.joinpath(stage, plan.nodes[slot].key).exists()
 
 
 def test_upstream_reads_are_covered_by_an_upstream_key():

@@ -45,7 +45,7 @@ def test_vllm_command_has_the_families_tool_call_parser(tmp_path, overrides, fam
 def test_vllm_command_names_model_template_and_loopback(tmp_path):
     argv = vllm_argv(tmp_path, "recipe=toolcall-qwen7b", "target=[vllm]", "target.vllm.max_model_len=8192",
                      "+target.vllm.extra_args=[--gpu-memory-utilization,0.9]")
-    assert argv[:3] == ["vllm", "serve", "../../merge/k/merged"]
+    assert argv[:5] == ["python", "-m", "vllm.entrypoints.openai.api_server", "--model", "../../merge/k/merged"]
     assert argv[argv.index("--served-model-name") + 1] == "Qwen2.5-7B-Instruct"
     assert argv[argv.index("--max-model-len") + 1] == "8192" and argv[-2:] == ["--gpu-memory-utilization", "0.9"]
     assert argv[argv.index("--host") + 1] == "127.0.0.1"

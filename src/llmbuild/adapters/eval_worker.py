@@ -5,10 +5,11 @@ Per case: a greedy answer (timed: prompt tokens/s from the first token's latency
 tokens/s after it; cases marked not to generate, such as raw text or a rejected answer, are only
 scored), then the log-probabilities of the rendered conversation. The answer span's mean negative
 log-likelihood is the held-out NLL (prompt tokens masked, as in training); its summed
-log-probability per case is what preference metrics compare. A GGUF run
-can save its per-position log-probabilities (the f16 reference) or compare with saved ones: KL
-divergence of the next-token distributions and top-1 agreement, as llama-perplexity
---kl-divergence measures them."""
+log-probability per case is what preference metrics compare. A run can save its per-position
+log-probabilities (the f16 GGUF, or the merged model for vLLM's checkpoints) or compare with saved
+ones: KL divergence of the next-token distributions and top-1 agreement, as llama-perplexity
+--kl-divergence measures them. A vLLM checkpoint (compressed-tensors) runs in transformers like an
+HF folder, in the quant environment, where this module imports nothing but numpy and its tools."""
 
 from __future__ import annotations
 
@@ -77,7 +78,6 @@ def run_gguf(request: dict[str, Any]) -> dict[str, Any]:
     del llm
     scorer = Llama(model_path=path, n_ctx=n_ctx, n_batch=min(n_ctx, 512), logits_all=True, verbose=False, seed=0,
                    n_gpu_layers=request.get("n_gpu_layers", 0))
-    save, compare = request.get("save_logprobs"), request.get("reference_logprobs")
     for index, case in enumerate(cases):
         prompt_ids = scorer.tokenize(case["prompt_text"].encode(), add_bos=False, special=True)
         ids, dropped = _cut(scorer.tokenize((case["prompt_text"] + case["answer_text"]).encode(), add_bos=False,
@@ -85,17 +85,7 @@ def run_gguf(request: dict[str, Any]) -> dict[str, Any]:
         scorer.reset()
         scorer.eval(ids)
         logprobs = log_softmax(np.asarray(scorer.scores[:len(ids) - 1], dtype=np.float32))
-        reference = None
-        if compare:
-            reference_ids = json.loads((Path(compare) / f"{index}.json").read_text())
-            if reference_ids != ids:
-                raise SystemExit(f"case {index + 1}: the tokenization differs from the reference GGUF's; KLD "
-                                 f"needs identical tokens")
-            reference = np.load(Path(compare) / f"{index}.npy").astype(np.float64)
-        if save:
-            np.save(Path(save) / f"{index}.npy", logprobs.astype(np.float32))
-            (Path(save) / f"{index}.json").write_text(json.dumps(ids))
-        scores.add_logprobs(ids, logprobs, len(prompt_ids) - dropped, reference)
+        scores.add_logprobs(ids, logprobs, len(prompt_ids) - dropped, _reference(request, index, ids, logprobs))
     return scores.result(answers, rss)
 
 
@@ -136,15 +126,32 @@ def run_hf(request: dict[str, Any]) -> dict[str, Any]:
             scores.generation_seconds += seconds
         print(f"    {Path(request['path']).name}: answer {index + 1}/{len(to_answer)}", flush=True)
     rss = peak_rss_bytes()
-    for case in request["cases"]:
+    for index, case in enumerate(request["cases"]):
         prompt_ids = tokenizer.encode(case["prompt_text"], add_special_tokens=False)
         ids, dropped = _cut(tokenizer.encode(case["prompt_text"] + case["answer_text"], add_special_tokens=False),
                             n_ctx)
         with torch.no_grad():
             logits = model(torch.tensor([ids], device=device)).logits[0, :-1].float()
         logprobs = torch.log_softmax(logits, dim=-1).cpu().numpy()
-        scores.add_logprobs(ids, logprobs, len(prompt_ids) - dropped, None)
+        scores.add_logprobs(ids, logprobs, len(prompt_ids) - dropped, _reference(request, index, ids, logprobs))
     return scores.result(answers, rss)
+
+
+def _reference(request: dict[str, Any], index: int, ids: list[int], logprobs) -> Any:
+    """Save this run's log-probabilities of case `index` as the reference (`save_logprobs`), or load the
+    reference's to compare with (`reference_logprobs`): KLD needs the same tokens on both sides."""
+    save, compare = request.get("save_logprobs"), request.get("reference_logprobs")
+    reference = None
+    if compare:
+        reference_ids = json.loads((Path(compare) / f"{index}.json").read_text())
+        if reference_ids != ids:
+            raise SystemExit(f"case {index + 1}: the tokenization differs from the reference model's; KLD "
+                             f"needs identical tokens")
+        reference = np.load(Path(compare) / f"{index}.npy").astype(np.float64)
+    if save:
+        np.save(Path(save) / f"{index}.npy", logprobs.astype(np.float32))
+        (Path(save) / f"{index}.json").write_text(json.dumps(ids))
+    return reference
 
 
 def _strip(text: str, stops: list[str]) -> str:
@@ -156,7 +163,7 @@ def _strip(text: str, stops: list[str]) -> str:
 
 def main(argv: list[str]) -> int:
     request = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
-    result = (run_gguf if request["kind"] == "gguf" else run_hf)(request)
+    result = (run_gguf if request["kind"] == "gguf" else run_hf)(request)   # "hf", or "vllm": compressed-tensors
     Path(argv[2]).write_text(json.dumps(result, ensure_ascii=False), encoding="utf-8")
     return 0
 

@@ -6,10 +6,10 @@ tokenizer.chat_template, the template the adapter was trained with.
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import sys
 from pathlib import Path
+
+from .process import run_in_foreground
 
 
 def command(gguf: Path, alias: str, host: str, port: int, n_ctx: int, n_gpu_layers: int) -> list[str]:
@@ -18,15 +18,4 @@ def command(gguf: Path, alias: str, host: str, port: int, n_ctx: int, n_gpu_laye
 
 
 def serve(argv: list[str]) -> int:
-    """Run the server in the foreground until it exits, the user presses Ctrl-C, or this process is
-    told to stop (SIGTERM: a service manager, `kill`); the server never outlives it."""
-    process = subprocess.Popen(argv)
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: process.terminate())
-    try:
-        return process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        process.wait()
-        return 0
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return run_in_foreground(argv)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections import deque
@@ -55,3 +56,18 @@ def last_error(lines: list[str]) -> str:
         if _ERROR_LINE.match(line):
             return line[:500]
     return stripped[-1][:500] if stripped else "no output"
+
+
+def run_in_foreground(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
+    """Run a server in the foreground until it exits, the user presses Ctrl-C, or this process is
+    told to stop (SIGTERM: a service manager, `kill`); the server never outlives it."""
+    process = subprocess.Popen(argv, env={**os.environ, **env} if env else None, cwd=cwd)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: process.terminate())
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait()
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)

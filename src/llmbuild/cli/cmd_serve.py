@@ -1,20 +1,25 @@
-"""`doit serve`: build what is stale, then serve the GGUF over an OpenAI-compatible API."""
+"""`doit serve`: build what is stale, then serve the build over an OpenAI-compatible API: vLLM (from its
+own environment) when target.vllm is configured, else the GGUF in llama-cpp-python's server."""
 
 from __future__ import annotations
 
-from ..adapters import llama_cpp_server
+from ..adapters import llama_cpp_server, tool_env, vllm_server
 from ..config.schema import LlamacppTarget
+from ..facts.tool_envs import VLLM
 from ..plan import outputs
 from .cmd_base import GraphCommand
 
 
 class Serve(GraphCommand):
     name = "serve"
-    doc_purpose = "build the configured model if needed, then serve its GGUF over an OpenAI-compatible API"
+    doc_purpose = "build the configured model if needed, then serve it over an OpenAI-compatible API"
     doc_usage = "[overrides]"
     doc_description = ("Starts llama-cpp-python's server on loopback (target.llamacpp.host/port, default\n"
                        "127.0.0.1:8080) with the quantized GGUF and its own chat template, e.g.\n"
                        "  doit serve quant=q8_0 target.llamacpp.port=8081\n"
+                       "With target.vllm configured, starts vLLM instead (its own environment, see README),\n"
+                       "on 127.0.0.1:target.vllm.port with the format target.vllm.serve names, e.g.\n"
+                       "  doit serve target=vllm target.vllm.quants=[fp8] target.vllm.serve=fp8\n"
                        "Then: OpenAI(base_url='http://127.0.0.1:8080/v1', api_key='none').")
 
     def execute(self, params, args):
@@ -22,9 +27,27 @@ class Serve(GraphCommand):
         if result != 0 or not self.plans:
             return result
         (plan,) = self.plans
-        settings = plan.composed.cfg.target.llamacpp or LlamacppTarget()
+        cfg = plan.composed.cfg
+        if cfg.target.vllm is not None:
+            return self._vllm(plan)
+        settings = cfg.target.llamacpp or LlamacppTarget()
         alias = settings.model_alias or outputs.ollama_name(plan)
         gguf = outputs.quantized_gguf(plan)
         print(f"\nserving {gguf.name} as model '{alias}' on http://{settings.host}:{settings.port}/v1 (Ctrl-C stops)")
         return llama_cpp_server.serve(llama_cpp_server.command(
             gguf, alias, settings.host, settings.port, settings.n_ctx, settings.n_gpu_layers))
+
+    def check_plans(self, plans) -> None:
+        """vLLM's environment is there before anything is built for it."""
+        for plan in plans:
+            if plan.composed.cfg.target.vllm is not None:
+                tool_env.python(VLLM, plan.root)
+
+    def _vllm(self, plan) -> int:
+        cfg = plan.composed.cfg
+        settings = cfg.target.vllm
+        python = tool_env.python(VLLM, plan.root)
+        name = settings.served_model_name or cfg.model.name
+        print(f"\nserving {name} ({settings.serve}) with vLLM on http://127.0.0.1:{settings.port}/v1 "
+              f"(OpenAI base URL; Ctrl-C stops)")
+        return vllm_server.serve(python, outputs.artifact(plan, "vllm"))

@@ -42,6 +42,8 @@ class LlmbuildLoader(DodoTaskLoader):
         try:
             plans = session.make_plans(self.project_root(), session.overrides() if given is None else given,
                                        getattr(cmd, "sweeps", session.ANY))
+            if hasattr(cmd, "check_plans"):   # what the command needs beyond the build, before it runs
+                cmd.check_plans(plans)
         except LlmbuildError as err:  # doit prints it as `ERROR: ...` and exits 3, no traceback
             raise InvalidDodoFile(str(err)) from None
         cmd.plans = plans

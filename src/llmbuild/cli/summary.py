@@ -31,6 +31,8 @@ def summary(plan: Plan) -> str:
           if "ollama" in plan.nodes else []),
         *([("vLLM folder", base / "vllm"), ("vLLM serve script", base / "vllm" / layout.SERVE_SCRIPT)]
           if "vllm" in plan.nodes else []),
+        *[(f"vLLM {slot.partition('@')[2]}", base / outputs.vllm_checkpoint_link(slot))
+          for slot, node in plan.nodes.items() if node.stage == "vllm_quant"],
         *([("HF folder + card", base / "hf" / layout.HF_MODEL)] if "hf" in plan.nodes else []),
         *([("smoke answers", base / outputs.SMOKE_LINK)] if "smoke" in plan.nodes else []),
         *([("held-out eval", base / "eval" / layout.EVAL_RESULTS)] if "eval" in plan.nodes else []),

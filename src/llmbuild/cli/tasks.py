@@ -139,7 +139,8 @@ def stage_context(plan: Plan, slot: str, out: Path) -> StageContext:
     inputs = {name: pipeline.model_input(name, plan.nodes[up].stage, store.path(plan.nodes[up].stage, node.payload[
         "upstream"][name])) for name, up in node.inputs.items()}
     return StageContext(cfg=given.cfg, key=node.key, inputs=inputs, out=out, files=given.files,
-                        templates=TemplateDir(plan.root, given.templates), credentials=credentials(plan))
+                        templates=TemplateDir(plan.root, given.templates), credentials=credentials(plan),
+                        project=plan.root)
 
 
 def credentials(plan: Plan) -> dict[str, str]:

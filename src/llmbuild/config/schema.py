@@ -179,6 +179,12 @@ class VllmTarget:
     tool_call_parser: Optional[str] = None    # default from the chat family: qwen -> hermes, llama3 -> llama3_json
     port: int = 8000
     extra_args: List[str] = field(default_factory=list)  # any other `vllm serve` flags, passed as written
+    # GPU checkpoints for vLLM (compressed-tensors, by llm-compressor), each built and evaluated beside the
+    # GGUF ladder: fp8, w8a8, w4a16, w4a16-awq (facts/vllm_schemes.py)
+    quants: List[str] = field(default_factory=list)
+    serve: str = "bf16"                       # what serve.sh serves: bf16 (the merged folder) or a scheme
+    calibration_samples: int = 64             # training samples that calibrate w8a8 and the w4a16 schemes
+    calibration_max_len: int = 512            # tokens of each calibration sample (longer ones are cut)
 
 
 @dataclass

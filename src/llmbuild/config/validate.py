@@ -17,6 +17,7 @@ from ..facts.gguf_files import is_size
 from ..facts.quant_types import CONVERT_TYPES, QUANT_TYPES
 from ..facts.secrets import MASK, TOOL_CREDENTIALS, is_secret
 from ..facts.train_methods import DATA_FIELDS, DPO_LOSSES, METHODS, TEXT
+from ..facts.vllm_schemes import BF16, SCHEMES
 from ..files.templates import TemplateDir
 from .derived import chat_family
 
@@ -73,6 +74,10 @@ def validate(cfg: DictConfig, where: Callable[[str], str], root: Path | None = N
         for name in ("max_rows", "max_new_tokens", "n_ctx"):
             if cfg.eval[name] <= 0:
                 fail(f"eval.{name}", cfg.eval[name], "must be positive", "Use 1 or more.")
+    if cfg.target.vllm is not None:
+        for index, scheme in enumerate(cfg.target.vllm.quants):
+            one_of(f"target.vllm.quants[{index}]", scheme, list(SCHEMES))
+        one_of("target.vllm.serve", cfg.target.vllm.serve, [BF16, *SCHEMES])
     if cfg.smoke.max_tokens <= 0:
         fail("smoke.max_tokens", cfg.smoke.max_tokens, "must be positive", "Use e.g. 96.")
     for key, allowed, rule, fix in RANGES:
@@ -225,4 +230,7 @@ RANGES = (
     ("target.llamacpp.n_gpu_layers", lambda v: v >= -1, "must be -1 (all) or more", "0 runs on the CPU."),
     ("target.vllm.port", _port, "not a TCP port", "Use 1 to 65535, e.g. 8000."),
     ("target.vllm.max_model_len", _positive, "must be a positive number of tokens (or null)", "Use e.g. 8192."),
+    ("target.vllm.calibration_samples", _positive, "must be a positive number of training samples",
+     "Use e.g. 64 (GPTQ and AWQ are usually calibrated on 128 to 512)."),
+    ("target.vllm.calibration_max_len", _positive, "must be a positive number of tokens", "Use e.g. 512."),
 )

@@ -12,6 +12,8 @@ from typing import Any
 
 from ..errors import StageError
 
+VLLM = "vllm"   # ModelResult.kind of a vLLM checkpoint
+
 
 @dataclass(frozen=True)
 class Holdout:
@@ -27,18 +29,19 @@ class Settings:
     recommend_kld: float        # the report recommends the smallest quant below this mean KLD
     n_ctx: int
     pref_beta: float | None = None  # preference tuning's beta: the scale of the implicit reward
+    vllm_kld_reference: str | None = None  # the model vLLM checkpoints' KLD is measured against (the merged one)
 
 
 @dataclass(frozen=True)
 class ModelResult:
     name: str                   # base, fine-tuned, or the GGUF's type
-    kind: str                   # "hf" or "gguf"
+    kind: str                   # "hf", "gguf" or "vllm" (a compressed-tensors checkpoint)
     quant: str | None
     file_size: int              # bytes: the GGUF, or the HF folder's safetensors
     nll: float | None           # mean negative log-likelihood of the answer tokens
     perplexity: float | None
     answer_tokens: int
-    kld: float | None           # mean KL divergence from the reference GGUF (GGUFs only)
+    kld: float | None           # mean KL divergence from the reference (GGUFs: the f16 GGUF; vLLM: the merged)
     top1: float | None          # share of positions whose top token agrees with the reference
     exact_match: float | None   # plain answers
     rouge_l: float | None
@@ -49,6 +52,7 @@ class ModelResult:
     quantized: dict[str, Any] | None    # a quant's quantize.json: tensor types and llama.cpp's fallbacks
     # preference tuning: prefers_chosen, margin, reward_accuracy, reward_margin (evaluation/preference.py)
     preference: dict[str, Any] | None = None
+    checkpoint: dict[str, Any] | None = None  # a vLLM checkpoint's vllm_quant.json: scheme, method, calibration
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,7 @@ class EvalResults:
     holdout: Holdout
     settings: Settings
     shipped_quant: str
-    models: list[ModelResult]   # HF models, then the reference GGUF, then the quants from large to small
+    models: list[ModelResult]   # HF models, the reference GGUF, its quants from large to small, then vLLM's
     samples: list[Sample]
     method: str = "sft"                 # train.stage of the last training stage
     data: str = "chat"                  # its kind of data (facts/train_methods.py)
@@ -74,8 +78,8 @@ class EvalResults:
 
 
 # fields a reader does without: the report shows them when present
-OPTIONAL = {Settings: ("recommend_kld", "n_ctx", "pref_beta"),
-            ModelResult: ("answer_tokens", "quantized", "preference"),
+OPTIONAL = {Settings: ("recommend_kld", "n_ctx", "pref_beta", "vllm_kld_reference"),
+            ModelResult: ("answer_tokens", "quantized", "preference", "checkpoint"),
             EvalResults: ("method", "data", "preference_reference")}
 
 

@@ -84,6 +84,23 @@ def ladder_slot(quant_type: str) -> str:
     return f"quantize@{quant_type}"
 
 
+# vLLM checkpoints: "vllm_quant@<scheme>", one per scheme of target.vllm.quants and target.vllm.serve;
+# the scheme is the value VLLM_SCHEME of the node's config (plan/stages.py)
+VLLM_SCHEME = "vllm_scheme"
+QUANTIZED_MODEL = "model"                  # vllm_quant: the compressed-tensors HF folder vLLM loads
+VLLM_QUANT_RECORD = "vllm_quant.json"      # vllm_quant: scheme, recipe, calibration, sizes and time
+
+
+def vllm_slot(scheme: str) -> str:
+    return f"vllm_quant@{scheme}"
+
+
+def vllm_schemes(quants, serve: str, merged: str) -> list[str]:
+    """The vLLM schemes a build makes: `quants` in order, once each, and the served one unless it is the
+    merged folder itself (`merged`)."""
+    return [s for s in dict.fromkeys([*quants, serve]) if s != merged]
+
+
 def stage_of(slot: str) -> str:
     """The stage a plan slot builds (a quant of the eval ladder is a quantize artifact)."""
     return slot.partition("@")[0]

@@ -11,11 +11,15 @@ from omegaconf import DictConfig, OmegaConf
 from ..config.compose import Composed
 from ..config.derived import chat_family
 from ..config.schema import RUNTIME_KEYS
+from ..errors import ConfigError
 from ..facts.chat_families import FAMILIES, OLLAMA_TEMPLATE_FILE
-from ..facts.layout import ladder, ladder_slot
+from ..facts.layout import VLLM_SCHEME, ladder, ladder_slot, vllm_schemes, vllm_slot
 from ..facts.names import digest, sanitize, shorten
 from ..facts.secrets import is_secret
+from ..facts.tool_envs import ENVS
 from ..facts.train_methods import TEXT, method
+from ..facts.vllm_schemes import BF16, SCHEMES
+from ..files import envs
 from ..files.paths import project_path
 from ..files.templates import FOLDER as TEMPLATES_FOLDER
 from ..store.digests import DigestCache
@@ -50,8 +54,9 @@ class Node:
 class Plan:
     variant: str
     composed: Composed
-    nodes: dict[str, Node]       # slot -> node, in build order; a slot is a stage name, or
-                                 # "quantize@<type>" for a quant of the eval ladder
+    nodes: dict[str, Node]       # slot -> node, in build order; a slot is a stage name,
+                                 # "quantize@<type>" for a quant of the eval ladder, "vllm_quant@<scheme>"
+                                 # for a vLLM checkpoint, "train@<step>" for a pipeline's earlier stage
     root: Path
     store: Path
     digests: DigestCache = field(repr=False, compare=False)
@@ -115,6 +120,40 @@ def _ladder_quant(nodes, cfg, plain, quant_type, digests, root, family, strict) 
     return Node("quantize", make_key(body), body, (("quant.type", quant_type),))
 
 
+def schemes(cfg) -> list[str]:
+    """The vLLM checkpoints a configuration builds (target.vllm.quants and the served one)."""
+    settings = cfg.target.vllm
+    return vllm_schemes(settings.quants, settings.serve, BF16) if settings is not None else []
+
+
+def _env_tools(spec, cfg, root: Path, strict: bool) -> dict[str, Any] | None:
+    """The versions in the stage's own tool environment, when it runs tools there. Strict: a missing
+    environment is an error before anything is built."""
+    if spec.tool_env is None or not (spec.per_scheme or schemes(cfg)):
+        return None
+    env = ENVS[spec.tool_env]
+    if strict and not envs.available(env, root):
+        raise ConfigError(f"target.vllm builds {', '.join(schemes(cfg))} (target.vllm.quants, target.vllm.serve): "
+                          f"{envs.missing_message(env, root)}")
+    return {name: version or "not installed" for name, version in envs.versions(env, root).items()
+            if name in env.versions}
+
+
+def _scheme_node(nodes, cfg, plain, scheme: str, digests, root, family, strict) -> Node:
+    """The checkpoint of one scheme: keyed with the scheme, and with the calibration settings only when
+    the scheme calibrates (an fp8 checkpoint is the same whatever they say)."""
+    spec = STAGES["vllm_quant"]
+    settings = dict(plain["target"]["vllm"])
+    if not SCHEMES[scheme].calibrated:
+        settings.update(calibration_samples=None, calibration_max_len=None)
+    plain = {**plain, "target": {**plain["target"], "vllm": settings}, VLLM_SCHEME: scheme}
+    body = payload(spec, cfg, {up: nodes[up].key for up in spec.upstream},
+                   input_fingerprints("vllm_quant", cfg, root, digests, strict),
+                   template_digests("vllm_quant", family, root, digests), plain,
+                   _env_tools(spec, cfg, root, strict))
+    return Node("vllm_quant", make_key(body), body, ((VLLM_SCHEME, scheme),))
+
+
 # stages that start from the model the training before them made: in a pipeline, the merged model
 # of the previous training stage stands in for the base (and the base, as "origin", gives the chat
 # template the whole pipeline trains and deploys with)
@@ -166,6 +205,10 @@ def build_plan(composed: Composed, root: Path, digests: DigestCache | None = Non
                     nodes[pipeline.slot(step_stage, step.name)] = _step_node(
                         nodes, step_stage, step, trained_on, digests, root, family, strict)
                 trained_on = pipeline.slot("merge", step.name)
+        if spec.per_scheme:
+            for scheme in schemes(cfg):
+                nodes[vllm_slot(scheme)] = _scheme_node(nodes, cfg, plain, scheme, digests, root, family, strict)
+            continue
         sources = _sources(spec.upstream, trained_on) if stage in TRAINS_ON_MODEL else {}
         upstream = {name: nodes[sources.get(name, name)].key for name in (*spec.upstream, *sources)}
         upstream.update({name: nodes[name].key for name in spec.optional_upstream if name in nodes})
@@ -176,8 +219,12 @@ def build_plan(composed: Composed, root: Path, digests: DigestCache | None = Non
                 slot = ladder_slot(quant_type)
                 nodes[slot] = _ladder_quant(nodes, cfg, plain, quant_type, digests, root, family, strict)
                 upstream[slot] = nodes[slot].key
+        if spec.vllm_schemes:
+            wanted = schemes(cfg) if spec.vllm_schemes == "all" else [
+                s for s in [cfg.target.vllm.serve] if s != BF16]
+            upstream.update({vllm_slot(s): nodes[vllm_slot(s)].key for s in wanted})
         body = payload(spec, cfg, upstream, input_fingerprints(stage, cfg, root, digests, strict),
-                       template_digests(stage, family, root, digests), plain)
+                       template_digests(stage, family, root, digests), plain, _env_tools(spec, cfg, root, strict))
         nodes[stage] = Node(stage, make_key(body), body, sources=tuple(sources.items()))
     if save_digests:
         digests.save()

@@ -63,8 +63,10 @@ def make_key(payload: dict[str, Any]) -> str:
 
 
 def payload(spec: StageSpec, cfg: DictConfig, upstream: dict[str, str], inputs: dict[str, str],
-            templates: dict[str, str], plain: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
+            templates: dict[str, str], plain: dict[str, Any] | None = None,
+            env_tools: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`env_tools`: the versions of the tools the stage runs in an environment of their own."""
+    body = {
         "stage": spec.name,
         "version": spec.version,
         "config": config_slice(cfg, spec.reads, plain),
@@ -74,6 +76,9 @@ def payload(spec: StageSpec, cfg: DictConfig, upstream: dict[str, str], inputs: 
         "tools": {name: tool_version(name) for name in spec.tools + tuple(
             tool for key, tool in spec.tools_if if OmegaConf.select(cfg, key) is not None)},
     }
+    if env_tools:
+        body["env_tools"] = dict(env_tools)
+    return body
 
 
 def input_files(stage: str, cfg: DictConfig, root: Path) -> dict[str, Path]:

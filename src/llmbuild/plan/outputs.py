@@ -54,7 +54,14 @@ def links(plan: Plan) -> dict[str, Path]:
     if "smoke" in plan.nodes:   # none after continued pretraining alone
         out[SMOKE_LINK] = artifact(plan, "smoke") / layout.SMOKE_MARKDOWN
     out.update({stage: artifact(plan, stage) for stage in OPTIONAL_LINKS if stage in plan.nodes})
+    out.update({vllm_checkpoint_link(slot): artifact(plan, slot) / layout.QUANTIZED_MODEL
+                for slot, node in plan.nodes.items() if node.stage == "vllm_quant"})
     return out
+
+
+def vllm_checkpoint_link(slot: str) -> str:
+    """`vllm-fp8`: the name under the variant's folder of the checkpoint built at `slot`."""
+    return f"vllm-{slot.partition('@')[2]}"
 
 
 def config_text(plan: Plan) -> str:

@@ -15,7 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..facts.chat_families import CHAT_TEMPLATE_FILE, OLLAMA_TEMPLATE_FILE
-from ..facts.layout import HF_CARD_TEMPLATE, MODELFILE_TEMPLATE, REPORT_TEMPLATES, VLLM_SERVE_TEMPLATE
+from ..facts.layout import HF_CARD_TEMPLATE, MODELFILE_TEMPLATE, REPORT_TEMPLATES, VLLM_SCHEME, VLLM_SERVE_TEMPLATE
+
+SCHEME = VLLM_SCHEME
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,10 @@ class StageSpec:
     optional_upstream: tuple[str, ...] = ()  # upstream stages used when they exist in the plan
     chat: bool = False                      # exists only when the last training stage makes a chat model
     earlier_models: bool = False            # also depends on the merged model of each earlier training stage
+    per_scheme: bool = False                # one node per vLLM scheme built (vllm_quant@<scheme>), keyed with it
+    vllm_schemes: str | None = None         # also depends on vLLM scheme nodes: "all" of them, or the "served" one
+    tool_env: str | None = None             # an environment of its own (facts/tool_envs.py) whose versions enter
+                                            # the key: always for a per_scheme stage, else when schemes are built
 
 
 STAGES: dict[str, StageSpec] = {s.name: s for s in (
@@ -97,6 +103,16 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         version="2",  # 2: quantize.json and quantize.log
     ),
     StageSpec(
+        "vllm_quant", "Quantize the merged model for vLLM with llm-compressor (compressed-tensors FP8, INT8, INT4)",
+        # SCHEME is set per node by the plan (vllm_quant@fp8, ...), as the eval ladder sets quant.type
+        reads=(SCHEME, "target.vllm.calibration_samples", "target.vllm.calibration_max_len"),
+        upstream=("merge", "train"),   # the merged model, and the training samples as trained (calibration)
+        tools=("jinja2",),
+        tool_env="quant",
+        per_scheme=True,
+        target="vllm",
+    ),
+    StageSpec(
         "split", "Write the quantized GGUF as llama.cpp split files of at most quant.split_max_size",
         reads=("quant.split_max_size", "quant.type", "model.name"),
         upstream=("quantize",),
@@ -128,12 +144,14 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
     ),
     StageSpec(
         "vllm", "Write the vLLM serving folder: chat template file and the `vllm serve` command line",
-        reads=("target.vllm", "model.name"),
+        reads=("target.vllm.served_model_name", "target.vllm.max_model_len", "target.vllm.tool_call_parser",
+               "target.vllm.port", "target.vllm.extra_args", "target.vllm.serve", "model.name"),
         upstream=("merge",),
         tools=("jinja2",),
         templates=(VLLM_SERVE_TEMPLATE,),
-        version="2",  # 2: the tool-call parser of the family merge recorded
+        version="3",  # 2: the tool-call parser of the family merge recorded; 3: serves a scheme, python -m vllm
         target="vllm",
+        vllm_schemes="served",
     ),
     StageSpec(
         "hf", "Write the HF model folder with a model card (recipe, stage keys, training metrics)",
@@ -161,8 +179,10 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         enabled_by="eval.enabled",
         quant_ladder=True,
         earlier_models=True,   # a pipeline's earlier stages are evaluated too (the reference of preference tuning)
-        version="3",  # 2: each worker's own peak memory (VmHWM), quantize records; 3: text perplexity,
-                      # preference accuracy and reward margins, earlier pipeline stages
+        vllm_schemes="all",    # and every vLLM checkpoint, in the quant environment's transformers
+        tool_env="quant",
+        version="4",  # 2: each worker's own peak memory (VmHWM), quantize records; 3: text perplexity,
+                      # preference accuracy and reward margins, earlier pipeline stages; 4: vLLM checkpoints
     ),
     StageSpec(
         "report", "Write report.md and a self-contained report.html: config, timings, loss, quant ladder, answers",

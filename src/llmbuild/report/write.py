@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from ..evaluation.results import VLLM
 from ..facts.layout import REPORT_HTML, REPORT_MD, REPORT_TEMPLATES, SWEEP_REPORT_TEMPLATES
 from ..facts.quant_types import fallback_text
 from ..facts.train_methods import ROW_NOUNS
@@ -55,7 +56,7 @@ def metrics_table(eval_result: dict[str, Any]) -> tuple[list[str], list[list[str
     models = eval_result["models"]
     columns = [c for c in COLUMNS if any(_value(m, c[1]) is not None for m in models)]
     shipped = eval_result["shipped_quant"]
-    rows = [[m["name"] + (" (shipped)" if m["name"] == shipped else "")]
+    rows = [[charts.shown_name(m) + (" (shipped)" if m["name"] == shipped else "")]
             + [_show(_value(m, f), how) for _, f, how in columns] for m in models]
     return ["model"] + [c[0] for c in columns], rows
 
@@ -110,12 +111,35 @@ def verdict(eval_result: dict[str, Any] | None) -> list[str]:
         changed = (f": it changes the top token on {1 - shipped['top1']:.1%} of positions"
                    if shipped["top1"] is not None else "")
         lines.append(f"The shipped {shipped['name']} has mean KLD {shipped['kld']:.4f}, above {threshold}{changed}.")
+    lines += _vllm_verdict(eval_result, threshold)
     fell_back = shipped.get("quantized") if shipped else None
     if fell_back and fell_back.get("fallback"):
         lines.append(f"In the shipped {shipped['name']}, llama.cpp fell back to other types for "
                      f"{fallback_text(fell_back, ' quantized tensors')}: their rows are not a multiple of the "
                      f"requested type's block (quantize.log lists them).")
     return lines
+
+
+def _vllm_verdict(eval_result: dict[str, Any], threshold: float) -> list[str]:
+    """GPU serving: the smallest vLLM checkpoint close enough to the merged 16-bit model."""
+    checkpoints = [m for m in eval_result["models"] if m["kind"] == VLLM and m["kld"] is not None]
+    if not checkpoints:
+        return []
+    reference = eval_result["settings"].get("vllm_kld_reference") or "fine-tuned"
+    merged = next((m for m in eval_result["models"] if m["name"] == reference), None)
+    good = sorted((m for m in checkpoints if m["kld"] < threshold), key=lambda m: m["file_size"] or 0)
+    if not good:
+        size = f" ({_show(merged['file_size'], 'mib')} MiB)" if merged else ""
+        return [f"For GPU serving with vLLM, no checkpoint has mean KLD below {threshold} vs the merged 16-bit "
+                f"model: none is recommended; serve the merged model{size} (target.vllm.serve=bf16) or add "
+                f"fp8 or w8a8 to target.vllm.quants."]
+    pick = good[0]
+    share = f", {pick['file_size'] / merged['file_size']:.0%} of the merged model" if merged and \
+        merged["file_size"] else ""
+    return [f"For GPU serving with vLLM: {pick['name']} ({_show(pick['file_size'], 'mib')} MiB{share}), the "
+            f"smallest checkpoint with mean KLD below {threshold} vs the merged 16-bit model (KLD "
+            f"{pick['kld']:.4f}, top-1 agreement {_show(pick['top1'], 'pct')}); serve it with "
+            f"target.vllm.serve={pick['name']}."]
 
 
 def _preference_verdict(eval_result: dict[str, Any], by_name: dict[str, dict]) -> list[str]:
@@ -159,8 +183,11 @@ def metrics_note(eval_result: dict[str, Any]) -> str:
                      f"- log p of {reference}), ranks them as the data does (chosen above rejected; a good answer "
                      f"above 0, a bad one below); \"reward margin\": the mean reward difference (beta "
                      f"{settings.get('pref_beta')}).")
+    vllm = (f", and each vLLM checkpoint's with the merged 16-bit model's ({settings['vllm_kld_reference']}; "
+            f"checkpoints run in transformers on this machine, so their speed is not vLLM's)"
+            if settings.get("vllm_kld_reference") else "")
     lines.append(f"KLD and top-1 agreement compare each GGUF's next-token distributions with "
-                 f"{settings['kld_reference']}'s" + ("." if data == "text" else
+                 f"{settings['kld_reference']}'s{vllm}" + ("." if data == "text" else
                                                     f"; answers are greedy, at most {settings['max_new_tokens']} "
                                                     f"tokens."))
     return " ".join(lines)

@@ -64,6 +64,7 @@ class StageContext:
     credentials: dict[str, str] = field(default_factory=dict, repr=False)  # env vars for tools; in no key or file
     terminal: TextIO = field(default=sys.stdout, repr=False)  # where the stage reports; tools' output goes to logs
     verbose: bool = False      # stream every tool's full output to the terminal too
+    project: Path | None = None  # the project root: where the tools' own environments are (facts/tool_envs.py)
 
     def relative(self, target: Path) -> str:
         """`target` relative to the artifact folder, valid before and after the final rename

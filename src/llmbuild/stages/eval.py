@@ -1,8 +1,9 @@
 """eval: was the fine-tune worth it, and which quantization should ship? The held-out rows (never
 trained on) are run through the base model, each earlier stage of a pipeline, the fine-tuned
-(merged) model, the f16 GGUF and every quant of the ladder, each in its own process: held-out
-NLL/perplexity on the answers (on the whole text, for continued pretraining), KLD and top-1
-agreement of each quant against the f16 GGUF, greedy answers scored against the references, for
+(merged) model, the f16 GGUF, every quant of the ladder and every vLLM checkpoint (in the quant
+environment's transformers), each in its own process: held-out NLL/perplexity on the answers (on
+the whole text, for continued pretraining), KLD and top-1 agreement of each GGUF quant against the
+f16 GGUF and of each vLLM checkpoint against the merged model, greedy answers scored against the references, for
 preference tuning how often each model prefers the chosen answer and its reward margin against the
 reference model (evaluation/preference.py), speed, size and peak memory. Results: eval.json
 (evaluation/results.py; the report reads it) and answers.md."""
@@ -17,18 +18,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..adapters import llama_cpp
+from ..adapters import llama_cpp, tool_env
 from ..adapters.llama_cpp_vocab import read_metadata
 from ..adapters.process import run_logged
 from ..errors import StageError
 from ..evaluation import cases as eval_cases
 from ..evaluation import metrics, preference, results
 from ..facts import layout
+from ..facts.tool_envs import QUANT
 from ..facts.train_methods import LABELLED, PAIRS, ROW_NOUNS, TEXT, method
 from . import chat
 from .context import StageContext
 
 WORKER = "llmbuild.adapters.eval_worker"   # run as `python -m`, one process per model
+VLLM = results.VLLM
 
 
 def run(ctx: StageContext) -> None:
@@ -58,6 +61,9 @@ def run(ctx: StageContext) -> None:
     quants = [cfg.quant.type, *layout.ladder(cfg.eval.quants, cfg.quant.type)]
     earlier = [(slot.partition("@")[2], path) for slot, path in ctx.inputs.items()
                if slot.startswith("merge@")]   # a pipeline's earlier stages, in order
+    checkpoints = [(slot.partition("@")[2], path) for slot, path in ctx.inputs.items()
+                   if layout.stage_of(slot) == "vllm_quant"]   # vLLM's, run in the quant environment
+    quant_python = tool_env.python(QUANT, ctx.project) if checkpoints else None
     # preference tuning measures the tuned model against the model it started from
     reference_model = (earlier[-1][0] if earlier else "base") if learner.preference else None
     models: list[dict[str, Any]] = []
@@ -65,6 +71,7 @@ def run(ctx: StageContext) -> None:
         models.append({"name": "base", "kind": "hf", "quant": None, "path": ctx.inputs["base"]})
     models += [{"name": name, "kind": "hf", "quant": None, "path": path / layout.MERGED} for name, path in earlier]
     models.append({"name": "fine-tuned", "kind": "hf", "quant": None, "path": ctx.inputs["merge"] / layout.MERGED})
+    tuned = len(models) - 1
     models.append({"name": cfg.quant.convert_type, "kind": "gguf", "quant": cfg.quant.convert_type,
                    "path": reference_gguf})
     for quant in quants:
@@ -72,21 +79,30 @@ def run(ctx: StageContext) -> None:
         models.append({"name": quant, "kind": "gguf", "quant": quant,
                        "path": layout.quantized_gguf(ctx.inputs[slot], cfg.model.name, quant),
                        "quantized": _quantize_record(ctx.inputs[slot])})
+    for scheme, path in checkpoints:
+        models.append({"name": scheme, "kind": VLLM, "quant": scheme, "path": path / layout.QUANTIZED_MODEL,
+                       "checkpoint": json.loads((path / layout.VLLM_QUANT_RECORD).read_text(encoding="utf-8"))})
     measured = []
     progress = ctx.progress(f"evaluating {len(rows)} held-out {ROW_NOUNS[learner.data]} with each model")
     with tempfile.TemporaryDirectory(prefix="llmbuild-eval-") as scratch:
-        reference_logprobs = Path(scratch) / "reference"
+        reference_logprobs, merged_logprobs = Path(scratch) / "reference", Path(scratch) / "merged"
         reference_logprobs.mkdir()
-        for model in models:
+        merged_logprobs.mkdir()
+        for index, model in enumerate(models):
             request = {"kind": model["kind"], "path": str(model["path"]), "cases": [c.to_json() for c in cases],
                        "stops": stops, "max_new_tokens": settings.max_new_tokens, "n_ctx": settings.n_ctx,
                        "n_gpu_layers": settings.n_gpu_layers}
             if model["kind"] == "gguf":
                 first_gguf = model["path"] == reference_gguf
                 request["save_logprobs" if first_gguf else "reference_logprobs"] = str(reference_logprobs)
+            elif index == tuned and checkpoints:   # vLLM's checkpoints are measured against the merged model
+                request["save_logprobs"] = str(merged_logprobs)
+            elif model["kind"] == VLLM:
+                request["reference_logprobs"] = str(merged_logprobs)
             number, name = len(measured) + 1, model["name"]
             progress.update(number, len(models), name)
-            result = _run_worker(ctx, name, request, Path(scratch),
+            python = quant_python if model["kind"] == VLLM else Path(sys.executable)
+            result = _run_worker(ctx, name, request, Path(scratch), python,
                                  lambda line, n=number, name=name: _answered(progress, line, n, len(models), name))
             measured.append((model, result))
     progress.close()
@@ -107,10 +123,11 @@ def _answered(progress, line: str, number: int, models: int, name: str) -> None:
         progress.update(number, models, f"{name}, answer {found[1]}/{found[2]}")
 
 
-def _run_worker(ctx: StageContext, name: str, request: dict[str, Any], scratch: Path, on_line) -> dict[str, Any]:
+def _run_worker(ctx: StageContext, name: str, request: dict[str, Any], scratch: Path, python: Path,
+                on_line) -> dict[str, Any]:
     request_file, result_file = scratch / f"{name}.request.json", scratch / f"{name}.result.json"
     request_file.write_text(json.dumps(request, ensure_ascii=False), encoding="utf-8")
-    run_logged([sys.executable, "-m", WORKER, str(request_file), str(result_file)],
+    run_logged([str(python), "-m", WORKER, str(request_file), str(result_file)],
                ctx.out / "logs" / f"{name}.log", what=f"evaluating {name}",
                env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}, quiet=not ctx.verbose, on_line=on_line)
     return json.loads(result_file.read_text(encoding="utf-8"))
@@ -138,15 +155,16 @@ def _summary(cfg, learner, cases, rows, measured, reference_model) -> results.Ev
     for model, result in measured:
         path: Path = model["path"]
         size = path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.glob("*.safetensors"))
-        is_gguf = model["kind"] == "gguf"
+        compared = model["kind"] in ("gguf", VLLM)   # KLD against the f16 GGUF, or the merged model
         models.append(results.ModelResult(
             name=model["name"], kind=model["kind"], quant=model["quant"], file_size=size,
             nll=result["nll"], perplexity=result["perplexity"], answer_tokens=result["answer_tokens"],
-            kld=result["kld"] if is_gguf else None, top1=result["top1"] if is_gguf else None,
+            kld=result["kld"] if compared else None, top1=result["top1"] if compared else None,
             **metrics.score(result["answers"], generated),
             prompt_tokens_per_second=result["prompt_tokens_per_second"],
             generation_tokens_per_second=result["generation_tokens_per_second"],
             peak_rss_bytes=result["peak_rss_bytes"], quantized=model.get("quantized"),
+            checkpoint=model.get("checkpoint"),
             preference=_preference(learner, result, None if model["name"] == reference_model else reference, rows,
                                    cfg.train.pref_beta)))
         answers[model["name"]] = result["answers"]
@@ -155,13 +173,15 @@ def _summary(cfg, learner, cases, rows, measured, reference_model) -> results.Ev
     hf = [m for m in models if m.kind == "hf"]
     ggufs = sorted((m for index, m in enumerate(models) if m.kind == "gguf" and index != first),
                    key=lambda m: m.file_size, reverse=True)
+    checkpoints = sorted((m for m in models if m.kind == VLLM), key=lambda m: m.file_size, reverse=True)
     return results.EvalResults(
         holdout=results.Holdout(rows=len(rows), size=cfg.dataset.holdout, seed=cfg.dataset.holdout_seed),
         settings=results.Settings(max_new_tokens=cfg.eval.max_new_tokens, kld_reference=gguf_reference.name,
                                   recommend_kld=cfg.eval.recommend_kld, n_ctx=cfg.eval.n_ctx,
-                                  pref_beta=cfg.train.pref_beta if learner.preference else None),
+                                  pref_beta=cfg.train.pref_beta if learner.preference else None,
+                                  vllm_kld_reference="fine-tuned" if checkpoints else None),
         shipped_quant=cfg.quant.type,
-        models=hf + [gguf_reference] + ggufs,
+        models=hf + [gguf_reference] + ggufs + checkpoints,
         samples=[results.Sample(prompt=case.prompt,
                                 reference=case.reference or json.dumps(case.reference_calls, ensure_ascii=False),
                                 answers={name: outputs[index] for name, outputs in answers.items()})
@@ -171,7 +191,7 @@ def _summary(cfg, learner, cases, rows, measured, reference_model) -> results.Ev
 
 def _one_line(model: dict[str, Any]) -> str:
     parts = [f"{model['name']:>10}: perplexity {model['perplexity']:.2f}" if model["perplexity"] else model["name"]]
-    if model["kld"] is not None and model["kind"] == "gguf":
+    if model["kld"] is not None and model["kind"] in ("gguf", VLLM):
         parts.append(f"KLD {model['kld']:.4f}, top-1 {model['top1']:.1%}")
     if model["rouge_l"] is not None:
         parts.append(f"exact {model['exact_match']:.0%}, ROUGE-L {model['rouge_l']:.2f}")

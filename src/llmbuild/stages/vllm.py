@@ -1,5 +1,6 @@
-"""vllm: a folder to serve the merged model with vLLM: the chat template file and the
-`vllm serve` command line (served name, chat template, tool-call parser for the family)."""
+"""vllm: a folder to serve the build with vLLM: the chat template file and the command line of vLLM's
+OpenAI-compatible server (served name, chat template, tool-call parser for the family) for the format
+target.vllm.serve names: the merged 16-bit folder (bf16) or one of the vLLM checkpoints."""
 
 from __future__ import annotations
 
@@ -8,19 +9,25 @@ import os
 import shlex
 import shutil
 
+from ..adapters.vllm_server import SERVER_MODULE
 from ..facts import layout
+from ..facts.vllm_schemes import BF16
 from . import chat
 from .context import StageContext
+
+PYTHON = "python"   # vllm_command.json's first word: the Python of vLLM's environment (serve.sh: $VLLM_PYTHON)
 
 
 def run(ctx: StageContext) -> None:
     cfg = ctx.cfg
     settings = cfg.target.vllm
-    merged = ctx.inputs["merge"] / layout.MERGED
+    served = (ctx.inputs["merge"] / layout.MERGED if settings.serve == BF16
+              else ctx.inputs[layout.vllm_slot(settings.serve)] / layout.QUANTIZED_MODEL)
     shutil.copy2(ctx.inputs["merge"] / layout.CHAT_TEMPLATE, ctx.out / layout.CHAT_TEMPLATE)
     family = chat.recorded(ctx.inputs["merge"]).chat_family
     parser = settings.tool_call_parser or (family.vllm_tool_parser if family else None)
-    argv = ["vllm", "serve", ctx.relative(merged), "--served-model-name", settings.served_model_name or cfg.model.name,
+    argv = [PYTHON, "-m", SERVER_MODULE, "--model", ctx.relative(served),
+            "--served-model-name", settings.served_model_name or cfg.model.name,
             "--chat-template", layout.CHAT_TEMPLATE]
     if parser:
         argv += ["--enable-auto-tool-choice", "--tool-call-parser", parser]
@@ -29,7 +36,9 @@ def run(ctx: StageContext) -> None:
     argv += ["--host", "127.0.0.1", "--port", str(settings.port), *settings.extra_args]
     (ctx.out / layout.VLLM_COMMAND).write_text(json.dumps(argv, indent=1) + "\n", encoding="utf-8")
     script = ctx.templates.render(layout.VLLM_SERVE_TEMPLATE, model=cfg.model.name, key=ctx.key, port=settings.port,
-                                  command=" ".join(shlex.quote(a) for a in argv))
+                                  served=settings.serve, command=" ".join(shlex.quote(a) for a in argv[1:]))
     (ctx.out / layout.SERVE_SCRIPT).write_text(script, encoding="utf-8")
     os.chmod(ctx.out / layout.SERVE_SCRIPT, 0o755)
-    ctx.say(f"vLLM: bash {ctx.out.parent.name}/{ctx.key}/{layout.SERVE_SCRIPT} ({' '.join(argv[3:])})")
+    what = "the merged 16-bit model" if settings.serve == BF16 else f"the {settings.serve} checkpoint"
+    ctx.say(f"vLLM serves {what}: bash {ctx.out.parent.name}/{ctx.key}/{layout.SERVE_SCRIPT} "
+            f"(OpenAI API on http://127.0.0.1:{settings.port}/v1)")

@@ -1,0 +1,37 @@
+"""llm-compressor, run in its own environment (facts/tool_envs.py QUANT) by
+adapters/llmcompressor_worker.py: plain values in, a compressed-tensors folder out, its failure
+as one ToolError naming the last error line and the log."""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import ToolError
+from .process import run_logged
+
+WORKER = "llmbuild.adapters.llmcompressor_worker"
+ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+       "TOKENIZERS_PARALLELISM": "false"}
+_PROGRESS = re.compile(r"\((\d+)/(\d+)\)|(\d+)/(\d+) \[")   # llm-compressor's per-layer bars
+
+
+def quantize(python: Path, model: Path, out: Path, *, preset: str, method: str, ignore: list[str],
+             calibration: list[str], max_len: int, seed: int, log: Path, verbose: bool,
+             on_progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Quantize `model` into `out`; returns the worker's record (seconds, calibration samples and tokens)."""
+    request = {"model": str(model), "out": str(out), "preset": preset, "method": method, "ignore": ignore,
+               "calibration": calibration, "max_len": max_len, "seed": seed}
+    with tempfile.TemporaryDirectory(prefix="llmbuild-quant-") as scratch:
+        request_file, result_file = Path(scratch) / "request.json", Path(scratch) / "result.json"
+        request_file.write_text(json.dumps(request, ensure_ascii=False), encoding="utf-8")
+        run_logged([str(python), "-m", WORKER, str(request_file), str(result_file)], log,
+                   what=f"llm-compressor ({preset})", env=ENV, quiet=not verbose,
+                   on_line=(lambda line: on_progress(line.strip()[-60:]) if on_progress and _PROGRESS.search(line)
+                            else None))
+        if not result_file.is_file():
+            raise ToolError(f"llm-compressor ({preset}) finished without a result; see {log}")
+        return json.loads(result_file.read_text(encoding="utf-8"))

@@ -1,0 +1,91 @@
+"""vllm_quant: one vLLM checkpoint of the merged model (plan slot vllm_quant@<scheme>). llm-compressor,
+in its own environment, quantizes the merged model to the scheme (facts/vllm_schemes.py), calibrated
+on the first target.vllm.calibration_samples training samples as they were trained (the chat
+template's text); the compressed-tensors folder keeps the merged model's chat template, tokenizer
+and generation config, so vLLM serves the prompt format that was trained."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from ..adapters import llm_compressor, tool_env
+from ..errors import StageError
+from ..facts import layout
+from ..facts.tool_envs import QUANT
+from ..facts.vllm_schemes import IGNORED_LAYERS, SCHEMES, shape_problem
+from .context import StageContext
+
+SEED = 0
+# files of the merged folder a server reads besides weights and tokenizer
+CARRIED = ("generation_config.json", layout.CHAT_TEMPLATE)
+
+
+def run(ctx: StageContext) -> None:
+    settings = ctx.cfg.target.vllm
+    scheme = SCHEMES[ctx.cfg[layout.VLLM_SCHEME]]
+    merged = ctx.inputs["merge"] / layout.MERGED
+    problem = shape_problem(scheme, linear_inputs(merged))
+    if problem:
+        raise StageError(f"{problem}. This model can take fp8 or w8a8 (one scale per output channel); take "
+                         f"{scheme.name} out of target.vllm.quants")
+    python = tool_env.python(QUANT, ctx.project)
+    samples = ctx.inputs["train"] / layout.DATASET_DIR / layout.TRAIN_SAMPLES
+    texts = calibration_texts(samples, settings.calibration_samples) if scheme.calibrated else []
+    out = ctx.out / layout.QUANTIZED_MODEL
+    progress = ctx.progress(f"llm-compressor {scheme.preset}")
+    record = llm_compressor.quantize(
+        python, merged, out, preset=scheme.preset, method=scheme.method, ignore=list(IGNORED_LAYERS),
+        calibration=texts, max_len=settings.calibration_max_len, seed=SEED, log=ctx.out / "llmcompressor.log",
+        verbose=ctx.verbose, on_progress=lambda text: progress.update(0, None, text))
+    progress.close()
+    for name in CARRIED:
+        if (merged / name).is_file():
+            shutil.copy2(merged / name, out / name)
+    size = sum(p.stat().st_size for p in out.glob("*.safetensors"))
+    full = sum(p.stat().st_size for p in merged.glob("*.safetensors"))
+    record.update(scheme=scheme.name, preset=scheme.preset, method=scheme.method, ignore=list(IGNORED_LAYERS),
+                  calibration_max_len=settings.calibration_max_len, bytes=size, merged_bytes=full)
+    (ctx.out / layout.VLLM_QUANT_RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    calibrated = (f", calibrated on {record['calibration_samples']} training samples "
+                  f"({record['calibration_tokens']:,} tokens)" if texts else ", no calibration")
+    ctx.say(f"{scheme.name} ({scheme.preset}, {scheme.method}): {size / 2**20:.1f} MiB ({size / full:.0%} of the "
+            f"merged model){calibrated}, {record['seconds']:.1f} s")
+
+
+def linear_inputs(model: Path) -> dict[str, int]:
+    """Input features of each kind of linear layer the schemes quantize (`self_attn.q_proj` -> 576), read
+    from the safetensors headers: 2-D weights other than embeddings and the ignored layers."""
+    from safetensors import safe_open
+
+    found: dict[str, int] = {}
+    for path in sorted(model.glob("*.safetensors")):
+        with safe_open(str(path), framework="numpy") as weights:
+            for name in weights.keys():
+                if not name.endswith(".weight") or "embed" in name or any(i in name for i in IGNORED_LAYERS):
+                    continue
+                shape = weights.get_slice(name).get_shape()
+                if len(shape) == 2:
+                    parts = name[:-len(".weight")].split(".")
+                    found[".".join(parts[-2:])] = int(shape[1])
+    return found
+
+
+def calibration_texts(samples: Path, count: int) -> list[str]:
+    """The first `count` training samples as text, as the chat template wrote them (whole conversations,
+    the prompt and chosen answer of a pair, or raw text)."""
+    texts = []
+    for sample in json.loads(samples.read_text(encoding="utf-8")):
+        if "text" in sample:
+            texts.append(sample["text"])
+        else:
+            turns = [turn["value"] for turn in sample["conversations"]]
+            if "chosen" in sample:
+                turns.append(sample["chosen"]["value"])
+            texts.append("".join(turns))
+        if len(texts) == count:
+            break
+    if not texts:
+        raise StageError(f"{samples}: no training samples to calibrate with")
+    return texts
