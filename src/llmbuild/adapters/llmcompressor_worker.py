@@ -33,10 +33,11 @@ def recipe(method: str, preset: str, ignore: list[str]) -> list[Any]:
         from llmcompressor.modifiers.quantization import GPTQModifier
 
         return [GPTQModifier(targets="Linear", scheme=preset, ignore=ignore)]
-    if method == "awq":
-        from llmcompressor.modifiers.awq import AWQModifier
+    if method == "awq":   # AWQ's smoothing is a transform of its own since llm-compressor 0.14
+        from llmcompressor.modifiers.quantization import QuantizationModifier
+        from llmcompressor.modifiers.transform.awq import AWQModifier
 
-        return [AWQModifier(targets=["Linear"], scheme=preset, ignore=ignore)]
+        return [AWQModifier(duo_scaling="both"), QuantizationModifier(targets="Linear", scheme=preset, ignore=ignore)]
     raise SystemExit(f"unknown quantization method {method!r}")
 
 
@@ -46,7 +47,7 @@ def _without_pinned_memory() -> None:
     import torch
     from llmcompressor.pipelines.cache import IntermediatesCache
 
-    if not torch.cuda.is_available():
+    if not torch.accelerator.is_available():
         IntermediatesCache.pin_memory = lambda self, batch_index, input_names=None: None
 
 
