@@ -236,3 +236,9 @@ def test_the_report_says_when_no_vllm_checkpoint_is_close_enough():
     assert "no checkpoint has mean KLD below 0.05 vs the merged 16-bit model: none is recommended" in said
     assert "target.vllm.serve=bf16" in said
     assert "vLLM" not in " ".join(verdict(_eval())), "no checkpoints, no sentence about them"
+
+
+def test_the_readme_set_up_makes_each_tool_environment_as_the_messages_say():
+    setup = (ROOT / "README.md").read_text().split("\n## Set up\n", 1)[1].split("```sh\n", 1)[1].split("```")[0]
+    for env in (QUANT, VLLM):
+        assert env.setup in setup.splitlines(), f"README's set-up does not make {env.folder} as {env.name} says"

