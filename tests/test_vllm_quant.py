@@ -144,8 +144,24 @@ def _checkpoint_inputs(tmp_path: Path, hidden: int) -> dict[str, Path]:
 
 
 def test_linear_inputs_are_read_from_the_weights_headers(tmp_path):
+    from llmbuild.adapters.hf_weights import linear_inputs
+
     inputs = _checkpoint_inputs(tmp_path, 192)
-    assert vllm_quant.linear_inputs(inputs["merge"] / "merged") == {"self_attn.q_proj": 192, "mlp.down_proj": 768}
+    assert linear_inputs(inputs["merge"] / "merged", ("lm_head",)) == {"self_attn.q_proj": 192, "mlp.down_proj": 768}
+
+
+def test_a_scheme_the_base_model_cannot_take_fails_before_training(tmp_path, quant_env):
+    from llmbuild.stages import train
+
+    built = plan(tmp_path, "target.vllm.serve=w4a16-awq")
+    out = tmp_path / "out"
+    out.mkdir()
+    base = _checkpoint_inputs(tmp_path, 192)["merge"] / "merged"
+    ctx = replace(stage_context(built, "train", out), inputs={"base": base, "data": tmp_path})
+    with pytest.raises(StageError) as caught:
+        train.check_before_training(ctx)
+    assert str(caught.value).startswith("w4a16-awq quantizes weights in groups of 128 inputs")
+    assert "This model can take fp8 or w8a8" in str(caught.value)
 
 
 def test_a_model_the_scheme_cannot_take_fails_before_llm_compressor_runs(tmp_path, quant_env):

@@ -54,3 +54,11 @@ def shape_problem(scheme: Scheme, linear_inputs: dict[str, int]) -> str | None:
     shown = ", ".join(f"{name} ({size})" for name, size in sorted(bad.items()))
     return (f"{scheme.name} quantizes weights in groups of {scheme.group_size} inputs, and these layers' inputs "
             f"are not a multiple of {scheme.group_size}: {shown}")
+
+
+def fit_problem(scheme: Scheme, linear_inputs: dict[str, int]) -> str | None:
+    """shape_problem, with what to do about it."""
+    problem = shape_problem(scheme, linear_inputs)
+    fitting = [name for name, other in SCHEMES.items() if not shape_problem(other, linear_inputs)]
+    return (f"{problem}. This model can take {' or '.join(fitting)} (one scale per output channel); take "
+            f"{scheme.name} out of target.vllm.quants (and target.vllm.serve)") if problem else None

@@ -68,7 +68,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
                       # 3: training methods (train.stage), samples of each kind of data
         # a system prompt the smoke test's or eval's context cannot hold fails before training
         checks=("smoke.questions", "smoke.max_tokens", "smoke.n_ctx",
-                "eval.enabled", "eval.n_ctx", "eval.max_new_tokens"),
+                "eval.enabled", "eval.n_ctx", "eval.max_new_tokens", "target.vllm.quants", "target.vllm.serve"),
     ),
     StageSpec(
         "merge", "Merge the adapter into the base with llamafactory-cli export; write the chat template",
@@ -77,21 +77,24 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         upstream=("base", "train"),
         tools=("llamafactory", "transformers", "peft", "torch", "jinja2"),
         templates=(CHAT_TEMPLATE_FILE,),
-        version="3",  # 2: non-ASCII system prompts written as characters (astral ones broke as surrogates);
-                      # 3: the model's own chat template, and chat.json
+        version="4",  # 2: non-ASCII system prompts written as characters (astral ones broke as surrogates);
+                      # 3: the model's own chat template, and chat.json; 4: SentencePiece
+                      # tokenizer.model and added tokens kept for the converter
     ),
     StageSpec(
         "convert", "Convert the merged model to GGUF with llama.cpp's convert_hf_to_gguf.py",
         reads=("quant.convert_type", "model.name"),
         upstream=("merge",),
         tools=("llama_cpp_python", "torch", "transformers", "numpy", "sentencepiece"),
+        version="2",  # 2: general.name is model.name (Phi-3's whitespace rule: llama_cpp.gguf_name)
     ),
     StageSpec(
         "parity", "Check that training, the merged model and the GGUF format a conversation suite identically",
         upstream_reads=("model.name", "quant.convert_type"),
         upstream=("base", "merge", "convert"),
         tools=("llamafactory", "transformers", "llama_cpp_python", "jinja2"),
-        version="3",  # 2: emoji and rare scripts in the conversation suite; 3: the model's own template, reasoning
+        version="4",  # 2: emoji and rare scripts in the conversation suite; 3: the model's own template, reasoning;
+                      # 4: training compared by token ids
     ),
     StageSpec(
         "quantize", "Quantize the GGUF with llama.cpp's quantizer (llama_model_quantize)",

@@ -8,11 +8,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..adapters import hf_tokenizer, llamafactory
+from ..adapters import hf_tokenizer, hf_weights, llamafactory
 from ..chat.setup import ChatSetup
 from ..errors import StageError
 from ..facts import layout
+from ..facts.layout import vllm_schemes
 from ..facts.train_methods import TEXT, method
+from ..facts.vllm_schemes import BF16, IGNORED_LAYERS, SCHEMES, fit_problem
 from . import chat, train_samples
 from . import data as data_stage
 from .context import StageContext
@@ -59,6 +61,7 @@ def check_before_training(ctx: StageContext) -> None:
         raise StageError(f"lora.target = {list(cfg.lora.target)}: this model has no module named "
                          f"{', '.join(unknown)}{hint} Its weight modules: {', '.join(sorted(modules))} "
                          f"(or [all] for every linear layer).")
+    _check_vllm_schemes(cfg, base)
     if method(cfg.train.stage).data == TEXT:
         return   # raw text: no system prompt, no chat
     system = cfg.prompt.system or ""
@@ -80,6 +83,18 @@ def check_before_training(ctx: StageContext) -> None:
                          f"it leaves no room in eval.n_ctx={cfg.eval.n_ctx}: eval would cut every held-out prompt's "
                          f"system message. Raise eval.n_ctx above {tokens + cfg.eval.max_new_tokens + ROOM} plus your "
                          f"longest conversation, or shorten prompt.system.")
+
+
+def _check_vllm_schemes(cfg: DictConfig, base: Path) -> None:
+    """A vLLM checkpoint the model's layers cannot take (target.vllm.quants) fails now, not after training."""
+    settings = cfg.target.vllm
+    if not settings or not settings.quants and settings.serve in (None, BF16):
+        return
+    inputs = hf_weights.linear_inputs(base, IGNORED_LAYERS)
+    for name in vllm_schemes(settings.quants or [], settings.serve or BF16, BF16):
+        problem = fit_problem(SCHEMES[name], inputs)
+        if problem:
+            raise StageError(problem)
 
 
 def too_long(base, text: str, limit: int) -> bool:

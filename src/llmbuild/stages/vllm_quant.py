@@ -10,11 +10,11 @@ import json
 import shutil
 from pathlib import Path
 
-from ..adapters import llm_compressor, tool_env
+from ..adapters import hf_weights, llm_compressor, tool_env
 from ..errors import StageError
 from ..facts import layout
 from ..facts.tool_envs import QUANT
-from ..facts.vllm_schemes import IGNORED_LAYERS, SCHEMES, shape_problem
+from ..facts.vllm_schemes import IGNORED_LAYERS, SCHEMES, fit_problem
 from .context import StageContext
 
 SEED = 0
@@ -26,10 +26,9 @@ def run(ctx: StageContext) -> None:
     settings = ctx.cfg.target.vllm
     scheme = SCHEMES[ctx.cfg[layout.VLLM_SCHEME]]
     merged = ctx.inputs["merge"] / layout.MERGED
-    problem = shape_problem(scheme, linear_inputs(merged))
+    problem = fit_problem(scheme, hf_weights.linear_inputs(merged, IGNORED_LAYERS))
     if problem:
-        raise StageError(f"{problem}. This model can take fp8 or w8a8 (one scale per output channel); take "
-                         f"{scheme.name} out of target.vllm.quants")
+        raise StageError(problem)
     python = tool_env.python(QUANT, ctx.project)
     samples = ctx.inputs["train"] / layout.DATASET_DIR / layout.TRAIN_SAMPLES
     texts = calibration_texts(samples, settings.calibration_samples) if scheme.calibrated else []
@@ -52,24 +51,6 @@ def run(ctx: StageContext) -> None:
                   f"({record['calibration_tokens']:,} tokens)" if texts else ", no calibration")
     ctx.say(f"{scheme.name} ({scheme.preset}, {scheme.method}): {size / 2**20:.1f} MiB ({size / full:.0%} of the "
             f"merged model){calibrated}, {record['seconds']:.1f} s")
-
-
-def linear_inputs(model: Path) -> dict[str, int]:
-    """Input features of each kind of linear layer the schemes quantize (`self_attn.q_proj` -> 576), read
-    from the safetensors headers: 2-D weights other than embeddings and the ignored layers."""
-    from safetensors import safe_open
-
-    found: dict[str, int] = {}
-    for path in sorted(model.glob("*.safetensors")):
-        with safe_open(str(path), framework="numpy") as weights:
-            for name in weights.keys():
-                if not name.endswith(".weight") or "embed" in name or any(i in name for i in IGNORED_LAYERS):
-                    continue
-                shape = weights.get_slice(name).get_shape()
-                if len(shape) == 2:
-                    parts = name[:-len(".weight")].split(".")
-                    found[".".join(parts[-2:])] = int(shape[1])
-    return found
 
 
 def calibration_texts(samples: Path, count: int) -> list[str]:
