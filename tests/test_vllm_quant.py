@@ -258,3 +258,14 @@ def test_the_readme_set_up_makes_each_tool_environment_as_the_messages_say():
     setup = (ROOT / "README.md").read_text().split("\n## Set up\n", 1)[1].split("```sh\n", 1)[1].split("```")[0]
     for env in (QUANT, VLLM):
         assert env.setup in setup.splitlines(), f"README's set-up does not make {env.folder} as {env.name} says"
+
+
+def test_llm_compressors_progress_bars_become_progress_updates():
+    from llmbuild.adapters.llm_compressor import _progress
+
+    seen = []
+    _progress("Compressing model:  66%|######5   | 139/210 [00:11<00:07,  9.99it/s]", lambda *a: seen.append(a))
+    _progress("(1/3): Calibrating:  10%|#| 3/36 [00:01<00:09]\r(1/3): Calibrating: 100%|##| 36/36 [00:02<00:00]\r",
+              lambda *a: seen.append(a))
+    _progress("2026-12-02 INFO loading 1/2 shards", lambda *a: seen.append(a))
+    assert seen == [(139, 210, "compressing model"), (36, 36, "calibrating")]
