@@ -116,7 +116,7 @@ def _post(port: int, body: dict) -> dict:
         return json.loads(response.read())
 
 
-@pytest.mark.parametrize("served", ["bf16", "fp8", "w4a16"])
+@pytest.mark.parametrize("served", ["merged", "fp8", "w4a16"])
 def test_vllm_serves_the_format_with_the_trained_template_and_parses_the_tool_call(built, served):
     from transformers import AutoTokenizer
 

@@ -56,7 +56,7 @@ def test_each_scheme_is_a_slot_of_its_own_and_eval_compares_them_all(tmp_path, q
     slots = [slot for slot, node in built.nodes.items() if node.stage == "vllm_quant"]
     assert slots == ["vllm_quant@fp8", "vllm_quant@w4a16"]
     assert {"vllm_quant@fp8", "vllm_quant@w4a16"} <= set(built.nodes["eval"].payload["upstream"])
-    assert not any(s.startswith("vllm_quant@") for s in built.nodes["vllm"].payload["upstream"]), "serves bf16"
+    assert not any(s.startswith("vllm_quant@") for s in built.nodes["vllm"].payload["upstream"]), "serves the merged model"
     assert built.nodes["vllm_quant@fp8"].payload["env_tools"] == {
         "llmcompressor": "0.14.0.1", "compressed-tensors": "0.19.0", "transformers": "5.17.0", "torch": "2.13.0+cpu"}
     assert "env_tools" in built.nodes["eval"].payload   # eval runs the checkpoints in that environment
@@ -241,7 +241,7 @@ def test_the_report_recommends_a_gguf_and_a_vllm_checkpoint():
     said = " ".join(verdict(result))
     assert "Recommended quant: q4_k_m (600.0 MiB)" in said
     assert ("For GPU serving with vLLM: w4a16 (550.0 MiB, 28% of the merged model), the smallest checkpoint with "
-            "mean KLD below 0.05 vs the merged 16-bit model (KLD 0.0300") in said
+            "mean KLD below 0.05 vs the merged model (KLD 0.0300") in said
     assert "target.vllm.serve=w4a16" in said
     header, rows = metrics_table(result)
     assert [row[0] for row in rows][-3:] == ["fp8 (vLLM)", "w4a16 (vLLM)", "w4a16-awq (vLLM)"]
@@ -249,8 +249,8 @@ def test_the_report_recommends_a_gguf_and_a_vllm_checkpoint():
 
 def test_the_report_says_when_no_vllm_checkpoint_is_close_enough():
     said = " ".join(verdict(_eval(_model("w4a16", "vllm", 0.2, 550 * 2**20))))
-    assert "no checkpoint has mean KLD below 0.05 vs the merged 16-bit model: none is recommended" in said
-    assert "target.vllm.serve=bf16" in said
+    assert "no checkpoint has mean KLD below 0.05 vs the merged model: none is recommended" in said
+    assert "target.vllm.serve=merged" in said
     assert "vLLM" not in " ".join(verdict(_eval())), "no checkpoints, no sentence about them"
 
 

@@ -182,7 +182,7 @@ class VllmTarget:
     # GPU checkpoints for vLLM (compressed-tensors, by llm-compressor), each built and evaluated beside the
     # GGUF ladder: fp8, w8a8, w4a16, w4a16-awq (facts/vllm_schemes.py)
     quants: List[str] = field(default_factory=list)
-    serve: str = "bf16"                       # what serve.sh serves: bf16 (the merged folder) or a scheme
+    serve: str = "merged"                     # what serve.sh serves: merged (the merged model) or a scheme
     calibration_samples: int = 64             # training samples that calibrate w8a8 and the w4a16 schemes
     calibration_max_len: int = 512            # tokens of each calibration sample (longer ones are cut)
 

@@ -17,7 +17,7 @@ from ..facts.gguf_files import is_size
 from ..facts.quant_types import CONVERT_TYPES, QUANT_TYPES
 from ..facts.secrets import MASK, TOOL_CREDENTIALS, is_secret
 from ..facts.train_methods import DATA_FIELDS, DPO_LOSSES, METHODS, TEXT
-from ..facts.vllm_schemes import BF16, SCHEMES
+from ..facts.vllm_schemes import MERGED, SCHEMES
 from ..files.templates import TemplateDir
 from .derived import chat_family
 
@@ -77,7 +77,7 @@ def validate(cfg: DictConfig, where: Callable[[str], str], root: Path | None = N
     if cfg.target.vllm is not None:
         for index, scheme in enumerate(cfg.target.vllm.quants):
             one_of(f"target.vllm.quants[{index}]", scheme, list(SCHEMES))
-        one_of("target.vllm.serve", cfg.target.vllm.serve, [BF16, *SCHEMES])
+        one_of("target.vllm.serve", cfg.target.vllm.serve, [MERGED, *SCHEMES])
     if cfg.smoke.max_tokens <= 0:
         fail("smoke.max_tokens", cfg.smoke.max_tokens, "must be positive", "Use e.g. 96.")
     for key, allowed, rule, fix in RANGES:

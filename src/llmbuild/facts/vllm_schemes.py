@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-BF16 = "bf16"   # what target.vllm.serve calls the merged 16-bit folder itself
+MERGED = "merged"   # what target.vllm.serve calls the merged model itself (vLLM serves it in 16 bits)
 
 
 @dataclass(frozen=True)

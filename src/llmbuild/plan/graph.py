@@ -18,7 +18,7 @@ from ..facts.names import digest, sanitize, shorten
 from ..facts.secrets import is_secret
 from ..facts.tool_envs import ENVS
 from ..facts.train_methods import TEXT, method
-from ..facts.vllm_schemes import BF16, SCHEMES
+from ..facts.vllm_schemes import MERGED, SCHEMES
 from ..files import envs
 from ..files.paths import project_path
 from ..files.templates import FOLDER as TEMPLATES_FOLDER
@@ -123,7 +123,7 @@ def _ladder_quant(nodes, cfg, plain, quant_type, digests, root, family, strict) 
 def schemes(cfg) -> list[str]:
     """The vLLM checkpoints a configuration builds (target.vllm.quants and the served one)."""
     settings = cfg.target.vllm
-    return vllm_schemes(settings.quants, settings.serve, BF16) if settings is not None else []
+    return vllm_schemes(settings.quants, settings.serve, MERGED) if settings is not None else []
 
 
 def _env_tools(spec, cfg, root: Path, strict: bool) -> dict[str, Any] | None:
@@ -221,7 +221,7 @@ def build_plan(composed: Composed, root: Path, digests: DigestCache | None = Non
                 upstream[slot] = nodes[slot].key
         if spec.vllm_schemes:
             wanted = schemes(cfg) if spec.vllm_schemes == "all" else [
-                s for s in [cfg.target.vllm.serve] if s != BF16]
+                s for s in [cfg.target.vllm.serve] if s != MERGED]
             upstream.update({vllm_slot(s): nodes[vllm_slot(s)].key for s in wanted})
         body = payload(spec, cfg, upstream, input_fingerprints(stage, cfg, root, digests, strict),
                        template_digests(stage, family, root, digests), plain, _env_tools(spec, cfg, root, strict))

@@ -121,7 +121,7 @@ def verdict(eval_result: dict[str, Any] | None) -> list[str]:
 
 
 def _vllm_verdict(eval_result: dict[str, Any], threshold: float) -> list[str]:
-    """GPU serving: the smallest vLLM checkpoint close enough to the merged 16-bit model."""
+    """GPU serving: the smallest vLLM checkpoint close enough to the merged model."""
     checkpoints = [m for m in eval_result["models"] if m["kind"] == VLLM and m["kld"] is not None]
     if not checkpoints:
         return []
@@ -130,14 +130,14 @@ def _vllm_verdict(eval_result: dict[str, Any], threshold: float) -> list[str]:
     good = sorted((m for m in checkpoints if m["kld"] < threshold), key=lambda m: m["file_size"] or 0)
     if not good:
         size = f" ({_show(merged['file_size'], 'mib')} MiB)" if merged else ""
-        return [f"For GPU serving with vLLM, no checkpoint has mean KLD below {threshold} vs the merged 16-bit "
-                f"model: none is recommended; serve the merged model{size} (target.vllm.serve=bf16) or add "
+        return [f"For GPU serving with vLLM, no checkpoint has mean KLD below {threshold} vs the merged "
+                f"model: none is recommended; serve the merged model{size} (target.vllm.serve=merged) or add "
                 f"fp8 or w8a8 to target.vllm.quants."]
     pick = good[0]
     share = f", {pick['file_size'] / merged['file_size']:.0%} of the merged model" if merged and \
         merged["file_size"] else ""
     return [f"For GPU serving with vLLM: {pick['name']} ({_show(pick['file_size'], 'mib')} MiB{share}), the "
-            f"smallest checkpoint with mean KLD below {threshold} vs the merged 16-bit model (KLD "
+            f"smallest checkpoint with mean KLD below {threshold} vs the merged model (KLD "
             f"{pick['kld']:.4f}, top-1 agreement {_show(pick['top1'], 'pct')}); serve it with "
             f"target.vllm.serve={pick['name']}."]
 
@@ -183,7 +183,7 @@ def metrics_note(eval_result: dict[str, Any]) -> str:
                      f"- log p of {reference}), ranks them as the data does (chosen above rejected; a good answer "
                      f"above 0, a bad one below); \"reward margin\": the mean reward difference (beta "
                      f"{settings.get('pref_beta')}).")
-    vllm = (f", and each vLLM checkpoint's with the merged 16-bit model's ({settings['vllm_kld_reference']}; "
+    vllm = (f", and each vLLM checkpoint's with the merged model's ({settings['vllm_kld_reference']}; "
             f"checkpoints run in transformers on this machine, so their speed is not vLLM's)"
             if settings.get("vllm_kld_reference") else "")
     lines.append(f"KLD and top-1 agreement compare each GGUF's next-token distributions with "

@@ -14,7 +14,7 @@ from ..errors import StageError
 from ..facts import layout
 from ..facts.layout import vllm_schemes
 from ..facts.train_methods import TEXT, method
-from ..facts.vllm_schemes import BF16, IGNORED_LAYERS, SCHEMES, fit_problem
+from ..facts.vllm_schemes import IGNORED_LAYERS, MERGED, SCHEMES, fit_problem
 from . import chat, train_samples
 from . import data as data_stage
 from .context import StageContext
@@ -88,10 +88,10 @@ def check_before_training(ctx: StageContext) -> None:
 def _check_vllm_schemes(cfg: DictConfig, base: Path) -> None:
     """A vLLM checkpoint the model's layers cannot take (target.vllm.quants) fails now, not after training."""
     settings = cfg.target.vllm
-    if not settings or not settings.quants and settings.serve in (None, BF16):
+    if not settings or not settings.quants and settings.serve in (None, MERGED):
         return
     inputs = hf_weights.linear_inputs(base, IGNORED_LAYERS)
-    for name in vllm_schemes(settings.quants or [], settings.serve or BF16, BF16):
+    for name in vllm_schemes(settings.quants or [], settings.serve or MERGED, MERGED):
         problem = fit_problem(SCHEMES[name], inputs)
         if problem:
             raise StageError(problem)

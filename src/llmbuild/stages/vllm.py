@@ -1,6 +1,6 @@
 """vllm: a folder to serve the build with vLLM: the chat template file and the command line of vLLM's
 OpenAI-compatible server (served name, chat template, tool-call parser for the family) for the format
-target.vllm.serve names: the merged 16-bit folder (bf16) or one of the vLLM checkpoints."""
+target.vllm.serve names: the merged model (merged) or one of the vLLM checkpoints."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import shutil
 
 from ..adapters.vllm_server import SERVER_MODULE
 from ..facts import layout
-from ..facts.vllm_schemes import BF16
+from ..facts.vllm_schemes import MERGED
 from . import chat
 from .context import StageContext
 
@@ -21,7 +21,7 @@ PYTHON = "python"   # vllm_command.json's first word: the Python of vLLM's envir
 def run(ctx: StageContext) -> None:
     cfg = ctx.cfg
     settings = cfg.target.vllm
-    served = (ctx.inputs["merge"] / layout.MERGED if settings.serve == BF16
+    served = (ctx.inputs["merge"] / layout.MERGED if settings.serve == MERGED
               else ctx.inputs[layout.vllm_slot(settings.serve)] / layout.QUANTIZED_MODEL)
     shutil.copy2(ctx.inputs["merge"] / layout.CHAT_TEMPLATE, ctx.out / layout.CHAT_TEMPLATE)
     family = chat.recorded(ctx.inputs["merge"]).chat_family
@@ -39,6 +39,6 @@ def run(ctx: StageContext) -> None:
                                   served=settings.serve, command=" ".join(shlex.quote(a) for a in argv[1:]))
     (ctx.out / layout.SERVE_SCRIPT).write_text(script, encoding="utf-8")
     os.chmod(ctx.out / layout.SERVE_SCRIPT, 0o755)
-    what = "the merged 16-bit model" if settings.serve == BF16 else f"the {settings.serve} checkpoint"
+    what = "the merged model" if settings.serve == MERGED else f"the {settings.serve} checkpoint"
     ctx.say(f"vLLM serves {what}: bash {ctx.out.parent.name}/{ctx.key}/{layout.SERVE_SCRIPT} "
             f"(OpenAI API on http://127.0.0.1:{settings.port}/v1)")
