@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import StageError
+from .hf_tokenizer import SENTENCEPIECE_MODEL
 
 # llama.cpp token types (llama.h: LLAMA_TOKEN_TYPE_*); sentencepiece's piece types use the same numbers
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
@@ -192,7 +193,7 @@ def save_tokenizer(vocab: GgufTokenizer, tokenizer, folder: Path) -> None:
     then merges differently)."""
     tokenizer.save_pretrained(folder)
     if vocab.model == "llama":
-        (folder / "tokenizer.model").write_bytes(sentencepiece_model(vocab))
+        (folder / SENTENCEPIECE_MODEL).write_bytes(sentencepiece_model(vocab))
 
 
 def sentencepiece_model(vocab: GgufTokenizer) -> bytes:

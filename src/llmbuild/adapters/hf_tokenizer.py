@@ -1,5 +1,6 @@
-"""transformers: a model folder's tokenizer, a chat template rendered by apply_chat_template, and
-the chat template and end-of-turn ids written into a model folder."""
+"""transformers: a model folder's tokenizer, a chat template rendered by apply_chat_template, the
+chat template and end-of-turn ids written into a model folder, and the SentencePiece model kept
+beside a re-saved tokenizer."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from pathlib import Path
 from typing import Callable
 
 from ..chat.conversation import for_template
+from ..errors import StageError
 from ..facts.chat_families import TEMPLATE_VARIABLES
+
+SENTENCEPIECE_MODEL = "tokenizer.model"   # a SentencePiece tokenizer's pieces, scores and types
 
 
 class UnknownToken(ValueError):
@@ -45,6 +49,12 @@ def token_ids(tokenizer) -> Callable[[str], list[int]]:
     return lambda text: tokenizer.encode(text, add_special_tokens=False)
 
 
+def strips_after_special_tokens(tokenizer) -> bool:
+    """Whether the tokenizer drops the whitespace after some special token (AddedToken rstrip, as
+    Phi-3's mark theirs)."""
+    return any(token.special and token.rstrip for token in tokenizer.added_tokens_decoder.values())
+
+
 def set_chat_format(folder: Path, chat_template: str, eos: str | None) -> list[int]:
     """Write `chat_template` into the folder's tokenizer and make generation stop where the model's
     generation config says, at `eos` (the format's end of turn; None: the tokenizer's EOS) and at
@@ -73,6 +83,72 @@ def set_chat_format(folder: Path, chat_template: str, eos: str | None) -> list[i
     generation.eos_token_id = eos_ids if len(eos_ids) > 1 else eos_ids[0]
     generation.save_pretrained(folder)
     return eos_ids
+
+
+def keep_sentencepiece_vocabulary(base: Path, merged: Path) -> list[str]:
+    """What a re-saved SentencePiece tokenizer lost that llama.cpp's converter needs, put back into
+    `merged`; returns what was put back. The converter reads a SentencePiece vocabulary's scores and
+    types only from tokenizer.model, and which tokens are added ones (after its pieces, or HF's added
+    tokens among them) only from tokenizer_config.json's added_tokens_decoder or added_tokens.json.
+    transformers 5 re-saves a tokenizer without either (a PreTrainedTokenizerFast has no slow
+    vocabulary file to write; added tokens live in tokenizer.json only): the converter then gives
+    every token the same score (measured: 5 of 6 parity texts differ on Llama 2's vocabulary) and
+    drops the added tokens (a chat format's markers become plain text). The base's tokenizer.model
+    holds only if the merged tokenizer still has each of its pieces at the same id; any other change
+    of vocabulary fails here instead of giving a GGUF with wrong tokens."""
+    import json
+
+    source, target = Path(base) / SENTENCEPIECE_MODEL, Path(merged) / SENTENCEPIECE_MODEL
+    if not target.exists() and not source.is_file():
+        return []
+    kept = []
+    pieces, kinds = _sentencepiece_pieces(target if target.exists() else source)
+    tokenizer = load_tokenizer(merged)
+    vocab = tokenizer.get_vocab()
+    for index, piece in enumerate(pieces):
+        found = vocab.get(piece)
+        if found != index:
+            raise StageError(
+                f"the merged tokenizer's vocabulary differs from {SENTENCEPIECE_MODEL}: piece {index} {piece!r} is "
+                + ("missing" if found is None else f"id {found}") + " in the merged tokenizer.json, so the GGUF "
+                "would be converted with wrong tokens. Train without changing the vocabulary (new tokens only "
+                "after the existing ones), or give the base model a tokenizer.json only")
+    if not target.exists():
+        target.write_bytes(source.read_bytes())
+        kept.append(SENTENCEPIECE_MODEL)
+    config_file = Path(merged) / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    listed = {int(index) for index in config.get("added_tokens_decoder", {})}
+    if not (Path(merged) / "added_tokens.json").exists():
+        # the converter types a piece from tokenizer.model alone unless the list names it: an added token
+        # there as a plain piece (a GGUF's extra unknown-typed tokens, Phi-3's [PAD...]) needs its entry
+        plain = {index for index, kind in enumerate(kinds) if kind in (_SPM_NORMAL, _SPM_USER_DEFINED)}
+        after = {index: token for index, token in tokenizer.added_tokens_decoder.items()
+                 if (index >= len(pieces) or index in plain) and index not in listed}
+        if after:
+            decoder = config.setdefault("added_tokens_decoder", {})
+            for index, token in sorted(after.items()):
+                decoder[str(index)] = {"content": token.content, "lstrip": token.lstrip, "normalized": token.normalized,
+                                       "rstrip": token.rstrip, "single_word": token.single_word,
+                                       "special": token.special}
+            config_file.write_text(json.dumps(config, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+            kept.append(f"{len(after)} added tokens in tokenizer_config.json")
+    return kept
+
+
+_SPM_NORMAL, _SPM_USER_DEFINED = 1, 4   # sentencepiece's ModelProto.SentencePiece.Type
+
+
+def _sentencepiece_pieces(path: Path) -> tuple[list[str], list[int]]:
+    from sentencepiece import sentencepiece_model_pb2
+
+    proto = sentencepiece_model_pb2.ModelProto()
+    try:
+        proto.ParseFromString(path.read_bytes())
+    except Exception as err:  # protobuf's DecodeError, whose module changes between protobuf versions
+        raise StageError(f"{path} is not a SentencePiece model ({err}); remove it from the model's folder if "
+                         f"its tokenizer.json is the whole tokenizer") from None
+    return [piece.piece for piece in proto.pieces], [piece.type for piece in proto.pieces]
 
 
 def count_tokens(folder: Path, text: str) -> int:

@@ -13,7 +13,7 @@ from typing import Callable
 
 from .. import PACKAGE_DIR
 from ..chat.conversation import for_template
-from ..errors import ToolError
+from ..errors import StageError, ToolError
 from ..facts.chat_families import TEMPLATE_VARIABLES
 from ..facts.quant_types import QUANT_TYPES, QuantizeRecord
 from .process import run_logged
@@ -51,9 +51,31 @@ def tensor_progress(update: Callable[[int, int | None, str], None], total: int |
     return read
 
 
+# llama.cpp strips the whitespace after every special token but <unk>, <s> and <|endoftext|> (and after
+# </s>) only when the GGUF's general.name contains one of these, lowercased (llama-vocab.cpp: Phi-3's
+# tokenizers mark their special tokens rstrip, which no GGUF field carries)
+RSTRIP_NAMES = ("phi-3", "phi3")
+
+
+def gguf_name(name: str, strips_after_special_tokens: bool) -> str:
+    """The general.name to convert with: `name`, or `name` plus " (Phi-3)" when the tokenizer drops the
+    whitespace after its special tokens and the name alone would not make llama.cpp do the same."""
+    named = any(marker in name.lower() for marker in RSTRIP_NAMES)
+    if strips_after_special_tokens and not named:
+        return f"{name} (Phi-3)"
+    if named and not strips_after_special_tokens:
+        raise StageError(f"model.name {name!r} contains 'phi3' or 'phi-3', for which llama.cpp drops the whitespace "
+                        f"after special tokens (its Phi-3 rule, keyed on the GGUF's general.name), but this model's "
+                        f"tokenizer keeps it: the GGUF would tokenize prompts differently. Choose a model.name "
+                        f"without 'phi3' or 'phi-3'.")
+    return name
+
+
 def convert(hf_folder: Path, outfile: Path, outtype: str, log: Path, verbose: bool = False,
-            on_line: Callable[[str], None] | None = None) -> None:
-    argv = [sys.executable, str(converter()), str(hf_folder), "--outfile", str(outfile), "--outtype", outtype]
+            on_line: Callable[[str], None] | None = None, name: str | None = None) -> None:
+    """`name`: the GGUF's general.name (gguf_name; None: the converter's guess from the folder)."""
+    argv = [sys.executable, str(converter()), str(hf_folder), "--outfile", str(outfile), "--outtype", outtype,
+            *(["--model-name", name] if name else [])]
     run_logged(argv, log, what="convert_hf_to_gguf.py", env={"HF_HUB_OFFLINE": "1"}, quiet=not verbose,
                on_line=on_line)
     if not outfile.is_file():

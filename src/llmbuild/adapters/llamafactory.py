@@ -202,18 +202,29 @@ def train_progress(update: Callable[[int, int, str], None],
 def training_renderer(tokenizer, pieces_of: Callable[[Conversation], list[tuple[str, str]]]
                       ) -> Callable[[Conversation], str]:
     """The prompt before a conversation's last answer as LLaMA-Factory encodes its training sample
-    (the tokens the adapter learns from), decoded to text with `tokenizer` (LLaMA-Factory adjusts
-    it: give it a copy of its own). `pieces_of(conversation)`: the sample's (prompt, answer) pieces,
-    as written into the training dataset."""
+    (the tokens the adapter learns from), decoded to text with `tokenizer` (LLaMA-Factory adjusts it:
+    give it a copy of its own), or the sample's text when those are its tokens.
+    `pieces_of(conversation)`: the sample's (prompt, answer) pieces, as written into the training
+    dataset."""
     from llamafactory.data.template import get_template_and_fix_tokenizer
     from llamafactory.hparams import DataArguments
 
     encoder = get_template_and_fix_tokenizer(tokenizer, DataArguments(template=TEMPLATE_AS_WRITTEN))
 
     def render(conversation: Conversation) -> str:
-        messages = [{"role": role, "content": text} for pair in pieces_of(conversation)
+        pieces = pieces_of(conversation)
+        messages = [{"role": role, "content": text} for pair in pieces
                     for role, text in zip(("user", "assistant"), pair, strict=True)]
         pairs = encoder.encode_multiturn(tokenizer, messages, None, None)
         ids = [token for prompt, answer in pairs[:-1] for token in prompt + answer] + pairs[-1][0]
-        return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        # what the tokens decode to, or the text the pieces hold when training sees exactly its tokens
+        # (those a server's tokenizer gives it): a SentencePiece tokenizer that adds a space prefix, or
+        # drops the whitespace after a special token (Phi-3's), decodes its own tokens of a text to
+        # another text. Not caught either way: pieces encoded one by one can split differently at their
+        # joins than the whole text (measured: alpaca's several-turns conversation on SmolLM2)
+        text = "".join(prompt + answer for prompt, answer in pieces[:-1]) + pieces[-1][0]
+        decoded = tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        if decoded != text and tokenizer.encode(text, add_special_tokens=False) == ids:
+            return text
+        return decoded
     return render

@@ -94,7 +94,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         upstream=("base", "merge", "convert"),
         tools=("llamafactory", "transformers", "llama_cpp_python", "jinja2"),
         version="4",  # 2: emoji and rare scripts in the conversation suite; 3: the model's own template, reasoning;
-                      # 4: training compared by token ids
+                      # 4: training's tokens compared with the text's own
     ),
     StageSpec(
         "quantize", "Quantize the GGUF with llama.cpp's quantizer (llama_model_quantize)",
@@ -140,9 +140,10 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         optional_upstream=("lora_gguf",),
         tools=("jinja2",),
         templates=(OLLAMA_TEMPLATE_FILE, MODELFILE_TEMPLATE),
-        version="7",  # 2: stop at EOS and EOT as llama.cpp resolves them; 3: quoting Ollama reads back; 4: Go parity;
+        version="8",  # 2: stop at EOS and EOT as llama.cpp resolves them; 3: quoting Ollama reads back; 4: Go parity;
                       # 5: emoji and rare scripts in the conversation suite; 6: the template's own SYSTEM, reasoning;
-                      # 7: the header names the build's chat format (continued pretraining trains none)
+                      # 7: the header names the build's chat format (continued pretraining trains none);
+                      # 8: the BOS a template writes, when the tokenizer does not add it
         target="ollama",
     ),
     StageSpec(

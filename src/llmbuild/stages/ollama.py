@@ -44,15 +44,17 @@ def run(ctx: StageContext) -> None:
     prompt = cfg.prompt
     ollama = cfg.target.ollama
     name = (ollama.model_name if ollama else None) or "<name>"  # the artifact is shared: it names no variant
+    bos = _bos_left_to_template(reference, meta)
     spec = modelfile.Modelfile(
         gguf_file=gguf.name,
         adapter=adapter.name if adapter else None,
-        template=ollama_template(ctx.templates.text(family.ollama_template),
-                                 eos_token=end_tokens[0] if end_tokens else "", name=family.ollama_template),
+        template=bos + ollama_template(ctx.templates.text(family.ollama_template),
+                                       eos_token=end_tokens[0] if end_tokens else "", name=family.ollama_template),
         header=[f"Ollama Modelfile: {cfg.model.name} fine-tuned by llmbuild (ollama key {ctx.key}).",
                 f"  ollama create {name} -f Modelfile",
                 f"  ollama run {name}",
-                f"TEMPLATE is the {family.name} chat format of the build (its chat template, as merged)."],
+                f"TEMPLATE is the {family.name} chat format of the build (its chat template, as merged)"
+                + (f", and writes {bos} itself: the tokenizer does not add it." if bos else ".")],
         system=system or "",
         parameters=[("temperature", prompt.temperature), ("top_p", prompt.top_p), ("top_k", prompt.top_k),
                     ("repeat_penalty", prompt.repeat_penalty), ("num_ctx", prompt.num_ctx),
@@ -89,6 +91,17 @@ def _check_template(ctx: StageContext, family, spec: modelfile.Modelfile, refere
     return (f"; Ollama (Go text/template): {len(checks) - len(reformatted)} of {len(checks)} prompts as trained, "
             f"answers end at a stop"
             + (f" ({', '.join(reformatted)}: same JSON, Go's formatting; ollama_parity.md)" if reformatted else ""))
+
+
+def _bos_left_to_template(render, meta) -> str:
+    """The BOS text the TEMPLATE must write: the chat template writes one (DeepSeek-R1's and Gemma's
+    do) and the tokenizer does not add it (the GGUF's add_bos_token false), so Ollama's runner would
+    prompt without it. "" otherwise (the families' TEMPLATEs leave the BOS to the runner)."""
+    bos = meta.bos_token
+    if not bos or meta.get("tokenizer.ggml.add_bos_token") == "true":
+        return ""
+    probe = render([{"role": "user", "content": "Hi"}], [], True)
+    return bos if probe.startswith(bos) else ""
 
 
 def _without_bos(render, meta):
