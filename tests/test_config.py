@@ -152,3 +152,21 @@ def test_an_edited_recipe_is_composed_anew_not_taken_from_the_cache(tmp_path):
     recipe.write_text(recipe.read_text() + "pipeline:\n  sft:\n    train:\n      num_train_epochs: 2\n")
     os.utime(recipe, ns=(recipe.stat().st_atime_ns, recipe.stat().st_mtime_ns + 10**9))
     assert compose(tmp_path, ["recipe=demo-dpo"]).cfg.pipeline.sft.train.num_train_epochs == 2
+
+
+def test_gpu_recipe_writes_liger_packing_and_the_chosen_batch(tmp_path):
+    """train=gpu-bf16: Liger on; the batch the train stage chose (stages/train.py, choose) replaces the
+    configured split; packing only once resolved to true."""
+    composed = compose(ROOT, ["model=qwen2.5-7b-instruct", "train=gpu-bf16", f"store={tmp_path}"])
+    args = train_args(composed, base="b", dataset_dir="d", output_dir="a")
+    assert args["enable_liger_kernel"] is True and "neat_packing" not in args
+    chosen = {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 4, "gradient_checkpointing": True,
+              "neat_packing": True}
+    plan = build_plan(composed, ROOT, strict=False)
+    args = arguments(stage_config(plan, "train"), base="b", dataset_dir="d", output_dir="a", chosen=chosen)
+    assert (args["per_device_train_batch_size"], args["gradient_accumulation_steps"]) == (2, 4)
+    assert args["disable_gradient_checkpointing"] is False and args["neat_packing"] is True
+    qlora = compose(ROOT, ["model=qwen2.5-7b-instruct", "train=gpu-qlora", f"store={tmp_path}"])
+    assert qlora.cfg.lora.quantization_bit == 4 and qlora.cfg.train.auto_batch
+    cpu = train_args(compose(ROOT, [f"store={tmp_path}"]), base="b", dataset_dir="d", output_dir="a")
+    assert "enable_liger_kernel" not in cpu and "neat_packing" not in cpu

@@ -155,8 +155,7 @@ def test_a_value_the_report_shows_changes_the_report_key(plan_for, override):
     assert key.split(".")[0] in shown
 
 
-@pytest.mark.parametrize("override", ["quant.nthread=1", "jobs.train_at_once=2", "target.llamacpp.port=9000",
-                                      "train.gpu_memory_gib=24"])
+@pytest.mark.parametrize("override", ["quant.nthread=1", "jobs.train_at_once=2", "target.llamacpp.port=9000"])
 def test_keys_that_build_nothing_change_no_key_and_are_not_shown(plan_for, tmp_path, override):
     before, after = plan_for(), plan_for(override)
     assert {s: n.key for s, n in before.nodes.items()} == {s: n.key for s, n in after.nodes.items()}

@@ -25,7 +25,8 @@ ALLOWED = {
     "sizing": {"errors", "facts", "files", "adapters"},
     "store": {"errors", "facts", "files"},
     "plan": {"errors", "facts", "files", "config", "store"},
-    "stages": {"errors", "facts", "files", "chat", "dataset", "evaluation", "report", "adapters", "store"},
+    # sizing: the batch auto_batch chooses, the same function `doit size` shows (sizing/choice.py)
+    "stages": {"errors", "facts", "files", "chat", "dataset", "evaluation", "report", "adapters", "sizing", "store"},
     "review": {"errors", "facts", "files", "config", "store", "plan"},
     "cli": {"errors", "facts", "files", "config", "chat", "dataset", "evaluation", "report", "adapters", "sizing",
             "store", "plan", "stages", "review"},

@@ -128,7 +128,10 @@ def test_sizing_keys_change_no_stage_key(tmp_path):
                           strict=False)
         return {stage: node.key for stage, node in plan.nodes.items()}
 
-    assert keys("train.gpu_memory_gib=16", "model.shape.vocab_size=1000") == keys()
+    assert keys("model.shape.vocab_size=1000") == keys()
+    # the GPU's memory decides the batch of train.auto_batch (train=gpu-bf16): it is in the train key
+    auto = keys("train=gpu-bf16")
+    assert keys("train=gpu-bf16", "train.gpu_memory_gib=24")["train"] != auto["train"]
 
 
 QWEN25_7B_SMOL_VOCAB = replace(QWEN25_7B, vocab_size=49152)
@@ -193,7 +196,7 @@ def test_remedies_appear_only_when_the_gpu_is_too_small(gib, shown):
     text = size_report.render(cfg, find_shape(cfg.model, ROOT, None), "test")
     assert ("TOO BIG for train.gpu_memory_gib=16" in text) is shown
     assert ("lora.quantization_bit=4" in text) is shown
-    assert ("fits train.gpu_memory_gib=200" in text) is not shown
+    assert ("train.auto_batch chose batch 8 x accumulation 1" in text) is not shown   # train=gpu-bf16 chooses
 
 
 def doit_size(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
@@ -227,3 +230,71 @@ def test_doit_size_names_an_unknown_lora_target_without_a_traceback(tmp_path):
     assert result.returncode != 0
     assert "ERROR: lora.target = ['q_proj', 'qproj']: 'qproj' is not a linear module" in result.stderr
     assert "Did you mean 'q_proj'?" in result.stderr and "Traceback" not in result.stderr
+
+
+# -- train.auto_batch: the batch chosen from the memory model (sizing/choice.py) -------------------
+
+def _auto(*overrides):
+    return compose(ROOT, ["model=qwen2.5-7b-instruct", "train=gpu-bf16", *overrides]).cfg
+
+
+@pytest.mark.parametrize("gib", [24, 40, 79.6, 139.8])
+def test_auto_batch_never_estimates_above_the_budget_and_keeps_the_effective_batch(gib):
+    from llmbuild.sizing.choice import batch_choice
+    choice = batch_choice(_auto(f"train.gpu_memory_gib={gib}"), QWEN25_7B)
+    assert choice.memory.total <= choice.budget == int(gib * GIB * 0.9)
+    assert choice.setup.batch_size * choice.setup.gradient_accumulation_steps == 8
+    bigger = [b for b in (16, 8, 4, 2) if b > choice.setup.batch_size and 8 % b == 0]
+    for batch in bigger:   # the largest that fits: every larger divisor is over the budget
+        larger = replace(choice.setup, batch_size=batch, gradient_accumulation_steps=8 // batch)
+        assert train_memory(QWEN25_7B, lora_modules(["all"]), choice.memory.trainable_state // 16,
+                            larger).total > choice.budget
+
+
+def test_a_smaller_gpu_gets_a_smaller_batch_or_checkpointing():
+    from llmbuild.sizing.choice import batch_choice
+    big, h100, small = (batch_choice(_auto(f"train.gpu_memory_gib={g}"), QWEN25_7B) for g in (139.8, 79.6, 24))
+    assert (big.setup.batch_size, big.setup.gradient_checkpointing) == (8, False)
+    assert (h100.setup.batch_size, h100.setup.gradient_checkpointing) == (4, False)
+    assert small.setup.gradient_checkpointing and "batch 1 would need" in small.reason
+    # without Liger the 150k-wide logits count: the same GPU fits less
+    plain = batch_choice(_auto("train.gpu_memory_gib=79.6", "train.liger_kernel=false"), QWEN25_7B)
+    assert plain.setup.batch_size < h100.setup.batch_size
+
+
+def test_auto_batch_that_cannot_fit_says_what_to_do():
+    from llmbuild.sizing.choice import batch_choice
+    with pytest.raises(ConfigError, match=r"train.gpu_memory_gib=8: batch 1 with checkpointing would need .* "
+                                          r"Lower train.cutoff_len"):
+        batch_choice(_auto("train.gpu_memory_gib=8"), QWEN25_7B)
+    with pytest.raises(ConfigError, match="train.auto_batch"):
+        _auto("train.gpu_memory_gib=null")
+
+
+def test_doit_size_shows_the_batch_the_train_stage_chooses():
+    from llmbuild.sizing.choice import batch_choice
+    cfg = _auto("train.gpu_memory_gib=24")
+    text = size_report.render(cfg, find_shape(cfg.model, ROOT, None), "v")
+    chosen = batch_choice(cfg, find_shape(cfg.model, ROOT, None).shape)
+    assert f"train.auto_batch chose {chosen.reason}" in text
+    assert f"batch {chosen.setup.batch_size} x cutoff_len" in text
+
+
+def test_liger_counts_no_logits():
+    from llmbuild.sizing.memory import loss_bytes
+    assert loss_bytes(QWEN25_7B, lora_modules(["all"]), 0.0) == 12 * 152064
+    assert loss_bytes(QWEN25_7B, lora_modules(["all"]), 0.0, fused=True) == 12 * 3584
+
+
+def test_padding_shares_and_the_packing_choice():
+    from llmbuild.sizing.padding import greedy_knapsack, packed_share, packing_choice, padded_share
+    assert greedy_knapsack([5, 3, 2, 7, 1], 8) == [[7, 1], [5, 3], [2]]
+    assert padded_share([8, 8, 8, 8], 2, 100, seed=0) == 0.0
+    assert padded_share([8, 16], 2, 100, seed=0) == 1 - 24 / 32
+    assert packed_share([7, 1, 5, 3, 2], 9) == 1 - 18 / 27
+    fixed = packing_choice([736] * 64, 8, 2048, 42, None)     # two per row of 2047: packing pads more
+    assert not fixed.pack and fixed.padded == 0 and round(fixed.packed, 3) == round(1 - 1472 / 2048, 3)
+    varied = packing_choice([150, 2400, 300, 900, 1200, 600, 200, 1800] * 8, 4, 3072, 42, None)
+    assert varied.pack and varied.packed < 0.1 < varied.padded
+    too_long = packing_choice([100, 3000], 2, 2048, 42, None)
+    assert not too_long.pack and too_long.dropped == 1 and "drops them" in too_long.reason

@@ -85,6 +85,10 @@ def train_args(*, base: str, dataset: str, dataset_dir: str, output_dir: str, te
         args["preprocessing_num_workers"] = train["preprocessing_num_workers"]
     if train["packing"] is not None:
         args["packing"] = train["packing"]
+    if train["neat_packing"]:   # the train stage has resolved None (pack when it pays) to True or False
+        args["neat_packing"] = True
+    if train["liger_kernel"]:
+        args["enable_liger_kernel"] = True
     if stage in ("dpo", "kto"):
         args.update(pref_beta=train["pref_beta"], pref_ftx=train["pref_ftx"])
     if stage == "dpo":

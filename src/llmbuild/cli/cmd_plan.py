@@ -4,8 +4,28 @@ from __future__ import annotations
 
 from doit.cmd_base import DoitCmdBase
 
+from ..errors import ConfigError
+from ..plan import outputs
 from ..plan.explain import plan_text
+from ..plan.graph import Plan as BuildPlan
+from ..sizing.choice import batch_choice
+from ..sizing.shape import find_shape
 from . import session
+
+
+def batch_text(plan: BuildPlan) -> str | None:
+    """The batch train.auto_batch chooses (sizing/choice.py, the train stage's function), or why it is
+    not known yet; None without auto_batch or a train stage."""
+    cfg = plan.composed.cfg
+    if "train" not in plan.nodes or not cfg.train.auto_batch:
+        return None
+    try:
+        base_dir = outputs.artifact(plan, "base") if "base" in plan.nodes else None
+        found = find_shape(cfg.model, plan.root, base_dir)
+        choice = batch_choice(cfg, found.shape)
+    except ConfigError as err:
+        return f"{plan.variant} train.auto_batch: {err}"
+    return f"{plan.variant} train.auto_batch (shape from {found.source}): {choice.reason}"
 
 
 class Plan(DoitCmdBase):
@@ -23,4 +43,6 @@ class Plan(DoitCmdBase):
 
     def _execute(self):
         print(plan_text(self.plans))
+        for text in filter(None, (batch_text(plan) for plan in self.plans)):
+            print(text)
         return 0

@@ -108,8 +108,9 @@ def run_stage(plan: Plan, slot: str, verbose: bool = False):
     stage = node.stage
     store = Store(plan.store)
     # the key hashed the real values; the manifest shows them masked
+    record: dict = {}   # what the stage chose (train: the batch and packing), filled while it runs
     manifest = {"key": node.key, **node.payload, "config": redact(node.payload["config"]), "slot": slot,
-                "sources": node.inputs}
+                "sources": node.inputs, "record": record}
     module = importlib.import_module(f"llmbuild.stages.{stage}")
     try:
         with locks.artifact(store, stage, node.key), _slot(store, stage, plan):
@@ -119,7 +120,8 @@ def run_stage(plan: Plan, slot: str, verbose: bool = False):
             with store.building(stage, node.key, manifest) as out:
                 with console.quiet_libraries(out / console.STAGE_LOG, enabled=not verbose) as terminal:
                     try:
-                        module.run(replace(stage_context(plan, slot, out), terminal=terminal, verbose=verbose))
+                        module.run(replace(stage_context(plan, slot, out), terminal=terminal, verbose=verbose,
+                                           record=record))
                     except MISSING_KEY_ERRORS as err:
                         raise uncovered(stage, err) from None
     except LlmbuildError as err:

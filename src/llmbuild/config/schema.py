@@ -98,8 +98,20 @@ class TrainConfig:
     logging_steps: int = 10
     save_steps: int = 500
     gradient_checkpointing: bool = False  # less activation memory, about 30% slower
-    # memory of the training GPU: `doit size` checks the estimate against it and lists remedies; None: not checked
+    # memory of the training GPU: `doit size` checks the estimate against it and lists remedies; None: not checked.
+    # With auto_batch it decides the per-device batch, so it is in the train key
     gpu_memory_gib: Optional[float] = None
+    # the per-device batch chosen from the memory model (sizing/memory.py, choose_batch): the largest that
+    # fits gpu_memory_gib less gpu_memory_headroom and divides the effective batch (per_device_train_batch_size
+    # x gradient_accumulation_steps, kept through accumulation); gradient checkpointing only when nothing fits
+    # without it. Needs gpu_memory_gib
+    auto_batch: bool = False
+    gpu_memory_headroom: float = 0.1    # the share of gpu_memory_gib that auto_batch leaves free
+    liger_kernel: bool = False          # Liger's Triton kernels (LLaMA-Factory's enable_liger_kernel); CUDA only
+    # LLaMA-Factory's neat_packing (sft only): samples packed into cutoff_len rows that attend only within
+    # themselves; samples longer than cutoff_len - 1 are dropped. None: packed when that pads less and
+    # drops nothing (sizing/padding.py, packing_choice; the train log says which)
+    neat_packing: Optional[bool] = False
     bf16: bool = False                  # Ampere or newer GPUs
     fp16: bool = False
     preprocessing_num_workers: Optional[int] = None
@@ -258,7 +270,6 @@ NOT_BUILT = {
     "quant.nthread": "the quantizer's threads change its speed, not its bytes",
     "target.llamacpp": "read by `doit serve` only",
     "model.shape": "read by `doit size` only, for a model that is not on disk",
-    "train.gpu_memory_gib": "read by `doit size` only, to check the estimate against the GPU",
 }
 
 # maps that take any key (`+train.extra.neftune_noise_alpha=5`): passed through to a tool as written
@@ -266,7 +277,7 @@ OPEN_MAPS = ("train.extra",)
 
 # keys that change where or how a build runs or is served, never what is built: they stay out of
 # variant names (and store/jobs out of lock files)
-RUNTIME_KEYS = ("name", "store", "jobs", "target.llamacpp", "train.gpu_memory_gib")
+RUNTIME_KEYS = ("name", "store", "jobs", "target.llamacpp")
 
 # names users bring from LLaMA-Factory / PEFT / Unsloth -> the key here, for "did you mean"
 FAMILIAR_NAMES = {

@@ -148,6 +148,19 @@ def _check_training(step, prefix: str, fail, one_of) -> None:
     for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "cutoff_len"):
         if step.train[name] <= 0:
             fail(f"{prefix}train.{name}", step.train[name], "must be positive", "Use 1 or more.")
+    if step.train.auto_batch and step.train.gpu_memory_gib is None:
+        fail(f"{prefix}train.auto_batch", True, "chooses the batch from the GPU's memory, and "
+             f"{prefix}train.gpu_memory_gib is not set", "Set train.gpu_memory_gib (e.g. 79.6 for an H100 80GB).")
+    if not 0.0 <= step.train.gpu_memory_headroom < 1.0:
+        fail(f"{prefix}train.gpu_memory_headroom", step.train.gpu_memory_headroom, "must be in [0, 1)",
+             "0.1 leaves a tenth of the GPU to the allocator's cache.")
+    if step.train.neat_packing and method.name != "sft":
+        fail(f"{prefix}train.neat_packing", True, f"LLaMA-Factory packs this way for sft only; this stage is "
+             f"{method.name}", "Set train.neat_packing=false.")
+    if step.train.liger_kernel and "lm_head" in step.lora.target:
+        fail(f"{prefix}train.liger_kernel", True, "Liger's fused loss multiplies by lm_head's base weight and "
+             "would skip the adapter that lora.target puts on lm_head", "Take lm_head out of lora.target, or "
+             "set train.liger_kernel=false.")
     if not 0.0 <= step.train.warmup_ratio < 1.0:
         fail(f"{prefix}train.warmup_ratio", step.train.warmup_ratio, "must be in [0, 1)", "0.03 to 0.1 is usual.")
     if step.dataset.holdout < 0 or (step.dataset.holdout >= 1 and step.dataset.holdout != int(step.dataset.holdout)):

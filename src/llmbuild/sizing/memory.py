@@ -189,8 +189,16 @@ def lora_parameters(shape: ModelShape, modules: tuple[str, ...], r: int, dora: b
 # overhead  1 GiB: the CUDA context and libraries (0.75 GiB measured) and some allocator slack.
 #           PyTorch's caching allocator reserved 4-20% above the peak in the runs above; it frees
 #           that cache and retries before it reports out of memory, but leave some headroom.
-# Not modelled: DoRA's extra activations, packing, fused loss kernels (Liger) that never hold the
-# logits, DeepSpeed/FSDP sharding, several GPUs.
+# Liger     (train.liger_kernel) fuses lm_head and the cross-entropy: the logits exist only in chunks
+#           of about tokens x hidden / vocabulary rows, and what stays is the gradient of the loss's
+#           input (2h) and one chunk (up to 4h in fp32). Counted as 12h per token instead of 12 x
+#           vocabulary: conservative. Its RMSNorm and SwiGLU keep less than the activations above (no
+#           fp32 copy of the norm input, no SiLU(gate)); that saving is not counted, so the estimate
+#           stays above the peak (bench/gpu_train.py prints both).
+# packing   LLaMA-Factory's packing fills every row to cutoff_len, so batch x cutoff_len tokens is
+#           then exact rather than the worst case; its block-diagonal mask (bsz x 1 x cutoff x cutoff,
+#           16-bit) is counted.
+# Not modelled: DoRA's extra activations, DeepSpeed/FSDP sharding, several GPUs.
 
 OVERHEAD_BYTES = 1 * GIB
 NF4_BITS = 4 + 8 / 64 + 32 / (64 * 256)
@@ -207,6 +215,8 @@ class TrainSetup:
     gradient_accumulation_steps: int = 1  # no effect on memory; kept so remedies keep the effective batch
     lora_dropout: float = 0.0
     optimizer_state_bytes: float = ADAM_STATE_BYTES
+    fused_loss: bool = False              # Liger's fused linear cross-entropy (train.liger_kernel)
+    block_mask: bool = False              # neat packing: a 4-D block-diagonal attention mask per row
 
     @property
     def tokens(self) -> int:
@@ -260,15 +270,16 @@ def layer_activation_bytes(shape: ModelShape, modules: tuple[str, ...], dropout:
     return 8 * h + 4 * q + 4 * kv + 6 * i + (3 if dropout > 0 else 2) * sum(inputs.values())
 
 
-def loss_bytes(shape: ModelShape, modules: tuple[str, ...], dropout: float) -> int:
-    """Bytes per token at the loss, at the start of backward (with LoRA on lm_head, its input copy too)."""
+def loss_bytes(shape: ModelShape, modules: tuple[str, ...], dropout: float, fused: bool = False) -> int:
+    """Bytes per token at the loss, at the start of backward (with LoRA on lm_head, its input copy too).
+    `fused`: Liger's fused linear cross-entropy, which never holds the whole logits."""
     head = (3 if dropout > 0 else 2) * shape.hidden_size if "lm_head" in modules else 0
-    return 12 * shape.vocab_size + head
+    return (12 * shape.hidden_size if fused else 12 * shape.vocab_size) + head
 
 
 def train_memory(shape: ModelShape, modules: tuple[str, ...], trainable: int, setup: TrainSetup) -> TrainMemory:
     layer = layer_activation_bytes(shape, modules, setup.lora_dropout, quantized=setup.quantization_bit is not None)
-    loss = loss_bytes(shape, modules, setup.lora_dropout)
+    loss = loss_bytes(shape, modules, setup.lora_dropout, fused=setup.fused_loss)
     final_norm = 4 * shape.hidden_size  # its fp32 input
     if setup.gradient_checkpointing:  # the recomputed layer counts where it exceeds the loss's tensors
         per_token = shape.num_hidden_layers * 2 * shape.hidden_size + final_norm + max(layer - loss, 0)
@@ -277,9 +288,57 @@ def train_memory(shape: ModelShape, modules: tuple[str, ...], trainable: int, se
     return TrainMemory(
         weights=weight_bytes(shape, setup.quantization_bit),
         trainable_state=round(trainable * (4 + 4 + setup.optimizer_state_bytes)),
-        activations=per_token * setup.tokens,
+        activations=per_token * setup.tokens + (_block_mask_bytes(setup) if setup.block_mask else 0),
         loss=loss * setup.tokens,
     )
+
+
+def _block_mask_bytes(setup: TrainSetup) -> int:
+    """LLaMA-Factory's 4-D block-diagonal mask for packed rows: batch x cutoff x cutoff, 16-bit."""
+    return 2 * setup.batch_size * setup.cutoff_len ** 2
+
+
+@dataclass(frozen=True)
+class BatchChoice:
+    """The per-device batch, accumulation and checkpointing chosen for a GPU (`choose_batch`)."""
+
+    setup: TrainSetup
+    memory: TrainMemory
+    budget: int              # bytes the estimate may use: the GPU's memory less the headroom
+    reason: str              # why, for people: the estimate, the budget and what did not fit
+
+
+def choose_batch(shape: ModelShape, modules: tuple[str, ...], trainable: int, setup: TrainSetup,
+                 gpu_bytes: int, headroom: float) -> BatchChoice:
+    """The largest per-device batch that fits `gpu_bytes` less `headroom` (a fraction) and divides
+    the effective batch (setup's batch x accumulation, kept through accumulation); gradient
+    checkpointing only when not even batch 1 fits without it. The one function that decides it:
+    `doit size`, `doit plan` and the train stage call it."""
+    effective = setup.batch_size * setup.gradient_accumulation_steps
+    budget = int(gpu_bytes * (1 - headroom))
+    where = f"{_gib(budget)} GiB ({_gib(gpu_bytes)} GiB less {headroom:.0%} headroom)"
+    tried: list[str] = []
+    for checkpointing in (False, True):
+        for batch in (b for b in range(effective, 0, -1) if effective % b == 0):
+            chosen = replace(setup, batch_size=batch, gradient_accumulation_steps=effective // batch,
+                             gradient_checkpointing=checkpointing)
+            memory = train_memory(shape, modules, trainable, chosen)
+            if memory.total <= budget:
+                how = "gradient checkpointing" if checkpointing else "no gradient checkpointing"
+                why = f"; {tried[-1]}" if tried else ""
+                return BatchChoice(chosen, memory, budget,
+                                   f"batch {batch} x accumulation {effective // batch} (effective {effective}), {how}: "
+                                   f"about {_gib(memory.total)} GiB of {where}{why}")
+            if not tried or batch == 1:
+                tried.append(f"batch {batch}{' with checkpointing' if checkpointing else ''} would need "
+                             f"{_gib(memory.total)} GiB")
+    raise ConfigError(
+        f"train.gpu_memory_gib={gpu_bytes / GIB:g}: {tried[-1]}, more than {where}, so no batch fits. Lower "
+        f"train.cutoff_len, train on a 4-bit base (lora.quantization_bit=4) or on a larger GPU.")
+
+
+def _gib(n: float) -> str:
+    return f"{n / GIB:.1f}"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from dataclasses import replace
 
 from omegaconf import DictConfig
 
+from ..errors import ConfigError
+from .choice import additional_targets, batch_choice, configured_setup
 from .memory import (
     GIB,
     Remedy,
@@ -18,31 +20,11 @@ from .memory import (
     inference_memory,
     lora_modules,
     lora_parameters,
-    optimizer_state_bytes,
     parameter_count,
     remedies,
     train_memory,
-    whole_modules,
 )
 from .shape import ShapeSource
-
-
-def configured_setup(cfg: DictConfig) -> TrainSetup:
-    train = cfg.train
-    return TrainSetup(
-        batch_size=train.per_device_train_batch_size, cutoff_len=train.cutoff_len,
-        gradient_checkpointing=train.gradient_checkpointing, quantization_bit=cfg.lora.quantization_bit,
-        gradient_accumulation_steps=train.gradient_accumulation_steps, lora_dropout=cfg.lora.dropout,
-        optimizer_state_bytes=optimizer_state_bytes(train.optim))
-
-
-def additional_targets(cfg: DictConfig) -> tuple[str, ...]:
-    """LLaMA-Factory's `additional_target` (modules trained in full), passed through train.extra."""
-    value = cfg.train.extra.get("additional_target") if cfg.train.extra else None
-    if not value:
-        return ()
-    names = value.split(",") if isinstance(value, str) else list(value)
-    return whole_modules([str(n).strip() for n in names if str(n).strip()])
 
 
 def _count(n: int) -> str:
@@ -98,6 +80,12 @@ def render(cfg: DictConfig, found: ShapeSource, variant: str) -> str:
 
 def _training(cfg: DictConfig, found: ShapeSource, modules, trainable: int) -> list[str]:
     shape, setup = found.shape, configured_setup(cfg)
+    try:
+        choice, failed = batch_choice(cfg, shape), None
+    except ConfigError as err:   # nothing fits: the configured batch and its remedies below
+        choice, failed = None, str(err)
+    if choice is not None:
+        setup = choice.setup
     rows = [None, 4] + ([setup.quantization_bit] if setup.quantization_bit not in (None, 4) else [])
     lines = [f"Training memory per GPU, GiB: batch {setup.batch_size} x cutoff_len {setup.cutoff_len} = "
              f"{setup.tokens:,} tokens (every sample at full length), {cfg.train.optim}",
@@ -111,13 +99,18 @@ def _training(cfg: DictConfig, found: ShapeSource, modules, trainable: int) -> l
         lines.append(f"  {replace(setup, quantization_bit=bits).label:<14}{cells[0]:>12}{cells[1]:>20}")
     memory = train_memory(shape, modules, trainable, setup)
     lines.append(f"  * configured: weights {_gib(memory.weights)}, trainable weights+grads+optimizer "
-                 f"{_gib(memory.trainable_state)}, activations {_gib(memory.activations)}, loss over the "
-                 f"vocabulary {_gib(memory.loss)}, CUDA overhead {_gib(memory.overhead)}")
+                 f"{_gib(memory.trainable_state)}, activations {_gib(memory.activations)}, "
+                 f"{'fused loss (Liger: no logits)' if setup.fused_loss else 'loss over the vocabulary'} "
+                 f"{_gib(memory.loss)}, CUDA overhead {_gib(memory.overhead)}")
     if not (cfg.train.bf16 or cfg.train.fp16):
         lines.append("  train.bf16 and train.fp16 are off: on a CPU LLaMA-Factory trains in fp32, about twice "
                      "the weights and activations above")
     budget = cfg.train.gpu_memory_gib
-    if budget is None:
+    if failed:
+        lines.append(f"  train.auto_batch: {failed}")
+    if choice is not None:
+        lines.append(f"  train.auto_batch chose {choice.reason}")
+    elif budget is None:
         lines.append("  train.gpu_memory_gib is not set: not checked against a GPU")
     elif memory.total <= budget * GIB:
         lines.append(f"  fits train.gpu_memory_gib={budget:g} ({_gib(budget * GIB - memory.total)} GiB to spare)")

@@ -65,6 +65,7 @@ class StageContext:
     terminal: TextIO = field(default=sys.stdout, repr=False)  # where the stage reports; tools' output goes to logs
     verbose: bool = False      # stream every tool's full output to the terminal too
     project: Path | None = None  # the project root: where the tools' own environments are (facts/tool_envs.py)
+    record: dict = field(default_factory=dict)  # what the stage chose, kept in the artifact's manifest ("record")
 
     def relative(self, target: Path) -> str:
         """`target` relative to the artifact folder, valid before and after the final rename

@@ -13,19 +13,24 @@ from ..chat.setup import ChatSetup
 from ..errors import StageError
 from ..facts import layout
 from ..facts.layout import vllm_schemes
-from ..facts.train_methods import TEXT, method
+from ..facts.train_methods import CHAT, TEXT, method
 from ..facts.vllm_schemes import IGNORED_LAYERS, MERGED, SCHEMES, fit_problem
+from ..sizing.choice import batch_choice
+from ..sizing.padding import packing_choice
+from ..sizing.shape import from_hf_config
 from . import chat, train_samples
 from . import data as data_stage
 from .context import StageContext
 
 
-def arguments(cfg: DictConfig, base: str, dataset_dir: str, output_dir: str) -> dict[str, Any]:
+def arguments(cfg: DictConfig, base: str, dataset_dir: str, output_dir: str,
+              chosen: dict[str, Any] | None = None) -> dict[str, Any]:
     """LLaMA-Factory's training arguments for this stage's config view (also `doit preview`'s).
     The dataset holds the samples already written by the chat template (train_samples.py), so
-    LLaMA-Factory's template adds nothing ("empty") and only masks the prompts."""
+    LLaMA-Factory's template adds nothing ("empty") and only masks the prompts. `chosen`: the
+    train values that `choose` decided (batch, accumulation, checkpointing, packing)."""
     learner = method(cfg.train.stage)
-    train = OmegaConf.to_container(cfg.train, resolve=True)
+    train = {**OmegaConf.to_container(cfg.train, resolve=True), **(chosen or {})}
     return llamafactory.train_args(
         base=base, dataset=train_samples.DATASET, dataset_dir=dataset_dir, output_dir=output_dir,
         template=llamafactory.TEMPLATE_AS_WRITTEN, trust_remote_code=cfg.model.trust_remote_code,
@@ -33,7 +38,8 @@ def arguments(cfg: DictConfig, base: str, dataset_dir: str, output_dir: str) -> 
         pref_loss=learner.pref_loss or train["pref_loss"])
 
 
-def write_samples(cfg: DictConfig, templates, model: Path, data: Path, folder: Path) -> tuple[ChatSetup, int, int]:
+def write_samples(cfg: DictConfig, templates, model: Path, data: Path, folder: Path
+                  ) -> tuple[ChatSetup, int, list[dict[str, Any]]]:
     """The data stage's training rows as LLaMA-Factory's dataset in `folder`, written by the
     build's chat template (chosen from the tokenizer of `model`, the model the pipeline started
     from). Returns the setup, rows and samples."""
@@ -45,7 +51,41 @@ def write_samples(cfg: DictConfig, templates, model: Path, data: Path, folder: P
     if not samples:
         raise StageError("no training samples: every row of the dataset is held out for eval; lower dataset.holdout")
     train_samples.write(samples, entry, folder)
-    return setup, len(rows), len(samples)
+    return setup, len(rows), samples
+
+
+def sample_lengths(model: Path, samples: list[dict[str, Any]]) -> list[int]:
+    """Each chat sample's tokens as LLaMA-Factory's "empty" template encodes it: its turns' text,
+    written by the chat template, one after the other (plus the EOS token it appends)."""
+    tokenizer = hf_tokenizer.load_tokenizer(model)
+    return [len(tokenizer.encode("".join(turn["value"] for turn in sample["conversations"]),
+                                 add_special_tokens=False)) + 1 for sample in samples]
+
+
+def choose(ctx: StageContext, samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """The train values decided here rather than configured: the batch (train.auto_batch, from the
+    memory model and the base's shape: sizing/choice.py, as `doit size` shows it) and packing
+    (train.neat_packing None: when it pads less). Said in the log, kept in the manifest."""
+    cfg, chosen = ctx.cfg, {}
+    choice = batch_choice(cfg, from_hf_config(ctx.inputs["base"] / "config.json"))
+    if choice is not None:
+        chosen = {"per_device_train_batch_size": choice.setup.batch_size,
+                  "gradient_accumulation_steps": choice.setup.gradient_accumulation_steps,
+                  "gradient_checkpointing": choice.setup.gradient_checkpointing}
+        ctx.say(f"train.auto_batch: {choice.reason}")
+        ctx.record["batch"] = {**chosen, "estimate_gib": round(choice.memory.total / 2**30, 2),
+                               "budget_gib": round(choice.budget / 2**30, 2), "why": choice.reason}
+    if method(cfg.train.stage).data == CHAT:
+        batch = chosen.get("per_device_train_batch_size", cfg.train.per_device_train_batch_size)
+        wanted = cfg.train.neat_packing if cfg.train.stage == "sft" else False
+        packing = packing_choice(sample_lengths(ctx.inputs["base"], samples), batch, cfg.train.cutoff_len,
+                                 cfg.train.seed, wanted)
+        chosen["neat_packing"] = packing.pack
+        ctx.say(f"padding: {packing.reason}")
+        ctx.record["padding"] = {"neat_packing": packing.pack, "padded_share": round(packing.padded, 4),
+                                 "packed_share": round(packing.packed, 4), "dropped": packing.dropped,
+                                 "why": packing.reason}
+    return chosen
 
 
 def check_before_training(ctx: StageContext) -> None:
@@ -109,15 +149,16 @@ ROOM = 32   # tokens a sample needs beside the system prompt, at the very least
 def run(ctx: StageContext) -> None:
     check_before_training(ctx)
     learner = method(ctx.cfg.train.stage)
-    setup, rows, samples = write_samples(ctx.cfg, ctx.templates, ctx.inputs.get("origin", ctx.inputs["base"]),
+    setup, rows, written = write_samples(ctx.cfg, ctx.templates, ctx.inputs.get("origin", ctx.inputs["base"]),
                                          ctx.inputs["data"], ctx.out / layout.DATASET_DIR)
+    samples = len(written)
     family = f"{setup.family} family" if setup.family else "no known family"
     if learner.data == TEXT:
         ctx.say(f"{learner.what}: {rows} documents")
     else:
         ctx.say(f"{learner.what}; chat format: {setup.source} ({family}); {rows} rows -> {samples} training samples")
     args = arguments(ctx.cfg, base=ctx.relative(ctx.inputs["base"]), dataset_dir=layout.DATASET_DIR,
-                     output_dir=layout.ADAPTER)
+                     output_dir=layout.ADAPTER, chosen=choose(ctx, written))
     llamafactory.write_yaml(args, ctx.out, f"LLaMA-Factory LoRA {learner.name.upper()}, written by llmbuild "
                                            f"({ctx.key}). Run by hand: cd {ctx.out.parent.name}/{ctx.key} && "
                                            f"llamafactory-cli train {layout.LLAMAFACTORY_YAML}")
