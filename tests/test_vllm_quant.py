@@ -56,7 +56,7 @@ def test_each_scheme_is_a_slot_of_its_own_and_eval_compares_them_all(tmp_path, q
     slots = [slot for slot, node in built.nodes.items() if node.stage == "vllm_quant"]
     assert slots == ["vllm_quant@fp8", "vllm_quant@w4a16"]
     assert {"vllm_quant@fp8", "vllm_quant@w4a16"} <= set(built.nodes["eval"].payload["upstream"])
-    assert not any(s.startswith("vllm_quant@") for s in built.nodes["vllm"].payload["upstream"]), "serves the merged model"
+    assert not any(s.startswith("vllm_quant@") for s in built.nodes["vllm"].payload["upstream"]), "serves merged"
     assert built.nodes["vllm_quant@fp8"].payload["env_tools"] == {
         "llmcompressor": "0.14.0.1", "compressed-tensors": "0.19.0", "transformers": "5.17.0", "torch": "2.13.0+cpu"}
     assert "env_tools" in built.nodes["eval"].payload   # eval runs the checkpoints in that environment

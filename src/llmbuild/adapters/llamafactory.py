@@ -19,6 +19,7 @@ import yaml
 from ..chat.parity import Conversation
 from ..errors import ToolError
 from ..facts.layout import LLAMAFACTORY_YAML as YAML_NAME
+from .llamafactory_launch import no_multicast
 from .process import run_logged
 
 # LLaMA-Factory's template that adds nothing to a conversation: for datasets whose turns are
@@ -157,11 +158,14 @@ def cli() -> str:
 
 
 def run(command: str, folder: Path, offline: bool, credentials: Mapping[str, str] | None = None,
-        verbose: bool = False, on_line: Callable[[str], None] | None = None) -> None:
+        verbose: bool = False, on_line: Callable[[str], None] | None = None,
+        launch: Mapping[str, str] | None = None) -> None:
     """`llamafactory-cli <command> llamafactory.yaml` inside `folder`, logged to `<command>.log`.
     `credentials`: environment variables (HF_TOKEN, ...) for the tool only, never written down.
-    `verbose`: the tool's output on the terminal too; `on_line`: a progress reader (`train_progress`)."""
-    env = {"TOKENIZERS_PARALLELISM": "false", "DISABLE_VERSION_CHECK": "1", **(credentials or {})}
+    `verbose`: the tool's output on the terminal too; `on_line`: a progress reader (`train_progress`).
+    `launch`: the launcher's variables (llamafactory_launch.run_env); NVLink multicast is off either way."""
+    env = {"TOKENIZERS_PARALLELISM": "false", "DISABLE_VERSION_CHECK": "1", **(credentials or {}),
+           **no_multicast(), **(launch or {})}
     if offline:
         env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
     run_logged([cli(), command, YAML_NAME], folder / f"{command}.log", what=f"llamafactory-cli {command}",

@@ -126,6 +126,14 @@ class TrainConfig:
     kto_chosen_weight: float = 1.0      # kto: weight of desirable answers
     kto_rejected_weight: float = 1.0    # kto: weight of undesirable answers
     extra: Dict[str, Any] = field(default_factory=dict)  # any other LLaMA-Factory argument, passed through
+    # GPUs of this host to train on (LLaMA-Factory's launcher: torchrun), or `auto` for every visible
+    # one, counted when the build is planned (the count is in the key). More GPUs: a larger global
+    # batch, batch size x accumulation x devices; keep it by dividing gradient_accumulation_steps
+    devices: Any = 1
+    # how several GPUs share the work: ddp (each holds the whole model), deepspeed-zero2 (gradients
+    # and optimizer states split), deepspeed-zero3 or fsdp (the weights split too: models larger than
+    # one GPU). Ignored with one device. DeepSpeed is installed apart: pip install deepspeed
+    distributed: str = "ddp"
 
 
 @dataclass

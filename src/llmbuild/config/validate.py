@@ -13,6 +13,7 @@ from ..chat.modelfile import MESSAGE_ROLES, ModelfileError, quote
 from ..chat.templates import hf_chat_template, ollama_template
 from ..errors import ConfigError, StageError
 from ..facts.chat_families import FAMILIES, builtin
+from ..facts.distributed import AUTO, STRATEGIES
 from ..facts.gguf_files import is_size
 from ..facts.quant_types import CONVERT_TYPES, QUANT_TYPES
 from ..facts.secrets import MASK, TOOL_CREDENTIALS, is_secret
@@ -163,9 +164,27 @@ def _check_training(step, prefix: str, fail, one_of) -> None:
              "set train.liger_kernel=false.")
     if not 0.0 <= step.train.warmup_ratio < 1.0:
         fail(f"{prefix}train.warmup_ratio", step.train.warmup_ratio, "must be in [0, 1)", "0.03 to 0.1 is usual.")
+    _check_devices(step, prefix, fail, one_of)
     if step.dataset.holdout < 0 or (step.dataset.holdout >= 1 and step.dataset.holdout != int(step.dataset.holdout)):
         fail(f"{prefix}dataset.holdout", step.dataset.holdout, "a fraction below 1 or a whole number of rows",
              "Use e.g. 0.1 (10% of the rows) or 8 (eight rows); 0 holds out nothing.")
+
+
+def _check_devices(step, prefix: str, fail, one_of) -> None:
+    """train.devices and train.distributed (facts/distributed.py)."""
+    devices = step.train.devices
+    if devices != AUTO and (isinstance(devices, bool) or not isinstance(devices, int)):
+        fail(f"{prefix}train.devices", devices, "not a number of GPUs",
+             f"Use a whole number such as 2 (unquoted), or {AUTO} for every GPU visible when the build is planned.")
+    if devices != AUTO and devices < 1:
+        fail(f"{prefix}train.devices", devices, "must be at least 1",
+             f"Use 1 (one GPU or the CPU), 2 or more, or {AUTO}.")
+    one_of(f"{prefix}train.distributed", step.train.distributed, list(STRATEGIES))
+    strategy = STRATEGIES[step.train.distributed]
+    if devices != 1 and strategy.shards_weights and step.lora.quantization_bit == 8:
+        fail(f"{prefix}lora.quantization_bit", 8, f"LLaMA-Factory splits a quantized base across GPUs "
+             f"(train.distributed={strategy.name}) only in 4 bits",
+             "Use lora.quantization_bit=4, or train.distributed=ddp or deepspeed-zero2.")
 
 
 def _check_templates(cfg: DictConfig, root: Path) -> None:

@@ -119,3 +119,9 @@ VLLM_SERVE_TEMPLATE = "vllm/serve.sh.j2"
 HF_CARD_TEMPLATE = "hf/README.md.j2"
 REPORT_TEMPLATES = ("report/report.md.j2", "report/report.html.j2")
 SWEEP_REPORT_TEMPLATES = ("report/sweep.md.j2", "report/sweep.html.j2")
+
+# train on several GPUs (train.distributed): the launcher's config, written beside llamafactory.yaml,
+# which names it relatively (facts/distributed.py)
+DEEPSPEED_ZERO2_CONFIG = "ds_zero2.json"
+DEEPSPEED_ZERO3_CONFIG = "ds_zero3.json"
+FSDP_CONFIG = "fsdp_config.json"

@@ -74,11 +74,18 @@ def payload(spec: StageSpec, cfg: DictConfig, upstream: dict[str, str], inputs: 
         "inputs": dict(inputs),
         "templates": dict(templates),
         "tools": {name: tool_version(name) for name in spec.tools + tuple(
-            tool for key, tool in spec.tools_if if OmegaConf.select(cfg, key) is not None)},
+            tool for key, tool in spec.tools_if if _wanted(cfg, key))},
     }
     if env_tools:
         body["env_tools"] = dict(env_tools)
     return body
+
+
+def _wanted(cfg: DictConfig, condition: str) -> bool:
+    """A `tools_if` condition: the key is set, or ("key=prefix") its value starts with prefix."""
+    key, _, prefix = condition.partition("=")
+    value = OmegaConf.select(cfg, key)
+    return value is not None and str(value).startswith(prefix)
 
 
 def input_files(stage: str, cfg: DictConfig, root: Path) -> dict[str, Path]:

@@ -30,7 +30,9 @@ class StageSpec:
     upstream_reads: tuple[str, ...] = ()    # config keys read that an upstream stage's key covers (tests check)
     upstream: tuple[str, ...] = ()
     tools: tuple[str, ...] = ()             # Python distributions whose versions enter the key
-    tools_if: tuple[tuple[str, str], ...] = ()  # (config key, distribution): its version too, when the key is set
+    # (config key, distribution): its version too, when the key is set; ("key=prefix", distribution):
+    # when the key's value starts with prefix
+    tools_if: tuple[tuple[str, str], ...] = ()
     templates: tuple[str, ...] = ()         # files under templates/, "{family}" filled in
     version: str = "1"
     target: str | None = None               # a deploy target: the stage exists only when target.<name> is set
@@ -58,11 +60,13 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
     ),
     StageSpec(
         "train", "Train a LoRA adapter with llamafactory-cli train (SFT, continued pretraining, DPO, ORPO, SimPO, KTO)",
-        reads=("lora", "train", "model.chat_format", "prompt.template", "prompt.system", "model.trust_remote_code"),
+        # train_devices: train.devices as a number, `auto` counted when planned (config/derived.py)
+        reads=("lora", "train", "model.chat_format", "prompt.template", "prompt.system", "model.trust_remote_code",
+               "train_devices"),
         upstream_reads=("model.path",),
         upstream=("base", "data"),
         tools=("llamafactory", "transformers", "peft", "trl", "datasets", "accelerate", "torch"),
-        tools_if=(("lora.quantization_bit", "bitsandbytes"),),
+        tools_if=(("lora.quantization_bit", "bitsandbytes"), ("train.distributed=deepspeed", "deepspeed")),
         templates=(CHAT_TEMPLATE_FILE,),
         version="4",  # 2: the conversations written by the chat template (the model's own); tokens/s logged;
                       # 3: training methods (train.stage), samples of each kind of data;

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from ..files.devices import devices_in_force
 from .memory import (
     GIB,
     BatchChoice,
@@ -34,7 +35,8 @@ def configured_setup(cfg: DictConfig) -> TrainSetup:
         optimizer_state_bytes=optimizer_state_bytes(train.optim), fused_loss=bool(train.liger_kernel),
         # packing is decided from the samples' lengths at train time: count its mask whenever it may happen,
         # so the batch does not depend on that decision
-        block_mask=train.neat_packing is not False and train.stage == "sft")
+        block_mask=train.neat_packing is not False and train.stage == "sft",
+        devices=devices_in_force(train.devices), strategy=train.distributed)
 
 
 def additional_targets(cfg: DictConfig) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ import difflib
 from dataclasses import dataclass, replace
 
 from ..errors import ConfigError
+from ..facts.distributed import STRATEGIES
 from ..facts.quant_types import QUANT_TYPES
 
 GIB = 1024**3
@@ -198,7 +199,21 @@ def lora_parameters(shape: ModelShape, modules: tuple[str, ...], r: int, dora: b
 # packing   LLaMA-Factory's packing fills every row to cutoff_len, so batch x cutoff_len tokens is
 #           then exact rather than the worst case; its block-diagonal mask (bsz x 1 x cutoff x cutoff,
 #           16-bit) is counted.
-# Not modelled: DoRA's extra activations, DeepSpeed/FSDP sharding, several GPUs.
+# several GPUs (train.devices, train.distributed: facts/distributed.py), per GPU, N of them; the
+#           ZeRO paper's arithmetic on the terms above, not measured (no multi-GPU machine was at
+#           hand when it was written):
+#   ddp       what one GPU holds, plus DDP's gradient buckets: a second fp32 copy of the trainable
+#             gradients, which the all-reduce reads.
+#   deepspeed-zero2  the trainable fp32 weights on every GPU; their gradients and optimizer states
+#             split N ways. The base weights whole on every GPU.
+#   deepspeed-zero3  all of the trainable state and the base weights split N ways, plus the weights
+#             gathered to run: a module's before it runs and the next one's prefetched, counted as
+#             two decoder blocks or the embeddings with the output head, the larger, in 16 bits.
+#   fsdp      as ZeRO-3, but with bf16/fp16 the shards of a 16-bit base are fp32 (accelerate
+#             upcasts the model under mixed precision): twice ZeRO-3's shards.
+#   Activations and the loss are each GPU's own batch's: unchanged. NCCL's buffers (a few hundred
+#   MiB per GPU) are not counted.
+# Not modelled: DoRA's extra activations, CPU offload.
 
 OVERHEAD_BYTES = 1 * GIB
 NF4_BITS = 4 + 8 / 64 + 32 / (64 * 256)
@@ -217,6 +232,8 @@ class TrainSetup:
     optimizer_state_bytes: float = ADAM_STATE_BYTES
     fused_loss: bool = False              # Liger's fused linear cross-entropy (train.liger_kernel)
     block_mask: bool = False              # neat packing: a 4-D block-diagonal attention mask per row
+    devices: int = 1                      # GPUs training together (train.devices as a number)
+    strategy: str = "ddp"                 # train.distributed: what they split
 
     @property
     def tokens(self) -> int:
@@ -285,9 +302,10 @@ def train_memory(shape: ModelShape, modules: tuple[str, ...], trainable: int, se
         per_token = shape.num_hidden_layers * 2 * shape.hidden_size + final_norm + max(layer - loss, 0)
     else:
         per_token = shape.num_hidden_layers * layer + final_norm
+    weights, state = _per_device(shape, trainable, setup)
     return TrainMemory(
-        weights=weight_bytes(shape, setup.quantization_bit),
-        trainable_state=round(trainable * (4 + 4 + setup.optimizer_state_bytes)),
+        weights=weights,
+        trainable_state=state,
         activations=per_token * setup.tokens + (_block_mask_bytes(setup) if setup.block_mask else 0),
         loss=loss * setup.tokens,
     )
@@ -341,6 +359,28 @@ def _gib(n: float) -> str:
     return f"{n / GIB:.1f}"
 
 
+def gathered_bytes(shape: ModelShape) -> int:
+    """16-bit weights a sharded GPU holds whole at once: two decoder blocks (the running one, the
+    prefetched next), or the embeddings with the output head, whichever is larger."""
+    counts = parameter_count(shape)
+    return 2 * max(2 * counts.per_block, counts.embeddings + counts.output_head)
+
+
+def _per_device(shape: ModelShape, trainable: int, setup: TrainSetup) -> tuple[int, int]:
+    """(base weights, trainable weights + gradients + optimizer states) on each GPU (notes above)."""
+    weights = weight_bytes(shape, setup.quantization_bit)
+    fp32_weights, rest = 4 * trainable, trainable * (4 + setup.optimizer_state_bytes)
+    n, strategy = setup.devices, STRATEGIES[setup.strategy]
+    if n == 1:
+        return weights, round(fp32_weights + rest)
+    if not strategy.shards_state:   # DDP: its buckets hold another copy of the gradients
+        return weights, round(fp32_weights + rest + 4 * trainable)
+    if not strategy.shards_weights:
+        return weights, round(fp32_weights + rest / n)
+    upcast = 2 if strategy.fp32_shards and setup.quantization_bit is None else 1
+    return round(weights * upcast / n) + gathered_bytes(shape), round((fp32_weights + rest) / n)
+
+
 @dataclass(frozen=True)
 class Remedy:
     change: str              # Hydra overrides that apply it
@@ -375,6 +415,9 @@ def remedies(shape: ModelShape, modules: tuple[str, ...], trainable: int, setup:
     if setup.quantization_bit != 4:
         whole.append(("lora.quantization_bit=4", "QLoRA: the frozen base in 4 bits (bitsandbytes)",
                       {"quantization_bit": 4}))
+    if setup.devices > 1 and not STRATEGIES[setup.strategy].shards_weights:
+        whole.append(("train.distributed=deepspeed-zero3",
+                      f"the base weights split across the {setup.devices} GPUs too", {"strategy": "deepspeed-zero3"}))
     for change, why, fields in whole:
         out.append(Remedy(change, why, replace(setup, **fields), estimate(replace(setup, **fields))))
     if len(whole) > 1:

@@ -11,6 +11,7 @@ from dataclasses import replace
 from omegaconf import DictConfig
 
 from ..errors import ConfigError
+from ..facts.distributed import STRATEGIES
 from .choice import additional_targets, batch_choice, configured_setup
 from .memory import (
     GIB,
@@ -87,8 +88,9 @@ def _training(cfg: DictConfig, found: ShapeSource, modules, trainable: int) -> l
     if choice is not None:
         setup = choice.setup
     rows = [None, 4] + ([setup.quantization_bit] if setup.quantization_bit not in (None, 4) else [])
+    on = f", each of {setup.devices} GPUs with {setup.strategy}" if setup.devices > 1 else ""
     lines = [f"Training memory per GPU, GiB: batch {setup.batch_size} x cutoff_len {setup.cutoff_len} = "
-             f"{setup.tokens:,} tokens (every sample at full length), {cfg.train.optim}",
+             f"{setup.tokens:,} tokens (every sample at full length), {cfg.train.optim}{on}",
              "                  no checkpointing   gradient checkpointing"]
     for bits in rows:
         cells = []
@@ -102,6 +104,8 @@ def _training(cfg: DictConfig, found: ShapeSource, modules, trainable: int) -> l
                  f"{_gib(memory.trainable_state)}, activations {_gib(memory.activations)}, "
                  f"{'fused loss (Liger: no logits)' if setup.fused_loss else 'loss over the vocabulary'} "
                  f"{_gib(memory.loss)}, CUDA overhead {_gib(memory.overhead)}")
+    if setup.devices > 1:
+        lines += _strategies(shape, modules, trainable, setup)
     if not (cfg.train.bf16 or cfg.train.fp16):
         lines.append("  train.bf16 and train.fp16 are off: on a CPU LLaMA-Factory trains in fp32, about twice "
                      "the weights and activations above")
@@ -117,6 +121,21 @@ def _training(cfg: DictConfig, found: ShapeSource, modules, trainable: int) -> l
     else:
         lines += _remedies(setup, memory, budget,
                            remedies(shape, modules, trainable, setup, round(budget * GIB)))
+    return lines
+
+
+def _strategies(shape, modules, trainable: int, setup: TrainSetup) -> list[str]:
+    """The configured training on each strategy, per GPU, and the global batch it makes."""
+    lines = [f"  per GPU on {setup.devices} GPUs (train.distributed), configured {setup.label}:"]
+    for name in STRATEGIES:
+        memory = train_memory(shape, modules, trainable, replace(setup, strategy=name))
+        mark = " *" if name == setup.strategy else "  "
+        lines.append(f"    {name:<16}{_gib(memory.total):>8}{mark}  weights {_gib(memory.weights)}, trainable "
+                     f"state {_gib(memory.trainable_state)}")
+    batch = setup.batch_size * setup.gradient_accumulation_steps * setup.devices
+    lines.append(f"    global batch {setup.batch_size} x {setup.gradient_accumulation_steps} accumulation x "
+                 f"{setup.devices} GPUs = {batch} (x NNODES on several hosts); the split is arithmetic, not "
+                 f"measured on several GPUs")
     return lines
 
 

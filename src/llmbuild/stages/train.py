@@ -8,13 +8,15 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..adapters import hf_tokenizer, hf_weights, llamafactory
+from ..adapters import hf_tokenizer, hf_weights, llamafactory, llamafactory_launch
 from ..chat.setup import ChatSetup
 from ..errors import StageError
 from ..facts import layout
+from ..facts.distributed import STRATEGIES
 from ..facts.layout import vllm_schemes
 from ..facts.train_methods import CHAT, TEXT, method
 from ..facts.vllm_schemes import IGNORED_LAYERS, MERGED, SCHEMES, fit_problem
+from ..files.devices import visible_gpus
 from ..sizing.choice import batch_choice
 from ..sizing.padding import packing_choice
 from ..sizing.shape import from_hf_config
@@ -31,11 +33,28 @@ def arguments(cfg: DictConfig, base: str, dataset_dir: str, output_dir: str,
     train values that `choose` decided (batch, accumulation, checkpointing, packing)."""
     learner = method(cfg.train.stage)
     train = {**OmegaConf.to_container(cfg.train, resolve=True), **(chosen or {})}
-    return llamafactory.train_args(
+    args = llamafactory.train_args(
         base=base, dataset=train_samples.DATASET, dataset_dir=dataset_dir, output_dir=output_dir,
         template=llamafactory.TEMPLATE_AS_WRITTEN, trust_remote_code=cfg.model.trust_remote_code,
         lora=OmegaConf.to_container(cfg.lora, resolve=True), train=train, stage=learner.llamafactory_stage,
         pref_loss=learner.pref_loss or train["pref_loss"])
+    return {**args, **llamafactory_launch.yaml_args(STRATEGIES[cfg.train.distributed], cfg.train_devices)}
+
+
+def check_devices(cfg: DictConfig) -> None:
+    """Several GPUs: DeepSpeed installed if the strategy needs it, and as many GPUs visible as the
+    key says (LLaMA-Factory would start a process per GPU asked for and fail in each)."""
+    devices = cfg.train_devices
+    if devices == 1:
+        return
+    llamafactory_launch.require_deepspeed(STRATEGIES[cfg.train.distributed])
+    visible = visible_gpus()
+    if visible < devices:
+        asked = f"counted {devices} GPUs when the build was planned" if cfg.train.devices != devices else \
+            f"asks for {devices} GPUs"
+        raise StageError(f"train.devices={cfg.train.devices} {asked}, and this machine shows {visible} "
+                         f"(/dev/nvidia*, CUDA_VISIBLE_DEVICES). Use train.devices={max(visible, 1)}, or build "
+                         f"on a machine with {devices} GPUs.")
 
 
 def write_samples(cfg: DictConfig, templates, model: Path, data: Path, folder: Path
@@ -67,7 +86,7 @@ def choose(ctx: StageContext, samples: list[dict[str, Any]]) -> dict[str, Any]:
     memory model and the base's shape: sizing/choice.py, as `doit size` shows it) and packing
     (train.neat_packing None: when it pads less). Said in the log, kept in the manifest."""
     cfg, chosen = ctx.cfg, {}
-    choice = batch_choice(cfg, from_hf_config(ctx.inputs["base"] / "config.json"))
+    choice = batch_choice(cfg, from_hf_config(ctx.inputs["base"] / "config.json")) if cfg.train.auto_batch else None
     if choice is not None:
         chosen = {"per_device_train_batch_size": choice.setup.batch_size,
                   "gradient_accumulation_steps": choice.setup.gradient_accumulation_steps,
@@ -92,6 +111,7 @@ def check_before_training(ctx: StageContext) -> None:
     """What LLaMA-Factory would find only after loading the model, or never (it truncates a long
     system prompt silently): found in seconds, with the names to use."""
     cfg, base = ctx.cfg, ctx.inputs["base"]
+    check_devices(cfg)
     targets = [t for t in cfg.lora.target if t != "all"]
     modules = hf_tokenizer.weight_module_names(base)
     unknown = [t for t in targets if t not in modules]
@@ -159,12 +179,16 @@ def run(ctx: StageContext) -> None:
         ctx.say(f"{learner.what}; chat format: {setup.source} ({family}); {rows} rows -> {samples} training samples")
     args = arguments(ctx.cfg, base=ctx.relative(ctx.inputs["base"]), dataset_dir=layout.DATASET_DIR,
                      output_dir=layout.ADAPTER, chosen=choose(ctx, written))
+    strategy, devices = STRATEGIES[ctx.cfg.train.distributed], ctx.cfg.train_devices
+    llamafactory_launch.write_config(strategy, devices, ctx.out)
     llamafactory.write_yaml(args, ctx.out, f"LLaMA-Factory LoRA {learner.name.upper()}, written by llmbuild "
                                            f"({ctx.key}). Run by hand: cd {ctx.out.parent.name}/{ctx.key} && "
-                                           f"llamafactory-cli train {layout.LLAMAFACTORY_YAML}")
+                                           f"{llamafactory_launch.hand_command(strategy, devices)}")
+    _say_devices(ctx, strategy, devices)
     progress = ctx.progress("training")
     llamafactory.run("train", ctx.out, offline=bool(ctx.cfg.model.path), credentials=ctx.credentials,
-                     verbose=ctx.verbose, on_line=llamafactory.train_progress(progress.update))
+                     verbose=ctx.verbose, on_line=llamafactory.train_progress(progress.update),
+                     launch=llamafactory_launch.run_env(strategy, devices))
     progress.close()
     adapter = ctx.out / layout.ADAPTER
     if not (adapter / "adapter_model.safetensors").is_file():
@@ -179,3 +203,20 @@ def run(ctx: StageContext) -> None:
     else:  # fewer steps than train.logging_steps: LLaMA-Factory's average is all there is
         ctx.say(f"train loss {results.get('train_loss', float('nan')):.4f} on average (no step logged: "
                 f"train.logging_steps={ctx.cfg.train.logging_steps})")
+
+
+def _say_devices(ctx: StageContext, strategy, devices: int) -> None:
+    """The GPUs and the global batch they make, when there are several (or a strategy set for them)."""
+    train = ctx.cfg.train
+    if devices == 1:
+        if strategy.name != "ddp":
+            ctx.say(f"one device: train.distributed={strategy.name} takes effect from train.devices=2")
+        return
+    hosts = llamafactory_launch.multi_node()
+    batch = train.per_device_train_batch_size * train.gradient_accumulation_steps * devices * hosts
+    ctx.say(f"{devices} GPUs{f' on each of {hosts} hosts' if hosts > 1 else ''}, {strategy.what}; global batch "
+            f"{train.per_device_train_batch_size} x {train.gradient_accumulation_steps} accumulation x "
+            f"{devices * hosts} GPUs = {batch}")
+    if hosts > 1:
+        ctx.say(f"NNODES={hosts}: the key covers {devices} GPUs on one host, not the hosts; build a multi-host "
+                f"run in a store of its own (store=...)")
