@@ -179,7 +179,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         chat=True,   # continued pretraining alone makes no chat model to chat with
     ),
     StageSpec(
-        "eval", "Evaluate base, fine-tuned, every GGUF and vLLM checkpoint on the held-out rows: NLL, KLD, answers, speed",
+        "eval", "Evaluate base, fine-tuned, every GGUF and vLLM checkpoint on held-out rows: NLL, KLD, answers, speed",
         reads=("eval", "prompt.system", "model.name", "quant.type", "quant.convert_type", "train.stage",
                "train.pref_beta"),
         upstream_reads=("dataset.holdout", "dataset.holdout_seed"),
