@@ -230,3 +230,23 @@ def test_quantizer_fallbacks_are_shown_and_explained_for_the_shipped_quant():
     assert ("In the shipped q4_k_m, llama.cpp fell back to other types for 180 of 211 quantized tensors "
             "(q5_0 150, q8_0 30):") in verdict(fell_back)[-1]
     assert not any("fell back" in line for line in verdict(EVAL))
+
+
+def test_the_report_says_what_the_train_stage_chose(tmp_path):
+    """The batch chosen from the memory model and the padding and packing decision, as the train log
+    said them (the train artifact's manifest record), appear in both reports."""
+    from llmbuild.stages.report import training_choices
+
+    train = tmp_path / "train"
+    train.mkdir()
+    (train / "manifest.json").write_text(json.dumps({"record": {
+        "batch": {"why": "batch 4 x accumulation 2 (effective 8), no gradient checkpointing"},
+        "padding": {"why": "44.0% of tokens would be padding in padded batches, 4.3% packed: packing"}}}))
+    lines = training_choices(train)
+    assert lines == ["Batch: batch 4 x accumulation 2 (effective 8), no gradient checkpointing",
+                     "Padding: 44.0% of tokens would be padding in padded batches, 4.3% packed: packing"]
+    out = tmp_path / "out"
+    out.mkdir()
+    md, html = write_variant_report(out, report(training=lines), TemplateDir(ROOT))
+    assert all(line in md.read_text() for line in lines) and f"<p>{lines[0]}</p>" in html.read_text()
+    assert training_choices(tmp_path) == [], "an artifact without a record shows nothing"

@@ -203,8 +203,9 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         tools=("matplotlib", "jinja2"),
         templates=REPORT_TEMPLATES,
         enabled_by="eval.enabled",
-        version="4",  # 2: quantizer fallbacks, the f16 reference never recommended; 3: config shown = config keyed;
-                      # 4: training methods, pipelines, preference and text metrics
+        version="5",  # 2: quantizer fallbacks, the f16 reference never recommended; 3: config shown = config keyed;
+                      # 4: training methods, pipelines, preference and text metrics; 5: vLLM checkpoints, the
+                      # train stage's batch and padding choices
     ),
 )}
 

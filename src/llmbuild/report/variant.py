@@ -14,4 +14,5 @@ class VariantReport:
     train_losses: list[tuple[int, float]]          # (step, loss) from LLaMA-Factory's trainer log
     eval: dict[str, Any] | None                    # eval.json (evaluation/results.py); None when eval did not run
     smoke: list[dict[str, Any]] = field(default_factory=list)
+    training: list[str] = field(default_factory=list)  # what the train stage chose: batch, padding and packing
     swept: dict[str, str] = field(default_factory=dict)  # in a sweep: this variant's value of each swept key

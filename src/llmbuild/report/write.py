@@ -218,6 +218,7 @@ def write_variant_report(out_dir: Path, report: VariantReport, templates: Templa
         "eval": report.eval, "samples": _samples(report.eval), "stages": report.stages,
         "total_seconds": sum(s["seconds"] or 0 for s in report.stages), "config_yaml": report.config_yaml,
         "smoke": report.smoke, "final_loss": report.train_losses[-1][1] if report.train_losses else None,
+        "training": report.training,
         "heldout_noun": ROW_NOUNS.get(report.eval.get("data"), "rows") if report.eval else "rows",
         "metrics_note": metrics_note(report.eval) if report.eval else "",
     }

@@ -40,7 +40,16 @@ def variant_report(cfg: DictConfig, artifacts: dict[str, Path], title: str | Non
         eval=results.load(artifacts["eval"] / layout.EVAL_RESULTS),
         smoke=json.loads((artifacts["smoke"] / layout.SMOKE_ANSWERS).read_text(encoding="utf-8"))
         if "smoke" in artifacts else [],   # none after continued pretraining alone
+        training=training_choices(artifacts["train"]),
     )
+
+
+def training_choices(train: Path) -> list[str]:
+    """What the train stage decided and said in its log (the batch from the memory model, padding and
+    packing), from its manifest's record."""
+    record = (read_manifest(train) or {}).get("record") or {}
+    named = (("batch", "Batch"), ("padding", "Padding"))
+    return [f"{label}: {record[key]['why']}" for key, label in named if (record.get(key) or {}).get("why")]
 
 
 def upstream_manifests(inputs: dict[str, Path]) -> list[dict]:
