@@ -27,6 +27,9 @@ pytestmark = pytest.mark.slow
 
 GLM_TOKENS = ("[gMASK]", "<sop>", "<|system|>", "<|user|>", "<|assistant|>", "<|observation|>")
 GEMMA_TOKENS = ("<start_of_turn>", "<end_of_turn>")
+MISTRAL_SMALL_TOKENS = ("[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]", "[INST]", "[/INST]", "[AVAILABLE_TOOLS]",
+                        "[/AVAILABLE_TOOLS]", "[TOOL_CALLS]", "[CALL_ID]", "[ARGS]", "[TOOL_RESULTS]", "[TOOL_CONTENT]",
+                        "[/TOOL_RESULTS]")
 R1_BOS = "<｜begin▁of▁sentence｜>"
 R1_TOKENS = (R1_BOS, "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>", "<｜tool▁calls▁begin｜>",
              "<｜tool▁calls▁end｜>", "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>", "<｜tool▁sep｜>",
@@ -51,6 +54,11 @@ BUILDS = {
     "llama3": Build("llama-bpe", None, overrides=("model.chat_format=llama3",)),
     "mistral": Build("llama-bpe", "mistralai-Mistral-Nemo-Instruct-2407", ("[INST]", "[/INST]")),
     "glm4": Build("qwen2", "GLM-4.6", GLM_TOKENS),
+    # DeepSeek-V3.1's own vocabulary is not among llama.cpp's test files: Llama 3's, which adds the BOS too
+    "deepseek-v3": Build("llama-bpe", "deepseek-ai-DeepSeek-V3.1", R1_TOKENS[1:],
+                         model=dict(eos="<｜end▁of▁sentence｜>")),
+    "phi4": Build("qwen2", "microsoft-phi-4", ("<|im_sep|>",)),   # Phi-4's tokenizer: byte-level BPE, no BOS
+    "mistral-small": Build("llama-bpe", "Mistral-Small-3.2-24B-Instruct-2506", MISTRAL_SMALL_TOKENS),
     "alpaca": Build("smollm2", None, overrides=("prompt.template=alpaca",)),   # replaces SmolLM2's ChatML
     # Llama 2's SentencePiece pieces, as Gemma's tokenizer uses them: no space prefix
     "gemma": Build("llama-spm", "google-gemma-2-2b-it", GEMMA_TOKENS, model=dict(architecture="gemma2")),

@@ -26,12 +26,13 @@ from llmbuild.chat import parity
 from llmbuild.chat.conversation import for_template
 from llmbuild.chat.source import default_system
 from llmbuild.chat.templates import hf_chat_template, ollama_template
-from llmbuild.facts.chat_families import FAMILIES, builtin, detect
+from llmbuild.facts.chat_families import FAMILIES, TEMPLATE_VARIABLES, builtin, detect
 
 from families import BUILTIN_TOKENS, NOT_OURS, OFFICIALS, R1, REJECTS, official_text
 
 ROOT = Path(__file__).resolve().parent.parent
-DATE = "26 Jul 2024"   # Llama 3.2's template writes today's date; the TEMPLATE cannot (no date function)
+# Llama 3.2's and Mistral Small's templates write today's date; llmbuild renders every template with
+# a fixed day, and the TEMPLATE cannot write today's (Go's text/template in Ollama has no date function)
 @pytest.fixture
 def go():
     if shutil.which("go") is None:
@@ -56,7 +57,7 @@ def renderer(text: str, bos: str | None, eos: str, **kwargs) -> Callable[[list, 
     def render(messages: list, tools: list, add_generation_prompt: bool) -> str:
         text_ = tok.apply_chat_template(for_template(messages), tools=tools or None, chat_template=text,
                                         tokenize=False, add_generation_prompt=add_generation_prompt,
-                                        date_string=DATE, **kwargs)
+                                        **TEMPLATE_VARIABLES, **kwargs)
         return text_[len(bos):] if bos and text_.startswith(bos) else text_
     return render
 
@@ -192,6 +193,30 @@ def test_mistral_tool_calls_with_ids(go):
                         _ollama_with_ids(gotmpl("mistral", "</s>"), system_of(render)))
     assert_parity(checks)
     assert '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city":"Paris"}, "id": "call00001"}]' in checks[0].ollama
+
+
+def test_mistral_small_tool_calls_with_ids(go):
+    """Mistral Small refuses the suite's tool call (no id) too; with 9-character ids: [CALL_ID], [ARGS],
+    and the result as [TOOL_RESULTS]id[TOOL_CONTENT]."""
+    (tools,) = parity.TOOL_SUITE
+    conversation = _with_ids(tools, "call00001")
+    render = renderer(official_text("Mistral-Small-3.2-24B-Instruct-2506"), "<s>", "</s>")
+    checks = checks_for("mistral-small", render, "</s>", [conversation],
+                        _ollama_with_ids(gotmpl("mistral-small", "</s>"), system_of(render)))
+    assert_parity(checks)
+    assert '[TOOL_CALLS]get_weather[CALL_ID]call00001[ARGS]{"city":"Paris"}</s>' in checks[0].ollama
+    assert "[TOOL_RESULTS]call00001[TOOL_CONTENT]{" in checks[0].ollama
+
+
+def test_deepseek_v3_tool_calls_and_outputs(go):
+    """DeepSeek-V3.1 writes no tool definitions either, but calls (arguments as JSON) and outputs; the
+    answer after the outputs has no <｜Assistant｜>."""
+    render = renderer(official_text("deepseek-ai-DeepSeek-V3.1"), R1["bos"], R1["eos"])
+    checks = checks_for("deepseek-v3", render, R1["eos"], list(parity.TOOL_SUITE))
+    assert_parity(checks)
+    output = '<｜tool▁output▁begin｜>{"temperature_c": 21, "sky": "clear"}<｜tool▁output▁end｜>'
+    assert checks[0].ollama.endswith(output)
+    assert "<｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{" in checks[0].ollama
 
 
 def test_deepseek_r1_tool_calls_and_outputs(go):

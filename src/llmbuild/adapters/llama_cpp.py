@@ -162,8 +162,11 @@ def chat_formatter(chat_template: str, bos_token: str, eos_token: str) -> Callab
 
     formatters = {flag: Jinja2ChatFormatter(template=chat_template, eos_token=eos_token, bos_token=bos_token,
                                             add_generation_prompt=flag) for flag in (False, True)}
+    variables = {key: value for key, value in TEMPLATE_VARIABLES.items() if key != "strftime_now"}
+    for formatter in formatters.values():   # it passes its own strftime_now to the template: the fixed day
+        formatter.strftime_now = TEMPLATE_VARIABLES["strftime_now"]
 
     def render(messages: list, tools: list, add_generation_prompt: bool) -> str:
         return formatters[add_generation_prompt](messages=for_template(messages), tools=tools or None,
-                                                 **TEMPLATE_VARIABLES).prompt
+                                                 **variables).prompt
     return render

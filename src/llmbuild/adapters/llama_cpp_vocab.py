@@ -20,6 +20,7 @@ class GgufMetadata:
     values: dict[str, str]      # string form of every scalar key (arrays are left out)
     end_tokens: tuple[str, ...]  # texts of the EOS and EOT tokens, as llama.cpp resolves them
     bos_token: str
+    adds_bos: bool = False       # whether llama.cpp adds the BOS when tokenizing (the file's flag, else its default)
 
     def get(self, key: str) -> str | None:
         return self.values.get(key)
@@ -41,7 +42,8 @@ class LlamaVocab:
 
         ends = [text(i) for i in (llama_cpp.llama_vocab_eos(vocab), llama_cpp.llama_vocab_eot(vocab)) if i >= 0]
         bos = text(llama_cpp.llama_vocab_bos(vocab))
-        return GgufMetadata(dict(self._llm.metadata), tuple(dict.fromkeys(ends)), bos)
+        return GgufMetadata(dict(self._llm.metadata), tuple(dict.fromkeys(ends)), bos,
+                            bool(llama_cpp.llama_vocab_get_add_bos(vocab)))
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
         """llama.cpp's token ids for each text (special tokens parsed, no BOS added)."""

@@ -14,6 +14,7 @@ that every family has the files it needs and renders like its publisher's templa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ FAMILIES = {f.name: f for f in (
     ChatFamily("deepseek-r1", "DeepSeek-R1 and its Qwen and Llama distills", ("<｜User｜>", "<｜Assistant｜>", _THINK),
                ("<｜end▁of▁sentence｜>",), "<｜end▁of▁sentence｜>", reasoning=True, vllm_tool_parser="deepseek_v3",
                unlike=("<think></think>",)),
+    ChatFamily("deepseek-v3", "DeepSeek-V3.1 (non-thinking mode)", ("<｜User｜>", "<｜Assistant｜>", "<think></think>"),
+               ("<｜end▁of▁sentence｜>",), "<｜end▁of▁sentence｜>", vllm_tool_parser="deepseek_v31"),
     ChatFamily("glm4", "GLM-4.5, GLM-4.6", ("[gMASK]<sop>", "<|assistant|>"), ("<|user|>", "<|observation|>"),
                None, tools=True, reasoning=True, vllm_tool_parser="glm45"),
     ChatFamily("gemma", "Gemma 2, Gemma 3", ("<start_of_turn>", "<end_of_turn>"), ("<end_of_turn>",),
@@ -57,7 +60,10 @@ FAMILIES = {f.name: f for f in (
                ("<|eot_id|>", "<|eom_id|>"), "<|eot_id|>", tools=True, vllm_tool_parser="llama3_json"),
     ChatFamily("llama3", "Llama 3 Instruct", ("<|start_header_id|>", "<|eot_id|>"), ("<|eot_id|>",), "<|eot_id|>",
                vllm_tool_parser="llama3_json", builtin=True),
+    ChatFamily("phi4", "Phi-4", ("<|im_start|>", "<|im_sep|>", "<|im_end|>"), ("<|im_end|>",), "<|im_end|>"),
     ChatFamily("phi3", "Phi-3, Phi-3.5", ("<|user|>", "<|assistant|>", "<|end|>"), ("<|end|>",), "<|end|>"),
+    ChatFamily("mistral-small", "Mistral Small 3.1, 3.2", ("[SYSTEM_PROMPT]", "[INST]", "[/INST]", "[CALL_ID]"),
+               ("</s>",), None, tools=True, vllm_tool_parser="mistral", unlike=("[THINK]",)),
     ChatFamily("mistral", "Mistral Nemo, Mistral 7B v0.3", ("[INST]", "[/INST]"), ("</s>",), None,
                tools=True, vllm_tool_parser="mistral", unlike=("[SYSTEM_PROMPT]",)),
     ChatFamily("qwq", "QwQ-32B", ("<|im_start|>", _THINK, "<|im_start|>assistant\\n<think>\\n"),
@@ -73,9 +79,11 @@ FAMILIES = {f.name: f for f in (
 )}
 
 # what llmbuild passes to every chat template it trains with or compares: the date of Llama 3.1+'s
-# "Today Date" header (those templates' own fallback), so that training samples and checks do not
-# change with the day they are built. Servers write the day they run on.
-TEMPLATE_VARIABLES = {"date_string": "26 Jul 2024"}
+# "Today Date" header (those templates' own fallback), and the same day for templates that ask
+# strftime_now (Mistral Small's default system prompt), so that training samples, checks and the
+# Modelfile's SYSTEM do not change with the day they are built. Servers write the day they run on.
+TEMPLATE_DATE = date(2024, 7, 26)
+TEMPLATE_VARIABLES = {"date_string": TEMPLATE_DATE.strftime("%d %b %Y"), "strftime_now": TEMPLATE_DATE.strftime}
 
 # the file patterns of a family under templates/, "{family}" filled in (stage specs use them)
 CHAT_TEMPLATE_FILE = "chat/{family}.jinja"

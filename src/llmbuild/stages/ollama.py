@@ -95,10 +95,10 @@ def _check_template(ctx: StageContext, family, spec: modelfile.Modelfile, refere
 
 def _bos_left_to_template(render, meta) -> str:
     """The BOS text the TEMPLATE must write: the chat template writes one (DeepSeek-R1's and Gemma's
-    do) and the tokenizer does not add it (the GGUF's add_bos_token false), so Ollama's runner would
+    do) and the tokenizer does not add it (llama.cpp's add_bos for the GGUF), so Ollama's runner would
     prompt without it. "" otherwise (the families' TEMPLATEs leave the BOS to the runner)."""
     bos = meta.bos_token
-    if not bos or meta.get("tokenizer.ggml.add_bos_token") == "true":
+    if not bos or meta.adds_bos:
         return ""
     probe = render([{"role": "user", "content": "Hi"}], [], True)
     return bos if probe.startswith(bos) else ""
@@ -106,8 +106,9 @@ def _bos_left_to_template(render, meta) -> str:
 
 def _without_bos(render, meta):
     """The GGUF's prompts as Ollama's TEMPLATE writes them: Ollama's runner adds the BOS token while
-    tokenizing (the GGUF's add_bos_token), so a template's leading BOS text is not the TEMPLATE's."""
-    bos = meta.bos_token if meta.get("tokenizer.ggml.add_bos_token") == "true" else ""
+    tokenizing (llama.cpp's add_bos for the GGUF: its add_bos_token, else llama.cpp's default for the
+    vocabulary), so a template's leading BOS text is not the TEMPLATE's."""
+    bos = meta.bos_token if meta.adds_bos else ""
 
     def rendered(messages: list, tools: list, add_generation_prompt: bool) -> str:
         text = render(messages, tools, add_generation_prompt)
