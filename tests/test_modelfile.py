@@ -100,3 +100,27 @@ def test_ollama_names_are_valid_and_long_sweep_variants_stay_apart():
     a, b = name(long_a), name(long_b)
     assert a != b and len(a) <= OLLAMA_NAME_MAX and len(b) <= OLLAMA_NAME_MAX
     assert a.startswith("demo_lora.quantization_bit-4") and name(long_a) == a
+
+
+def test_a_bos_that_is_also_the_turn_marker_is_the_formats_text_not_a_bos():
+    """SmolLM2's BOS token is <|im_start|>, which ChatML writes before every turn: the TEMPLATE writes it
+    as part of each turn and gets no extra one; DeepSeek-R1's BOS, written once in front and not added
+    by the tokenizer, is written by the TEMPLATE."""
+    from types import SimpleNamespace
+
+    from llmbuild.stages.ollama import _bos_left_to_template, _without_bos
+
+    chatml = lambda messages, tools, add: "".join(  # noqa: E731
+        f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages) + "<|im_start|>assistant\n"
+    r1 = lambda messages, tools, add: "<｜begin▁of▁sentence｜>" + "".join(  # noqa: E731
+        f"<｜User｜>{m['content']}" for m in messages) + "<｜Assistant｜>"
+    smollm = SimpleNamespace(bos_token="<|im_start|>", adds_bos=False)
+    assert _bos_left_to_template(chatml, smollm) == ""
+    assert _bos_left_to_template(r1, SimpleNamespace(bos_token="<｜begin▁of▁sentence｜>", adds_bos=False)) == \
+        "<｜begin▁of▁sentence｜>"
+    assert _bos_left_to_template(r1, SimpleNamespace(bos_token="<｜begin▁of▁sentence｜>", adds_bos=True)) == ""
+    added = SimpleNamespace(bos_token="<|im_start|>", adds_bos=True)
+    messages = [{"role": "user", "content": "Hi"}]
+    assert _without_bos(chatml, added)(messages, [], True) == chatml(messages, [], True), "a turn marker stays"
+    assert _without_bos(r1, SimpleNamespace(bos_token="<｜begin▁of▁sentence｜>", adds_bos=True))(
+        messages, [], True) == "<｜User｜>Hi<｜Assistant｜>"

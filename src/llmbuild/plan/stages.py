@@ -145,10 +145,11 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         optional_upstream=("lora_gguf",),
         tools=("jinja2",),
         templates=(OLLAMA_TEMPLATE_FILE, MODELFILE_TEMPLATE),
-        version="8",  # 2: stop at EOS and EOT as llama.cpp resolves them; 3: quoting Ollama reads back; 4: Go parity;
+        version="9",  # 2: stop at EOS and EOT as llama.cpp resolves them; 3: quoting Ollama reads back; 4: Go parity;
                       # 5: emoji and rare scripts in the conversation suite; 6: the template's own SYSTEM, reasoning;
                       # 7: the header names the build's chat format (continued pretraining trains none);
-                      # 8: the BOS a template writes, when the tokenizer does not add it
+                      # 8: the BOS a template writes, when the tokenizer does not add it; 9: a BOS token
+                      # that is the format's turn marker (SmolLM2's <|im_start|>) is no BOS
         target="ollama",
     ),
     StageSpec(

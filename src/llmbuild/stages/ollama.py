@@ -93,6 +93,14 @@ def _check_template(ctx: StageContext, family, spec: modelfile.Modelfile, refere
             + (f" ({', '.join(reformatted)}: same JSON, Go's formatting; ollama_parity.md)" if reformatted else ""))
 
 
+def _writes_bos(render, bos: str) -> bool:
+    """Whether the chat template writes `bos` as a BOS: once, in front of the conversation. A model whose
+    BOS token is also its turn marker (SmolLM2's is <|im_start|>) writes it before every turn: that is
+    the format's text, which the TEMPLATE writes itself."""
+    probe = render([{"role": "user", "content": "Hi"}], [], True)
+    return bool(bos) and probe.startswith(bos) and probe.count(bos) == 1
+
+
 def _bos_left_to_template(render, meta) -> str:
     """The BOS text the TEMPLATE must write: the chat template writes one (DeepSeek-R1's and Gemma's
     do) and the tokenizer does not add it (llama.cpp's add_bos for the GGUF), so Ollama's runner would
@@ -100,15 +108,14 @@ def _bos_left_to_template(render, meta) -> str:
     bos = meta.bos_token
     if not bos or meta.adds_bos:
         return ""
-    probe = render([{"role": "user", "content": "Hi"}], [], True)
-    return bos if probe.startswith(bos) else ""
+    return bos if _writes_bos(render, bos) else ""
 
 
 def _without_bos(render, meta):
     """The GGUF's prompts as Ollama's TEMPLATE writes them: Ollama's runner adds the BOS token while
     tokenizing (llama.cpp's add_bos for the GGUF: its add_bos_token, else llama.cpp's default for the
     vocabulary), so a template's leading BOS text is not the TEMPLATE's."""
-    bos = meta.bos_token if meta.adds_bos else ""
+    bos = meta.bos_token if meta.adds_bos and _writes_bos(render, meta.bos_token) else ""
 
     def rendered(messages: list, tools: list, add_generation_prompt: bool) -> str:
         text = render(messages, tools, add_generation_prompt)
