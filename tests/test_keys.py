@@ -121,3 +121,9 @@ def test_planning_imports_no_heavy_library():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_liger_kernels_version_is_part_of_the_key_only_when_they_train(plan_for):
+    assert "liger-kernel" in plan_for("train=gpu-bf16").nodes["train"].payload["tools"]
+    assert "liger-kernel" not in plan_for().nodes["train"].payload["tools"]
+    assert "liger-kernel" not in plan_for("train=gpu-bf16", "train.liger_kernel=false").nodes["train"].payload["tools"]

@@ -66,7 +66,8 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         upstream_reads=("model.path",),
         upstream=("base", "data"),
         tools=("llamafactory", "transformers", "peft", "trl", "datasets", "accelerate", "torch"),
-        tools_if=(("lora.quantization_bit", "bitsandbytes"), ("train.distributed=deepspeed", "deepspeed")),
+        tools_if=(("lora.quantization_bit", "bitsandbytes"), ("train.distributed=deepspeed", "deepspeed"),
+                  ("train.liger_kernel=True", "liger-kernel")),
         templates=(CHAT_TEMPLATE_FILE,),
         version="4",  # 2: the conversations written by the chat template (the model's own); tokens/s logged;
                       # 3: training methods (train.stage), samples of each kind of data;
