@@ -127,7 +127,8 @@ def _vllm_verdict(eval_result: dict[str, Any], threshold: float) -> list[str]:
         return []
     reference = eval_result["settings"].get("vllm_kld_reference") or "fine-tuned"
     merged = next((m for m in eval_result["models"] if m["name"] == reference), None)
-    good = sorted((m for m in checkpoints if m["kld"] < threshold), key=lambda m: m["file_size"] or 0)
+    # the smallest; of equal sizes (fp8 and w8a8 both keep 8 bits a weight), the closer
+    good = sorted((m for m in checkpoints if m["kld"] < threshold), key=lambda m: (m["file_size"] or 0, m["kld"]))
     if not good:
         size = f" ({_show(merged['file_size'], 'mib')} MiB)" if merged else ""
         return [f"For GPU serving with vLLM, no checkpoint has mean KLD below {threshold} vs the merged "
