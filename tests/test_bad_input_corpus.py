@@ -79,6 +79,8 @@ TARGETS = [
     ("target.llamacpp.n_ctx=0", "target.llamacpp.n_ctx"), ("target=[nope]", "nope"),
     ("+target.ollama.messages=[{role: bot, content: hi}]", "target.ollama.messages[0].role"),
     ("target.vllm.max_model_len=0", "target.vllm.max_model_len"),
+    ("target.vllm.quants=[fp9]", "target.vllm.quants[0]"), ("target.vllm.serve=int4", "target.vllm.serve"),
+    ("target.vllm.calibration_samples=0", "target.vllm.calibration_samples"),
 ]
 DATA = [  # file name, content, what the message names
     ("bad.jsonl", rows(GOOD_ROW, "{not json"), "bad.jsonl:2"),

@@ -265,12 +265,13 @@ def test_vllm_and_hf_targets_reuse_the_merged_model(workspace):
 
     vllm = (variant / "vllm").resolve()
     argv = json.loads((vllm / "vllm_command.json").read_text())
-    assert argv[:2] == ["vllm", "serve"] and (vllm / argv[2] / "config.json").is_file()
+    model = argv[argv.index("--model") + 1]
+    assert argv[1:3] == ["-m", "vllm.entrypoints.openai.api_server"] and (vllm / model / "config.json").is_file()
     assert argv[argv.index("--served-model-name") + 1] == "Tiny-Llama"
     assert argv[argv.index("--chat-template") + 1] == "chat_template.jinja"
     assert "--enable-auto-tool-choice" not in argv, "ChatML has no vLLM tool-call parser"
-    assert "exec vllm serve" in (vllm / "serve.sh").read_text()
-    tokenizer = AutoTokenizer.from_pretrained(vllm / argv[2])
+    assert 'exec "${VLLM_PYTHON:-python3}" -m vllm.entrypoints.openai.api_server' in (vllm / "serve.sh").read_text()
+    tokenizer = AutoTokenizer.from_pretrained(vllm / model)
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True,
                                            tokenize=False, chat_template=(vllm / "chat_template.jinja").read_text())
     assert prompt == ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"

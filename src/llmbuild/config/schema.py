@@ -198,7 +198,7 @@ class VllmTarget:
     max_model_len: Optional[int] = None       # default: the model's own context length
     tool_call_parser: Optional[str] = None    # default from the chat family: qwen -> hermes, llama3 -> llama3_json
     port: int = 8000
-    extra_args: List[str] = field(default_factory=list)  # any other `vllm serve` flags, passed as written
+    extra_args: List[str] = field(default_factory=list)  # any other flags of vLLM's server, passed as written
     # GPU checkpoints for vLLM (compressed-tensors, by llm-compressor), each built and evaluated beside the
     # GGUF ladder: fp8, w8a8, w4a16, w4a16-awq (facts/vllm_schemes.py)
     quants: List[str] = field(default_factory=list)

@@ -154,7 +154,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         target="ollama",
     ),
     StageSpec(
-        "vllm", "Write the vLLM serving folder: chat template file and the `vllm serve` command line",
+        "vllm", "Write the vLLM serving folder: chat template file and the vLLM server's command line",
         reads=("target.vllm.served_model_name", "target.vllm.max_model_len", "target.vllm.tool_call_parser",
                "target.vllm.port", "target.vllm.extra_args", "target.vllm.serve", "model.name"),
         upstream=("merge",),
