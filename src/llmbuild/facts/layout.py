@@ -95,12 +95,6 @@ def vllm_slot(scheme: str) -> str:
     return f"vllm_quant@{scheme}"
 
 
-def vllm_schemes(quants, serve: str, merged: str) -> list[str]:
-    """The vLLM schemes a build makes: `quants` in order, once each, and the served one unless it is the
-    merged folder itself (`merged`)."""
-    return [s for s in dict.fromkeys([*quants, serve]) if s != merged]
-
-
 def stage_of(slot: str) -> str:
     """The stage a plan slot builds (a quant of the eval ladder is a quantize artifact)."""
     return slot.partition("@")[0]

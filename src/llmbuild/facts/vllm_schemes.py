@@ -39,6 +39,12 @@ SCHEMES = {s.name: s for s in (
            "activations"),
 )}
 
+def built(quants, serve: str) -> list[str]:
+    """The schemes a build makes: target.vllm.quants in order, once each, and the served one unless it is
+    the merged model itself."""
+    return [s for s in dict.fromkeys([*quants, serve]) if s != MERGED]
+
+
 # the layers every scheme leaves at 16 bits: the output head decides every token
 IGNORED_LAYERS = ("lm_head",)
 

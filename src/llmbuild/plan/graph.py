@@ -13,12 +13,12 @@ from ..config.derived import chat_family
 from ..config.schema import RUNTIME_KEYS
 from ..errors import ConfigError
 from ..facts.chat_families import FAMILIES, OLLAMA_TEMPLATE_FILE
-from ..facts.layout import VLLM_SCHEME, ladder, ladder_slot, vllm_schemes, vllm_slot
+from ..facts.layout import VLLM_SCHEME, ladder, ladder_slot, vllm_slot
 from ..facts.names import digest, sanitize, shorten
 from ..facts.secrets import is_secret
 from ..facts.tool_envs import ENVS
 from ..facts.train_methods import TEXT, method
-from ..facts.vllm_schemes import MERGED, SCHEMES
+from ..facts.vllm_schemes import MERGED, SCHEMES, built
 from ..files import envs
 from ..files.paths import project_path
 from ..files.templates import FOLDER as TEMPLATES_FOLDER
@@ -123,7 +123,7 @@ def _ladder_quant(nodes, cfg, plain, quant_type, digests, root, family, strict) 
 def schemes(cfg) -> list[str]:
     """The vLLM checkpoints a configuration builds (target.vllm.quants and the served one)."""
     settings = cfg.target.vllm
-    return vllm_schemes(settings.quants, settings.serve, MERGED) if settings is not None else []
+    return built(settings.quants, settings.serve) if settings is not None else []
 
 
 def _env_tools(spec, cfg, root: Path, strict: bool) -> dict[str, Any] | None:

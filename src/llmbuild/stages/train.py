@@ -13,9 +13,8 @@ from ..chat.setup import ChatSetup
 from ..errors import StageError
 from ..facts import layout
 from ..facts.distributed import STRATEGIES
-from ..facts.layout import vllm_schemes
 from ..facts.train_methods import CHAT, TEXT, method
-from ..facts.vllm_schemes import IGNORED_LAYERS, MERGED, SCHEMES, fit_problem
+from ..facts.vllm_schemes import IGNORED_LAYERS, MERGED, SCHEMES, built, fit_problem
 from ..files.devices import visible_gpus
 from ..sizing.choice import batch_choice
 from ..sizing.padding import packing_choice
@@ -148,10 +147,11 @@ def check_before_training(ctx: StageContext) -> None:
 def _check_vllm_schemes(cfg: DictConfig, base: Path) -> None:
     """A vLLM checkpoint the model's layers cannot take (target.vllm.quants) fails now, not after training."""
     settings = cfg.target.vllm
-    if not settings or not settings.quants and settings.serve in (None, MERGED):
+    names = built(settings.quants or [], settings.serve or MERGED) if settings else []
+    if not names:
         return
     inputs = hf_weights.linear_inputs(base, IGNORED_LAYERS)
-    for name in vllm_schemes(settings.quants or [], settings.serve or MERGED, MERGED):
+    for name in names:
         problem = fit_problem(SCHEMES[name], inputs)
         if problem:
             raise StageError(problem)
