@@ -82,7 +82,7 @@ VARIABLE = variable_lengths(600)
 
 
 def new_default(lengths: list[int], cutoff: int, effective: int, gpu_bytes: int, packing: bool | None,
-                seed: int = 42) -> tuple[dict, str]:
+                seed: int = 42, fused_loss: bool = True) -> tuple[dict, str]:
     """The new train=gpu-bf16: Liger on, batch from llmbuild's memory model, packing when it pays."""
     from llmbuild.sizing.memory import ModelShape, TrainSetup, choose_batch, lora_modules, lora_parameters
     from llmbuild.sizing.padding import packing_choice
@@ -92,14 +92,14 @@ def new_default(lengths: list[int], cutoff: int, effective: int, gpu_bytes: int,
     trainable = lora_parameters(shape, modules, 8)
 
     def choose(block_mask: bool):
-        return choose_batch(shape, modules, trainable, TrainSetup(effective, cutoff, False, fused_loss=True,
+        return choose_batch(shape, modules, trainable, TrainSetup(effective, cutoff, False, fused_loss=fused_loss,
                                                                   block_mask=block_mask), gpu_bytes, 0.1)
     padded = choose(False)
     packs = packing_choice(lengths, padded.setup.batch_size, cutoff, seed, packing)
     chosen = choose(True) if packs.pack else padded
     s = chosen.setup
     args = {"per_device_train_batch_size": s.batch_size, "gradient_accumulation_steps": s.gradient_accumulation_steps,
-            "disable_gradient_checkpointing": not s.gradient_checkpointing, "enable_liger_kernel": True}
+            "disable_gradient_checkpointing": not s.gradient_checkpointing, "enable_liger_kernel": fused_loss}
     if packs.pack:
         args["neat_packing"] = True
     return args, f"{chosen.reason}; {packs.reason}; estimate {chosen.memory.total / 2**30:.1f} GiB"
@@ -131,55 +131,200 @@ def configurations(gpu_bytes: int) -> dict[str, tuple[list[int], int, dict, str]
     runs["fixed-new-r64"] = (FIXED, 2048, {**args, "lora_rank": 64}, "new default, LoRA r=64")
     args, why = new_default(FIXED, 1024, 16, gpu_bytes, None)
     runs["fixed-eff16-purebf16"] = (FIXED, 1024, {**args, "pure_bf16": True}, "effective batch 16 + pure_bf16")
+    # no wait for the GPU in each step: transformers' NaN/Inf loss filter reads every micro-batch's loss
+    args, why = new_default(FIXED, 2048, 8, gpu_bytes, None)
+    nowait = {**args, "logging_nan_inf_filter": False}
+    runs["fixed-new-nowait"] = (FIXED, 2048, nowait, "new default, no NaN/Inf loss filter (no per-step wait)")
+    # Liger's fused loss only, and each decoder layer compiled (inductor fuses norms, SwiGLU, RoPE, LoRA's adds)
+    fused_loss = {"fused_linear_cross_entropy": True, "rms_norm": False, "swiglu": False, "rope": False}
+    compiled = {**nowait, "enable_liger_kernel": False, "_liger": fused_loss, "_compile_layers": True}
+    runs["fixed-new-layers"] = (FIXED, 2048, compiled, "no per-step wait, Liger's fused loss, decoder layers compiled")
+    runs["fixed-new-layers-dyn"] = (FIXED, 2048, {**compiled, "_compile_layers": "dynamic"},
+                                    "the same, layers compiled for dynamic shapes")
+    runs["fixed-compile-noliger"] = (FIXED, 2048, {**nowait, "enable_liger_kernel": False, "torch_compile": True},
+                                     "no per-step wait, no Liger, the whole model compiled (torch_compile)")
+    # the whole model compiled through LLaMA-Factory's torch_compile (Liger's kernels fail under Dynamo):
+    # as one graph, one graph per decoder layer (accelerate's regional compilation), with inductor rounding
+    # like eager bf16, and against an fp32 reference of the example settings
+    whole = {**nowait, "enable_liger_kernel": False, "torch_compile": True}
+    regional = {"ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION": "1"}
+    runs["fixed-compile"] = (FIXED, 2048, whole, "no per-step wait, no Liger, torch_compile")
+    runs["fixed-compile-regional"] = (FIXED, 2048, {**whole, "_env": regional},
+                                      "no per-step wait, no Liger, torch_compile by decoder layer")
+    runs["fixed-compile-liger-regional"] = (FIXED, 2048, {**whole, "enable_liger_kernel": True, "_env": regional},
+                                            "no per-step wait, Liger, torch_compile by decoder layer")
+    runs["fixed-compile-emulate"] = (FIXED, 2048, {**whole, "_env": {"TORCHINDUCTOR_EMULATE_PRECISION_CASTS": "1"}},
+                                     "torch_compile, inductor rounding each op to bf16 as eager does")
+    runs["fixed-fp32"] = (FIXED, 2048, {"per_device_train_batch_size": 1, "gradient_accumulation_steps": 8,
+                                        "bf16": False, "_fp32": True},
+                          "reference: the example settings in fp32 arithmetic (no TF32)")
+    args, why = new_default(FIXED, 2048, 8, 24 * 2**30, None, fused_loss=False)
+    runs["fixed-compile-24gib"] = (FIXED, 2048, {**args, "enable_liger_kernel": False, "torch_compile": True,
+                                                 "include_num_input_tokens_seen": "non_padding", "_memory_gib": 24},
+                                   f"torch_compile on a 24 GiB GPU (this process limited to 24 GiB): {why}")
+    liger_regional = {"logging_nan_inf_filter": False, "torch_compile": True, "_env": regional}
+    runs["fixed-compile-liger-emulate"] = (FIXED, 2048, {**whole, "enable_liger_kernel": True, "_env": {
+        **regional, "TORCHINDUCTOR_EMULATE_PRECISION_CASTS": "1"}}, "Liger, torch_compile by decoder layer, "
+        "inductor rounding each op to bf16 as eager does")
+    args, why = new_default(FIXED, 2048, 8, 24 * 2**30, None)
+    runs["fixed-compile-liger-24gib"] = (FIXED, 2048, {**args, **liger_regional, "_memory_gib": 24},
+                                         f"Liger, torch_compile by decoder layer, 24 GiB: {why}")
+    args, why = new_default(VARIABLE, 3072, 8, gpu_bytes, None)
+    runs["var-compile-liger-regional"] = (VARIABLE, 3072, {**args, **liger_regional},
+                                          f"Liger, torch_compile by decoder layer: {why}")
+    args, why = new_default(FIXED, 2048, 8, gpu_bytes, None, fused_loss=False)
+    as_built = {"enable_liger_kernel": False, "torch_compile": True, "include_num_input_tokens_seen": "non_padding"}
+    runs["fixed-compile-chosen"] = (FIXED, 2048, {**args, **as_built},
+                                    f"train=gpu-bf16 with torch_compile, batch as llmbuild chooses it: {why}")
+    runs["fixed-fp32-8"] = (FIXED, 2048, {"per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
+                                          "disable_gradient_checkpointing": True, "bf16": False, "_fp32": True},
+                            "reference: fp32 weights and arithmetic (no TF32), batch 8 x 1")
+    args, why = new_default(VARIABLE, 3072, 8, gpu_bytes, None, fused_loss=False)
+    runs["var-compile"] = (VARIABLE, 3072, {**args, "enable_liger_kernel": False, "torch_compile": True,
+                                            "include_num_input_tokens_seen": "non_padding"},
+                           f"train=gpu-bf16 with torch_compile, batch as llmbuild chooses it: {why}")
+    varwait = {**args, "logging_nan_inf_filter": False}
+    runs["var-new-nowait"] = (VARIABLE, 3072, varwait, f"new default, no per-step wait: {why}")
+    runs["var-new-layers"] = (VARIABLE, 3072, {**varwait, "enable_liger_kernel": False, "_liger": fused_loss,
+                                               "_compile_layers": "dynamic"},
+                              "no per-step wait, Liger's fused loss, decoder layers compiled (dynamic)")
     return runs
 
 
 def worker(spec_path: str) -> None:
     import torch
+    import transformers
     from llamafactory.train.tuner import run_exp
     from transformers import TrainerCallback
 
     spec = json.loads(Path(spec_path).read_text())
+    cuda = torch.cuda.is_available()
+    synchronize = torch.cuda.synchronize if cuda else (lambda: None)   # a CPU dry run of the bench itself
     limit = spec["args"].pop("_memory_gib", None)
+    liger = spec["args"].pop("_liger", None)          # Liger's kernels chosen one by one (else LLaMA-Factory's all)
+    compile_layers = spec["args"].pop("_compile_layers", None)   # torch.compile each decoder layer
+    os.environ.update(spec["args"].pop("_env", {}))   # e.g. accelerate's regional compilation, inductor's options
+    if os.environ.get("TORCHINDUCTOR_EMULATE_PRECISION_CASTS") == "1":
+        import torch._inductor.config
+        torch._inductor.config.emulate_precision_casts = True
+    if spec["args"].pop("_fp32", False):   # a reference in fp32 (LLaMA-Factory would load the weights in bf16)
+        loader = transformers.PreTrainedModel.from_pretrained.__func__
+
+        def from_pretrained(cls, *args, **kwargs):
+            kwargs.pop("torch_dtype", None)
+            return loader(cls, *args, **{**kwargs, "dtype": torch.float32})
+        transformers.PreTrainedModel.from_pretrained = classmethod(from_pretrained)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    profile = spec.get("profile")
     if limit:   # a smaller GPU: the caching allocator refuses beyond this share of the card
         torch.cuda.set_per_process_memory_fraction(limit * 2**30 / torch.cuda.get_device_properties(0).total_memory)
-    pad_id = spec["pad_id"]
-    record = {"steps": [], "losses": {}}
-    counts = {"real": 0, "total": 0}
+    if liger is not None:
+        from liger_kernel.transformers import apply_liger_kernel_to_qwen2
+        apply_liger_kernel_to_qwen2(**liger)
+    pad_id, last = spec["pad_id"], spec["args"]["max_steps"]
+    # Nothing here waits for the GPU inside the measured steps: tokens and losses stay on the device until
+    # the end, and the clock is read after a synchronise at the first and the last step of the window only.
+    record = {"losses": {}}
+    counts, micro, steps = [], [], []
+    original_step = transformers.Trainer.training_step
+
+    def training_step(self, *args, **kwargs):
+        loss = original_step(self, *args, **kwargs)
+        micro.append(loss.detach())
+        return loss
+    transformers.Trainer.training_step = training_step
 
     class Meter(TrainerCallback):
         def on_train_begin(self, args, state, control, model=None, **kwargs):
             def hook(module, positional, named):
                 ids = named.get("input_ids", positional[0] if positional else None)
                 if ids is not None:
-                    counts["real"] += int((ids != pad_id).sum())
-                    counts["total"] += ids.numel()
+                    counts.append(((ids != pad_id).sum(), ids.numel()))
             model.register_forward_pre_hook(hook, with_kwargs=True)
-            torch.cuda.synchronize()
-            self.last = time.perf_counter()
+            if compile_layers:
+                for module in model.modules():
+                    if type(module).__name__.endswith("DecoderLayer"):
+                        module.compile(dynamic=compile_layers == "dynamic" or None)
+            self.profiler = None
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if profile and state.global_step == WARMUP + 1:
+                self.profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
+                                                                   torch.profiler.ProfilerActivity.CUDA])
+                synchronize()
+                self.profiler.__enter__()
+                self.profiled = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
-            torch.cuda.synchronize()
-            now = time.perf_counter()
-            record["steps"].append({"seconds": now - self.last, **counts})
-            counts.update(real=0, total=0)
-            self.last = now
+            real = torch.stack([c[0] for c in counts]).sum()
+            steps.append((torch.stack(micro).sum(), real, sum(c[1] for c in counts)))
+            micro.clear()
+            counts.clear()
+            if state.global_step in (WARMUP, last):
+                synchronize()
+                record[f"clock{state.global_step}"] = time.perf_counter()
+            if self.profiler is not None and state.global_step == WARMUP + 3:
+                synchronize()
+                wall = time.perf_counter() - self.profiled
+                self.profiler.__exit__(None, None, None)
+                Path(profile).write_text(profile_table(self.profiler, wall))
+                self.profiler = None
 
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
-                record["losses"][state.global_step] = logs["loss"]
-
-    torch.cuda.reset_peak_memory_stats()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     started = time.time()
     run_exp(args=spec["args"], callbacks=[Meter()])
-    record.update(peak_gib=torch.cuda.max_memory_allocated() / 2**30,
-                  reserved_gib=torch.cuda.max_memory_reserved() / 2**30, wall=time.time() - started)
+    record["window"] = record[f"clock{last}"] - record[f"clock{WARMUP}"]
+    record["steps"] = [{"real": int(real), "total": total} for _, real, total in steps]
+    record["losses"] = {str(i + 1): float(loss) for i, (loss, _, _) in enumerate(steps)}
+    record.update(peak_gib=torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0,
+                  reserved_gib=torch.cuda.max_memory_reserved() / 2**30 if cuda else 0.0, wall=time.time() - started)
     Path(spec["record"]).write_text(json.dumps(record))
+
+
+KERNELS = (("matmul", ("gemm", "nvjet", "cutlass", "xmma", "cublas", "splitk")),
+           ("attention", ("flash", "fmha", "attention", "cudnn")),
+           ("optimizer", ("adam", "multi_tensor", "foreach")),
+           ("copy/cast", ("copy", "cast", "to_copy")),
+           ("reduction", ("reduce", "norm")),
+           ("elementwise", ("elementwise", "vectorized", "unrolled")))
+
+
+def profile_table(profiler, wall: float) -> str:
+    """Where two profiled optimizer steps spent the GPU's time: kernel time by kind, idle share, top kernels."""
+    kernels: dict[str, list[float]] = {}
+    spans = []
+    for event in profiler.events():
+        if event.device_type.name == "CUDA" and event.time_range.elapsed_us() > 0:
+            entry = kernels.setdefault(event.name, [0.0, 0])
+            entry[0] += event.time_range.elapsed_us() / 1e6
+            entry[1] += 1
+            spans.append((event.time_range.start, event.time_range.end))
+    busy = sum(t for t, _ in kernels.values()) or 1e-9
+    covered, reach = 0.0, float("-inf")
+    for start, end in sorted(spans):   # the union of the kernels' spans: when the GPU ran anything
+        if end > reach:
+            covered += (end - max(start, reach)) / 1e6
+            reach = end
+    kinds: dict[str, float] = {}
+    for name, (seconds, _) in kernels.items():
+        low = name.lower()
+        kind = next((k for k, words in KERNELS if any(w in low for w in words)),
+                    "triton (Liger, inductor)" if low.startswith(("triton", "_")) else "other")
+        kinds[kind] = kinds.get(kind, 0.0) + seconds
+    lines = [f"2 steps: wall {wall * 1000:.0f} ms, kernels {busy * 1000:.0f} ms, GPU busy {covered * 1000:.0f} ms "
+             f"(idle {max(0.0, 1 - covered / wall):.1%})"]
+    lines += [f"  {kind:<26}{seconds * 1000:9.1f} ms {seconds / busy:6.1%}"
+              for kind, seconds in sorted(kinds.items(), key=lambda kv: -kv[1])]
+    lines.append("top kernels (ms, calls):")
+    lines += [f"  {seconds * 1000:8.1f} {calls:6d}  {name[:140]}"
+              for name, (seconds, calls) in sorted(kernels.items(), key=lambda kv: -kv[1][0])[:40]]
+    return "\n".join(lines) + "\n"
 
 
 def summarise(name: str, record: dict, peak: float, mean_len: float) -> dict:
     steady = record["steps"][WARMUP:]
-    seconds = sum(s["seconds"] for s in steady)
+    seconds = record["window"]
     real, total = sum(s["real"] for s in steady), sum(s["total"] for s in steady)
     tps = real / seconds
     return {"run": name, "tokens_s": tps, "peak_share": tps * flops_per_token(mean_len) / (peak * 1e12),
@@ -216,21 +361,27 @@ def main() -> None:
     runs = configurations(gpu.total_memory)
     wanted = [r for r in options.runs.split(",") if r] or list(runs)
     results = []
-    for name in wanted:
+    for entry in wanted:   # NAME, or NAME+profile: profile two steps after the warm-up (not timed)
+        name, _, profiled = entry.partition("+")
         if time.time() - began > options.budget - 75:
-            print(f"== {name}: skipped, out of time")
+            print(f"== {entry}: skipped, out of time")
             continue
         lengths, cutoff, extra, why = runs[name]
         data = name.split("-")[0]
         args = {"model_name_or_path": str(model), "stage": "sft", "do_train": True, "finetuning_type": "lora",
                 "lora_target": "all", "lora_rank": 8, "dataset": "rows", "dataset_dir": str(tmp / data),
                 "template": "qwen", "cutoff_len": cutoff, "output_dir": str(tmp / f"out-{name}"),
-                "overwrite_output_dir": True, "save_strategy": "no", "report_to": "none", "logging_steps": 1,
+                "overwrite_output_dir": True, "save_strategy": "no", "report_to": "none", "logging_steps": 1000,
                 "learning_rate": 1e-4, "bf16": True, "preprocessing_num_workers": 8, "max_steps": options.steps,
                 "seed": 42, "dataloader_num_workers": 2, **extra}
         spec = tmp / f"{name}.json"
-        spec.write_text(json.dumps({"args": args, "pad_id": pad_id, "record": str(tmp / f"{name}.record.json")}))
-        print(f"== {name}: {why}\n   {json.dumps(extra)}", flush=True)
+        profile = str(out / f"profile-{name}.txt") if profiled else None
+        spec.write_text(json.dumps({"args": args, "pad_id": pad_id, "record": str(tmp / f"{name}.record.json"),
+                                    "profile": profile}))
+        print(f"== {entry}: {why}\n   {json.dumps(extra)}", flush=True)
+        if profile and options.steps < WARMUP + 3:
+            print(f"   not profiled: --steps must be at least {WARMUP + 3}")
+            continue
         with open(out / f"{name}.log", "w") as log:
             try:
                 rc = subprocess.run([sys.executable, __file__, "--worker", str(spec)], stdout=log,
@@ -240,6 +391,9 @@ def main() -> None:
                 rc = "timed out"
         if rc:
             print(f"   failed (rc {rc}): " + " | ".join((out / f"{name}.log").read_text().strip().splitlines()[-3:]))
+            continue
+        if profile:
+            print("   " + Path(profile).read_text().replace("\n", "\n   ")[:3000], flush=True)
             continue
         result = summarise(name, json.loads((tmp / f"{name}.record.json").read_text()), peak,
                            sum(min(n, cutoff) for n in lengths) / len(lengths))

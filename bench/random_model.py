@@ -4,12 +4,18 @@ No weights can be downloaded on the GPU machines, and throughput, memory and the
 build stage depend only on the shape. Quality is meaningless.
 
     python bench/random_model.py --shape qwen2.5-7b --tokenizer TOKDIR --out /tmp/qwen7b-random
+
+TOKDIR is an HF tokenizer folder, or a llama.cpp vocabulary (a .gguf file such as the llama-cpp-python
+sdist's models/ggml-vocab-qwen2.gguf), rebuilt as llmbuild imports a GGUF's tokenizer, so that llama.cpp
+recognises it and the build's parity check passes (transformers' own GGUF loader makes a tokenizer
+that splits some text differently from llama.cpp).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 SHAPES = {  # from the models' published config.json files
     "qwen2.5-7b": dict(architecture="Qwen2ForCausalLM", hidden_size=3584, intermediate_size=18944,
@@ -32,7 +38,13 @@ def main() -> None:
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
     started = time.time()
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    if args.tokenizer.endswith(".gguf"):
+        from llmbuild.adapters.gguf_import import build_tokenizer, read_vocab
+        from llmbuild.adapters.gguf_tokenizer import save_tokenizer
+        vocab = read_vocab(Path(args.tokenizer))
+        tokenizer = build_tokenizer(vocab)
+    else:
+        vocab, tokenizer = None, AutoTokenizer.from_pretrained(args.tokenizer)
     shape = dict(SHAPES[args.shape])
     shape.pop("architecture")
     config = Qwen2Config(vocab_size=len(tokenizer), max_position_embeddings=32768, torch_dtype="bfloat16",
@@ -43,7 +55,10 @@ def main() -> None:
     with torch.device(device):
         model = Qwen2ForCausalLM(config).to(torch.bfloat16)
     model.save_pretrained(args.out, safe_serialization=True)
-    tokenizer.save_pretrained(args.out)
+    if vocab is not None:
+        save_tokenizer(vocab, tokenizer, Path(args.out))
+    else:
+        tokenizer.save_pretrained(args.out)
     params = sum(p.numel() for p in model.parameters())
     print(f"{args.shape}: {params / 1e9:.2f} B parameters written to {args.out} in {time.time() - started:.0f} s")
 

@@ -155,18 +155,34 @@ def test_an_edited_recipe_is_composed_anew_not_taken_from_the_cache(tmp_path):
 
 
 def test_gpu_recipe_writes_liger_packing_and_the_chosen_batch(tmp_path):
-    """train=gpu-bf16: Liger on; the batch the train stage chose (stages/train.py, choose) replaces the
-    configured split; packing only once resolved to true."""
+    """train=gpu-bf16: Liger on, no torch.compile; the batch the train stage chose (stages/train.py,
+    choose) replaces the configured split; packing only once resolved to true; torch.compile instead
+    of Liger when asked."""
     composed = compose(ROOT, ["model=qwen2.5-7b-instruct", "train=gpu-bf16", f"store={tmp_path}"])
     args = train_args(composed, base="b", dataset_dir="d", output_dir="a")
-    assert args["enable_liger_kernel"] is True and "neat_packing" not in args
+    assert args["enable_liger_kernel"] is True and "torch_compile" not in args and "neat_packing" not in args
+    compiled = compose(ROOT, ["model=qwen2.5-7b-instruct", "train=gpu-bf16", "train.liger_kernel=false",
+                              "train.torch_compile=true", f"store={tmp_path}"])
+    args = train_args(compiled, base="b", dataset_dir="d", output_dir="a")
+    assert args["torch_compile"] is True and "enable_liger_kernel" not in args
     chosen = {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 4, "gradient_checkpointing": True,
               "neat_packing": True}
     plan = build_plan(composed, ROOT, strict=False)
     args = arguments(stage_config(plan, "train"), base="b", dataset_dir="d", output_dir="a", chosen=chosen)
     assert (args["per_device_train_batch_size"], args["gradient_accumulation_steps"]) == (2, 4)
     assert args["disable_gradient_checkpointing"] is False and args["neat_packing"] is True
+    # packed rows carry a 4-D float mask: the Trainer's non-padding token count would sum it
+    assert args["include_num_input_tokens_seen"] == "all"
+    unpacked = arguments(stage_config(plan, "train"), base="b", dataset_dir="d", output_dir="a",
+                         chosen={**chosen, "neat_packing": False})
+    assert unpacked["include_num_input_tokens_seen"] == "non_padding"
     qlora = compose(ROOT, ["model=qwen2.5-7b-instruct", "train=gpu-qlora", f"store={tmp_path}"])
     assert qlora.cfg.lora.quantization_bit == 4 and qlora.cfg.train.auto_batch
     cpu = train_args(compose(ROOT, [f"store={tmp_path}"]), base="b", dataset_dir="d", output_dir="a")
-    assert "enable_liger_kernel" not in cpu and "neat_packing" not in cpu
+    assert not {"enable_liger_kernel", "torch_compile", "neat_packing"} & set(cpu)
+
+
+def test_liger_and_torch_compile_together_are_one_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"train.torch_compile.*Liger's Triton kernels fail under torch.compile"
+                                          r".*set train.liger_kernel=false"):
+        compose(ROOT, ["train=gpu-bf16", "train.torch_compile=true", f"store={tmp_path}"])

@@ -410,3 +410,33 @@ def test_qlora_trains_on_a_4bit_base_and_merges_into_16_bits(workspace):
     assert merged.shape == base.shape and merged.dtype.is_floating_point
     assert 0 < (merged.float() - base.float()).abs().max() < 0.1, "the LoRA delta, small after two steps"
     assert (variant / "Tiny-Llama-Q4_K_M.gguf").is_file()
+
+
+def test_torch_compile_trains_the_same_adapter_as_eager(workspace):
+    """train.torch_compile: LLaMA-Factory's torch_compile in the training YAML, a new train key, and (in fp32
+    on the CPU, where inductor rounds nothing differently) the same losses as the eager run."""
+    from llmbuild.adapters.llamafactory import logged_losses
+
+    top, model = workspace
+    _, out = doit_build(top, model)
+    eager = logged_losses((out_folder(out) / "adapter").resolve())
+    ran, out = doit_build(top, model, "train.torch_compile=true")
+    assert ran[:2] == ["train", "merge"], "compiling changes the train key and what follows it"
+    adapter = (out_folder(out) / "adapter").resolve()
+    assert yaml.safe_load((adapter.parent / "llamafactory.yaml").read_text())["torch_compile"] is True
+    compiled = logged_losses(adapter)
+    assert len(compiled) == len(eager) == 2
+    assert compiled == pytest.approx(eager, abs=1e-3)
+
+
+def test_packed_rows_train_and_their_tokens_are_counted(workspace):
+    """train.neat_packing: samples packed into rows with a block-diagonal mask; the train log's token count
+    is the rows' tokens (the Trainer's non-padding count would sum the 4-D mask into a negative number)."""
+    top, model = workspace
+    _, out = doit_build(top, model, "train.neat_packing=true")
+    adapter = (out_folder(out) / "adapter").resolve()
+    assert yaml.safe_load((adapter.parent / "llamafactory.yaml").read_text())["neat_packing"] is True
+    summary = re.search(r"over \d+ logged steps, ([\d,]+) tokens \(packed rows, padding included\) at ([\d,]+) "
+                        r"tokens/s", out)
+    assert summary, out[-3000:]
+    assert int(summary[1].replace(",", "")) > 0

@@ -127,3 +127,9 @@ def test_liger_kernels_version_is_part_of_the_key_only_when_they_train(plan_for)
     assert "liger-kernel" in plan_for("train=gpu-bf16").nodes["train"].payload["tools"]
     assert "liger-kernel" not in plan_for().nodes["train"].payload["tools"]
     assert "liger-kernel" not in plan_for("train=gpu-bf16", "train.liger_kernel=false").nodes["train"].payload["tools"]
+
+
+def test_torch_compile_is_part_of_the_train_key(plan_for):
+    compiled, eager = (plan_for("train=gpu-bf16", "train.liger_kernel=false", f"train.torch_compile={on}")
+                       .nodes["train"].key for on in ("true", "false"))
+    assert compiled != eager

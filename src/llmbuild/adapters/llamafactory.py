@@ -56,8 +56,10 @@ def train_args(*, base: str, dataset: str, dataset_dir: str, output_dir: str, te
         "save_steps": train["save_steps"],
         "plot_loss": True,
         "report_to": "none",
-        # tokens/s in the progress line and the log (real tokens: padding is not work)
-        "include_num_input_tokens_seen": "non_padding",
+        # tokens/s in the progress line and the log (real tokens: padding is not work). Packed rows carry a
+        # 4-D float mask that the Trainer's non-padding count would sum into a negative number: all of
+        # their tokens are counted (packing leaves a few percent of padding)
+        "include_num_input_tokens_seen": "all" if train["neat_packing"] else "non_padding",
         "per_device_train_batch_size": train["per_device_train_batch_size"],
         "gradient_accumulation_steps": train["gradient_accumulation_steps"],
         "learning_rate": train["learning_rate"],
@@ -90,6 +92,8 @@ def train_args(*, base: str, dataset: str, dataset_dir: str, output_dir: str, te
         args["neat_packing"] = True
     if train["liger_kernel"]:
         args["enable_liger_kernel"] = True
+    if train["torch_compile"]:
+        args["torch_compile"] = True
     if stage in ("dpo", "kto"):
         args.update(pref_beta=train["pref_beta"], pref_ftx=train["pref_ftx"])
     if stage == "dpo":

@@ -162,6 +162,11 @@ def _check_training(step, prefix: str, fail, one_of) -> None:
         fail(f"{prefix}train.liger_kernel", True, "Liger's fused loss multiplies by lm_head's base weight and "
              "would skip the adapter that lora.target puts on lm_head", "Take lm_head out of lora.target, or "
              "set train.liger_kernel=false.")
+    if step.train.liger_kernel and step.train.torch_compile:
+        fail(f"{prefix}train.torch_compile", True, "Liger's Triton kernels fail under torch.compile (a Triton "
+             "compilation error, then an illegal memory access), and train.liger_kernel is on", "Choose one: "
+             "set train.liger_kernel=false (torch.compile fuses what Liger would, and faster), or "
+             "train.torch_compile=false (Liger's fused loss needs less memory).")
     if not 0.0 <= step.train.warmup_ratio < 1.0:
         fail(f"{prefix}train.warmup_ratio", step.train.warmup_ratio, "must be in [0, 1)", "0.03 to 0.1 is usual.")
     _check_devices(step, prefix, fail, one_of)

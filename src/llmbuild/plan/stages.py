@@ -69,9 +69,10 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         tools_if=(("lora.quantization_bit", "bitsandbytes"), ("train.distributed=deepspeed", "deepspeed"),
                   ("train.liger_kernel=True", "liger-kernel")),
         templates=(CHAT_TEMPLATE_FILE,),
-        version="4",  # 2: the conversations written by the chat template (the model's own); tokens/s logged;
+        version="5",  # 2: the conversations written by the chat template (the model's own); tokens/s logged;
                       # 3: training methods (train.stage), samples of each kind of data;
-                      # 4: train.auto_batch, liger_kernel and neat_packing (the choice in the manifest)
+                      # 4: train.auto_batch, liger_kernel and neat_packing (the choice in the manifest);
+                      # 5: packed rows' tokens counted whole (the non-padding count summed their 4-D mask)
         # a system prompt the smoke test's or eval's context cannot hold fails before training
         checks=("smoke.questions", "smoke.max_tokens", "smoke.n_ctx",
                 "eval.enabled", "eval.n_ctx", "eval.max_new_tokens", "target.vllm.quants", "target.vllm.serve"),

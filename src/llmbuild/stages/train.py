@@ -197,7 +197,9 @@ def run(ctx: StageContext) -> None:
     losses = llamafactory.logged_losses(adapter)
     results = llamafactory.train_results(adapter)
     tokens, runtime = results.get("num_input_tokens_seen"), results.get("train_runtime")
-    speed = f", {tokens:,} tokens at {tokens / runtime:,.0f} tokens/s" if tokens and runtime else ""
+    counted = " (packed rows, padding included)" if args.get("neat_packing") else ""
+    speed = (f", {tokens:,} tokens{counted} at {tokens / runtime:,.0f} tokens/s"
+             if tokens and tokens > 0 and runtime else "")
     if losses:
         ctx.say(f"train loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} logged steps{speed}")
     else:  # fewer steps than train.logging_steps: LLaMA-Factory's average is all there is
