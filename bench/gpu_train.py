@@ -9,13 +9,15 @@ wheels) and llmbuild's src/ on PYTHONPATH: the new default's batch and packing c
 llmbuild.sizing (`choose_batch`, `packing_choice`), the functions the train stage calls.
 
 It measures the GPU's bf16 matmul rate itself, then runs each configuration in its own process
-(Liger patches transformers' classes for the life of a process). Per optimizer step it records the
-time (after a device synchronise), the loss, and the tokens the model was given: all of them and
-the real ones (not the pad token), from a forward hook. Steady state is the steps after the first
-WARMUP (Triton compilation, allocator growth). The share of peak counts 4 x (non-embedding
-parameters) FLOPs per real token for LoRA (forward, and backward to the inputs only; the adapters'
-own FLOPs are under 1%) plus causal attention over each sample's own length, so padding and the
-block-diagonal mask's wasted attention count as lost time, not work.
+(Liger patches transformers' classes for the life of a process). Per optimizer step it keeps, on the
+device, the loss and the tokens the model was given: all of them and the real ones (not the pad
+token), from a forward hook; nothing waits for the GPU inside the steps. Steady state is the steps
+after the first WARMUP (Triton and inductor compilation, allocator growth), timed between two
+synchronises at its ends. NAME+profile records two steps with torch.profiler instead (not timed).
+The share of peak counts 4 x (non-embedding parameters) FLOPs per real token for LoRA (forward, and
+backward to the inputs only; the adapters' own FLOPs are under 1%) plus causal attention over each
+sample's own length, so padding and the block-diagonal mask's wasted attention count as lost time,
+not work.
 """
 
 from __future__ import annotations
