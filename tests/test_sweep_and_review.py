@@ -149,6 +149,15 @@ def test_committed_lock_files_are_up_to_date(lock, tmp_path):
         f"{lock.relative_to(ROOT)} is out of date: run `doit lock recipe={recipe}` and commit it")
 
 
+def test_a_lock_names_the_tools_its_config_asks_for(tmp_path):
+    """The GPU recipe's keys cover Liger's and Triton's versions (train.liger_kernel, train.compile), so its
+    lock shows them for review; the CPU demo's does not."""
+    gpu = lock_files.lock_document(lock_files.plan_recipe(ROOT, "toolcall-qwen7b", tmp_path))["tools"]
+    cpu = lock_files.lock_document(lock_files.plan_recipe(ROOT, "demo", tmp_path))["tools"]
+    assert {"liger-kernel", "triton"} <= set(gpu) and not {"liger-kernel", "triton"} & set(cpu)
+    assert {"llamafactory", "torch", "gguf"} <= set(cpu)
+
+
 def test_every_recipe_has_a_lock():
     recipes = {p.stem for p in (ROOT / "recipes").glob("*.yaml") if not p.name.endswith(".lock.yaml")}
     locks = {p.name.removesuffix(".lock.yaml") for p in (ROOT / "recipes").glob("*.lock.yaml")}

@@ -73,12 +73,17 @@ def payload(spec: StageSpec, cfg: DictConfig, upstream: dict[str, str], inputs: 
         "upstream": dict(upstream),
         "inputs": dict(inputs),
         "templates": dict(templates),
-        "tools": {name: tool_version(name) for name in spec.tools + tuple(
-            tool for key, tool in spec.tools_if if _wanted(cfg, key))},
+        "tools": {name: tool_version(name) for name in stage_tools(spec, cfg)},
     }
     if env_tools:
         body["env_tools"] = dict(env_tools)
     return body
+
+
+def stage_tools(spec: StageSpec, cfg: DictConfig) -> tuple[str, ...]:
+    """The tools whose versions are part of the stage's key under `cfg`: its own, and those of its
+    `tools_if` conditions that hold."""
+    return spec.tools + tuple(tool for key, tool in spec.tools_if if _wanted(cfg, key))
 
 
 def _wanted(cfg: DictConfig, condition: str) -> bool:

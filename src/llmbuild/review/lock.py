@@ -17,7 +17,9 @@ from .diff import NOT_LOCKED, resolved
 
 def lock_document(plan: Plan) -> dict[str, Any]:
     config = {k: v for k, v in resolved(plan.composed).items() if k not in NOT_LOCKED}
-    tools = sorted({tool for stage in STAGES.values() for tool in stage.tools})
+    # every stage's own tools, and those its config asks for (Liger, Triton, bitsandbytes, ...): what the keys cover
+    tools = sorted({tool for stage in STAGES.values() for tool in stage.tools} |
+                   {tool for node in plan.nodes.values() for tool in node.payload["tools"]})
     return {
         "recipe": plan.composed.recipe,
         "config": config,
