@@ -1,12 +1,14 @@
 """LLaMA-Factory LoRA SFT speed on whatever GPU is here: its example settings, llmbuild's previous
-`train=gpu-bf16` and the new default, on one random Qwen2.5-7B-shaped model, with fixed- and
-variable-length samples.
+`train=gpu-bf16` (Liger's kernels, eager) and the default (each decoder layer compiled, Liger's fused
+loss), on one random Qwen2.5-7B-shaped model, with fixed- and variable-length samples.
 
-    python bench/gpu_train.py --tokenizer TOKDIR --out OUTDIR [--runs fixed-example,var-packed,...]
+    python bench/gpu_train.py --tokenizer TOKENIZER --out OUTDIR [--runs fixed-example,fixed-default,...]
 
 Needs LLaMA-Factory 0.9.5 and liger-kernel 0.8.5 importable (shared/gpu/README.md lists the
-wheels) and llmbuild's src/ on PYTHONPATH: the new default's batch and packing come from
-llmbuild.sizing (`choose_batch`, `packing_choice`), the functions the train stage calls.
+wheels) and llmbuild's src/ on PYTHONPATH: the default's batch and packing come from llmbuild.sizing
+(`choose_batch`, `packing_choice`), its compiled layers and fused loss from llmbuild's launcher
+(adapters/llamafactory_compiled.py), the functions the train stage calls. TOKENIZER: an HF tokenizer
+folder or a llama.cpp vocabulary such as ggml-vocab-qwen2.gguf (bench/random_model.py).
 
 It measures the GPU's bf16 matmul rate itself, then runs each configuration in its own process
 (Liger patches transformers' classes for the life of a process). Per optimizer step it keeps, on the
@@ -84,8 +86,9 @@ VARIABLE = variable_lengths(600)
 
 
 def new_default(lengths: list[int], cutoff: int, effective: int, gpu_bytes: int, packing: bool | None,
-                seed: int = 42, fused_loss: bool = True) -> tuple[dict, str]:
-    """The new train=gpu-bf16: Liger on, batch from llmbuild's memory model, packing when it pays."""
+                seed: int = 42, fused_loss: bool = True, quantization_bit: int | None = None) -> tuple[dict, str]:
+    """Liger on, the batch from llmbuild's memory model, packing when it pays: the LLaMA-Factory arguments
+    train=gpu-bf16 chose before its decoder layers were compiled (`default` adds that)."""
     from llmbuild.sizing.memory import ModelShape, TrainSetup, choose_batch, lora_modules, lora_parameters
     from llmbuild.sizing.padding import packing_choice
     shape = ModelShape(SHAPE["hidden"], SHAPE["inter"], SHAPE["layers"], SHAPE["heads"], SHAPE["kv"], SHAPE["vocab"],
@@ -94,8 +97,9 @@ def new_default(lengths: list[int], cutoff: int, effective: int, gpu_bytes: int,
     trainable = lora_parameters(shape, modules, 8)
 
     def choose(block_mask: bool):
-        return choose_batch(shape, modules, trainable, TrainSetup(effective, cutoff, False, fused_loss=fused_loss,
-                                                                  block_mask=block_mask), gpu_bytes, 0.1)
+        return choose_batch(shape, modules, trainable, TrainSetup(effective, cutoff, False, quantization_bit,
+                                                                  fused_loss=fused_loss, block_mask=block_mask),
+                            gpu_bytes, 0.1)
     padded = choose(False)
     packs = packing_choice(lengths, padded.setup.batch_size, cutoff, seed, packing)
     chosen = choose(True) if packs.pack else padded
@@ -104,7 +108,21 @@ def new_default(lengths: list[int], cutoff: int, effective: int, gpu_bytes: int,
             "disable_gradient_checkpointing": not s.gradient_checkpointing, "enable_liger_kernel": fused_loss}
     if packs.pack:
         args["neat_packing"] = True
+    if quantization_bit:
+        args["quantization_bit"] = quantization_bit
     return args, f"{chosen.reason}; {packs.reason}; estimate {chosen.memory.total / 2**30:.1f} GiB"
+
+
+def default(lengths: list[int], cutoff: int, gpu_bytes: int, quantization_bit: int | None = None) -> tuple[dict, str]:
+    """train=gpu-bf16 as the train stage runs it: the batch and packing `new_default` chooses, each decoder
+    layer compiled and Liger's fused loss alone (llmbuild's launcher, adapters/llamafactory_compiled.py),
+    the Trainer's token count the train stage asks for."""
+    from llmbuild.facts.compile_modes import EAGER, LAYERS, environment
+    args, why = new_default(lengths, cutoff, 8, gpu_bytes, None, quantization_bit=quantization_bit)
+    counted = "all" if args.get("neat_packing") else "non_padding"
+    return ({**args, "enable_liger_kernel": False, "_fused_loss": True, "_compile_layers": True,
+             "include_num_input_tokens_seen": counted, "_env": environment(LAYERS, EAGER)},
+            f"train=gpu-bf16, compiled layers (rounding as eager) + Liger's fused loss: {why}")
 
 
 def configurations(gpu_bytes: int) -> dict[str, tuple[list[int], int, dict, str]]:
@@ -116,33 +134,30 @@ def configurations(gpu_bytes: int) -> dict[str, tuple[list[int], int, dict, str]
         runs[f"{data}-example"] = (lengths, cutoff, example, "LLaMA-Factory example: 1 x 8, checkpointing")
         runs[f"{data}-previous"] = (lengths, cutoff, previous, "previous gpu-bf16: 4 x 2, no checkpointing")
         args, why = new_default(lengths, cutoff, 8, gpu_bytes, None)
-        runs[f"{data}-new"] = (lengths, cutoff, args, f"new default: {why}")
+        runs[f"{data}-new"] = (lengths, cutoff, args, f"Liger, eager (train=gpu-bf16 before compiled layers): {why}")
     args, why = new_default(VARIABLE, 3072, 8, gpu_bytes, False)
-    runs["var-new-padded"] = (VARIABLE, 3072, args, f"new default, packing off: {why}")
+    runs["var-new-padded"] = (VARIABLE, 3072, args, f"Liger, eager, packing off: {why}")
     args, why = new_default(FIXED, 2048, 8, gpu_bytes, None)
-    runs["fixed-new-compile"] = (FIXED, 2048, {**args, "torch_compile": True}, "new default + torch.compile")
+    runs["fixed-new-compile"] = (FIXED, 2048, {**args, "torch_compile": True}, "Liger + torch_compile")
     args, why = new_default(FIXED, 1024, 16, gpu_bytes, None)
-    runs["fixed-new-eff16"] = (FIXED, 1024, args, f"new default, effective batch 16, cutoff_len 1024: {why}")
+    runs["fixed-new-eff16"] = (FIXED, 1024, args, f"Liger, eager, effective batch 16, cutoff_len 1024: {why}")
     args, why = new_default(FIXED, 2048, 8, 24 * 2**30, None)
-    runs["fixed-new-24gib"] = (FIXED, 2048, {**args, "_memory_gib": 24}, f"new default for a 24 GiB GPU "
+    runs["fixed-new-24gib"] = (FIXED, 2048, {**args, "_memory_gib": 24}, f"Liger, eager, for a 24 GiB GPU "
                                f"(this process limited to 24 GiB): {why}")
     # what else might pay (issue 14's "go further"): half-precision adapters, a larger rank
     args, why = new_default(FIXED, 2048, 8, gpu_bytes, None)
-    runs["fixed-new-purebf16"] = (FIXED, 2048, {**args, "pure_bf16": True}, "new default + pure_bf16 (adapters "
+    runs["fixed-new-purebf16"] = (FIXED, 2048, {**args, "pure_bf16": True}, "Liger + pure_bf16 (adapters "
                                   "and AdamW in bf16: no fp32 casts of each adapted module's input)")
-    runs["fixed-new-r64"] = (FIXED, 2048, {**args, "lora_rank": 64}, "new default, LoRA r=64")
+    runs["fixed-new-r64"] = (FIXED, 2048, {**args, "lora_rank": 64}, "Liger, eager, LoRA r=64")
     args, why = new_default(FIXED, 1024, 16, gpu_bytes, None)
     runs["fixed-eff16-purebf16"] = (FIXED, 1024, {**args, "pure_bf16": True}, "effective batch 16 + pure_bf16")
     # no wait for the GPU in each step: transformers' NaN/Inf loss filter reads every micro-batch's loss
     args, why = new_default(FIXED, 2048, 8, gpu_bytes, None)
     nowait = {**args, "logging_nan_inf_filter": False}
-    runs["fixed-new-nowait"] = (FIXED, 2048, nowait, "new default, no NaN/Inf loss filter (no per-step wait)")
+    runs["fixed-new-nowait"] = (FIXED, 2048, nowait, "Liger, eager, no NaN/Inf loss filter (no per-step wait)")
     # Liger's fused loss only, and each decoder layer compiled (inductor fuses norms, SwiGLU, RoPE, LoRA's adds)
-    fused_loss = {"fused_linear_cross_entropy": True, "rms_norm": False, "swiglu": False, "rope": False}
-    compiled = {**nowait, "enable_liger_kernel": False, "_liger": fused_loss, "_compile_layers": True}
+    compiled = {**nowait, "enable_liger_kernel": False, "_fused_loss": True, "_compile_layers": True}
     runs["fixed-new-layers"] = (FIXED, 2048, compiled, "no per-step wait, Liger's fused loss, decoder layers compiled")
-    runs["fixed-new-layers-dyn"] = (FIXED, 2048, {**compiled, "_compile_layers": "dynamic"},
-                                    "the same, layers compiled for dynamic shapes")
     runs["fixed-compile-noliger"] = (FIXED, 2048, {**nowait, "enable_liger_kernel": False, "torch_compile": True},
                                      "no per-step wait, no Liger, the whole model compiled (torch_compile)")
     # the whole model compiled through LLaMA-Factory's torch_compile (Liger's kernels fail under Dynamo):
@@ -186,10 +201,25 @@ def configurations(gpu_bytes: int) -> dict[str, tuple[list[int], int, dict, str]
                                             "include_num_input_tokens_seen": "non_padding"},
                            f"train=gpu-bf16 with torch_compile, batch as llmbuild chooses it: {why}")
     varwait = {**args, "logging_nan_inf_filter": False}
-    runs["var-new-nowait"] = (VARIABLE, 3072, varwait, f"new default, no per-step wait: {why}")
-    runs["var-new-layers"] = (VARIABLE, 3072, {**varwait, "enable_liger_kernel": False, "_liger": fused_loss,
-                                               "_compile_layers": "dynamic"},
-                              "no per-step wait, Liger's fused loss, decoder layers compiled (dynamic)")
+    runs["var-new-nowait"] = (VARIABLE, 3072, varwait, f"Liger, eager, no per-step wait: {why}")
+    runs["var-new-layers"] = (VARIABLE, 3072, {**varwait, "enable_liger_kernel": False, "_fused_loss": True,
+                                               "_compile_layers": True},
+                              "no per-step wait, Liger's fused loss, decoder layers compiled")
+    # train=gpu-bf16 now (compiled layers, Liger's fused loss), on fixed and variable lengths and on 24 GiB
+    for data, lengths, cutoff in (("fixed", FIXED, 2048), ("var", VARIABLE, 3072)):
+        args, why = default(lengths, cutoff, gpu_bytes)
+        runs[f"{data}-default"] = (lengths, cutoff, args, why)
+    args, why = default(FIXED, 2048, 24 * 2**30)
+    runs["fixed-default-24gib"] = (FIXED, 2048, {**args, "_memory_gib": 24}, f"{why} (process capped at 24 GiB)")
+    from llmbuild.facts.compile_modes import KERNEL, LAYERS, environment
+    args, why = default(FIXED, 2048, gpu_bytes)
+    runs["fixed-default-fusedround"] = (FIXED, 2048, {**args, "_env": environment(LAYERS, KERNEL)},
+                                        f"{why}; but train.compile_rounding=kernel")
+    # train=gpu-qlora: the same on a 4-bit base (bitsandbytes NF4), eager with Liger and with compiled layers
+    args, why = new_default(FIXED, 2048, 8, gpu_bytes, None, quantization_bit=4)
+    runs["fixed-qlora-new"] = (FIXED, 2048, args, f"QLoRA, Liger, eager: {why}")
+    args, why = default(FIXED, 2048, gpu_bytes, quantization_bit=4)
+    runs["fixed-qlora-default"] = (FIXED, 2048, args, f"train=gpu-qlora: {why}")
     return runs
 
 
@@ -199,16 +229,19 @@ def worker(spec_path: str) -> None:
     from llamafactory.train.tuner import run_exp
     from transformers import TrainerCallback
 
+    from llmbuild.adapters import llamafactory_compiled
+
     spec = json.loads(Path(spec_path).read_text())
     cuda = torch.cuda.is_available()
     synchronize = torch.cuda.synchronize if cuda else (lambda: None)   # a CPU dry run of the bench itself
     limit = spec["args"].pop("_memory_gib", None)
-    liger = spec["args"].pop("_liger", None)          # Liger's kernels chosen one by one (else LLaMA-Factory's all)
-    compile_layers = spec["args"].pop("_compile_layers", None)   # torch.compile each decoder layer
+    # llmbuild's launcher of compiled decoder layers (train.compile=layers): Liger's fused loss alone, the layers
+    fused_loss = spec["args"].pop("_fused_loss", False)
+    compile_layers = spec["args"].pop("_compile_layers", False)
     os.environ.update(spec["args"].pop("_env", {}))   # e.g. accelerate's regional compilation, inductor's options
-    if os.environ.get("TORCHINDUCTOR_EMULATE_PRECISION_CASTS") == "1":
+    if "TORCHINDUCTOR_EMULATE_PRECISION_CASTS" in os.environ:   # read when inductor's config was imported
         import torch._inductor.config
-        torch._inductor.config.emulate_precision_casts = True
+        torch._inductor.config.emulate_precision_casts = os.environ["TORCHINDUCTOR_EMULATE_PRECISION_CASTS"] == "1"
     if spec["args"].pop("_fp32", False):   # a reference in fp32 (LLaMA-Factory would load the weights in bf16)
         loader = transformers.PreTrainedModel.from_pretrained.__func__
 
@@ -220,9 +253,8 @@ def worker(spec_path: str) -> None:
     profile = spec.get("profile")
     if limit:   # a smaller GPU: the caching allocator refuses beyond this share of the card
         torch.cuda.set_per_process_memory_fraction(limit * 2**30 / torch.cuda.get_device_properties(0).total_memory)
-    if liger is not None:
-        from liger_kernel.transformers import apply_liger_kernel_to_qwen2
-        apply_liger_kernel_to_qwen2(**liger)
+    if fused_loss:
+        print(llamafactory_compiled.apply_fused_loss(Path(spec["args"]["model_name_or_path"])), flush=True)
     pad_id, last = spec["pad_id"], spec["args"]["max_steps"]
     # Nothing here waits for the GPU inside the measured steps: tokens and losses stay on the device until
     # the end, and the clock is read after a synchronise at the first and the last step of the window only.
@@ -244,9 +276,7 @@ def worker(spec_path: str) -> None:
                     counts.append(((ids != pad_id).sum(), ids.numel()))
             model.register_forward_pre_hook(hook, with_kwargs=True)
             if compile_layers:
-                for module in model.modules():
-                    if type(module).__name__.endswith("DecoderLayer"):
-                        module.compile(dynamic=compile_layers == "dynamic" or None)
+                print(llamafactory_compiled.compile_layers(model), flush=True)
             self.profiler = None
 
         def on_step_begin(self, args, state, control, **kwargs):

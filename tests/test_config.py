@@ -155,14 +155,19 @@ def test_an_edited_recipe_is_composed_anew_not_taken_from_the_cache(tmp_path):
 
 
 def test_gpu_recipe_writes_liger_packing_and_the_chosen_batch(tmp_path):
-    """train=gpu-bf16: Liger on, no torch.compile; the batch the train stage chose (stages/train.py,
-    choose) replaces the configured split; packing only once resolved to true; torch.compile instead
-    of Liger when asked."""
+    """train=gpu-bf16: compiled decoder layers with Liger's fused loss, which llmbuild's launcher applies
+    (LLaMA-Factory's enable_liger_kernel would add Liger's other kernels inside the compiled layers); the
+    batch the train stage chose (stages/train.py, choose) replaces the configured split; packing only once
+    resolved to true; LLaMA-Factory's Liger or torch_compile when compile is none or model."""
     composed = compose(ROOT, ["model=qwen2.5-7b-instruct", "train=gpu-bf16", f"store={tmp_path}"])
+    assert composed.cfg.train.compile == "layers" and composed.cfg.train.liger_kernel
     args = train_args(composed, base="b", dataset_dir="d", output_dir="a")
-    assert args["enable_liger_kernel"] is True and "torch_compile" not in args and "neat_packing" not in args
+    assert not {"enable_liger_kernel", "torch_compile", "neat_packing"} & set(args)
+    eager = compose(ROOT, ["model=qwen2.5-7b-instruct", "train=gpu-bf16", "train.compile=none", f"store={tmp_path}"])
+    args = train_args(eager, base="b", dataset_dir="d", output_dir="a")
+    assert args["enable_liger_kernel"] is True and "torch_compile" not in args
     compiled = compose(ROOT, ["model=qwen2.5-7b-instruct", "train=gpu-bf16", "train.liger_kernel=false",
-                              "train.torch_compile=true", f"store={tmp_path}"])
+                              "train.compile=model", f"store={tmp_path}"])
     args = train_args(compiled, base="b", dataset_dir="d", output_dir="a")
     assert args["torch_compile"] is True and "enable_liger_kernel" not in args
     chosen = {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 4, "gradient_checkpointing": True,
@@ -182,7 +187,11 @@ def test_gpu_recipe_writes_liger_packing_and_the_chosen_batch(tmp_path):
     assert not {"enable_liger_kernel", "torch_compile", "neat_packing"} & set(cpu)
 
 
-def test_liger_and_torch_compile_together_are_one_clear_error(tmp_path):
-    with pytest.raises(ConfigError, match=r"train.torch_compile.*Liger's Triton kernels fail under torch.compile"
-                                          r".*set train.liger_kernel=false"):
-        compose(ROOT, ["train=gpu-bf16", "train.torch_compile=true", f"store={tmp_path}"])
+def test_liger_in_a_compiled_model_and_unknown_compile_modes_are_one_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"train.compile.*Liger's Triton kernels fail inside a compiled model"
+                                          r".*Use train.compile=layers .* or train.liger_kernel=false"):
+        compose(ROOT, ["train=gpu-bf16", "train.compile=model", f"store={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"train.compile.*'layer'.*layers"):
+        compose(ROOT, ["train=gpu-bf16", "train.compile=layer", f"store={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"train.compile_rounding.*'fp32'.*eager.*kernel"):
+        compose(ROOT, ["train=gpu-bf16", "train.compile_rounding=fp32", f"store={tmp_path}"])

@@ -412,18 +412,34 @@ def test_qlora_trains_on_a_4bit_base_and_merges_into_16_bits(workspace):
     assert (variant / "Tiny-Llama-Q4_K_M.gguf").is_file()
 
 
-def test_torch_compile_trains_the_same_adapter_as_eager(workspace):
-    """train.torch_compile: LLaMA-Factory's torch_compile in the training YAML, a new train key, and (in fp32
-    on the CPU, where inductor rounds nothing differently) the same losses as the eager run."""
+@pytest.mark.parametrize("mode, extra", [("layers", ()), ("model", ()), ("layers", ("lora.quantization_bit=4",))],
+                         ids=["layers", "model", "layers-qlora"])
+def test_compiled_training_trains_the_same_adapter_as_eager(workspace, mode, extra):
+    """train.compile: each decoder layer compiled by llmbuild's launcher of LLaMA-Factory, as the YAML's
+    "Run by hand" line says, or LLaMA-Factory's torch_compile in the YAML, on a 16-bit or a 4-bit base
+    (QLoRA: bitsandbytes' layers inside the compiled ones); a new train key, and (in fp32 on the CPU,
+    where inductor rounds nothing differently) the same losses as the eager run."""
     from llmbuild.adapters.llamafactory import logged_losses
 
     top, model = workspace
-    _, out = doit_build(top, model)
+    _, out = doit_build(top, model, *extra)
     eager = logged_losses((out_folder(out) / "adapter").resolve())
-    ran, out = doit_build(top, model, "train.torch_compile=true")
+    ran, out = doit_build(top, model, f"train.compile={mode}", *extra)
     assert ran[:2] == ["train", "merge"], "compiling changes the train key and what follows it"
     adapter = (out_folder(out) / "adapter").resolve()
-    assert yaml.safe_load((adapter.parent / "llamafactory.yaml").read_text())["torch_compile"] is True
+    text = (adapter.parent / "llamafactory.yaml").read_text()
+    log = (adapter.parent / "train.log").read_text()
+    if mode == "layers":
+        assert "Run by hand: cd train/" in text and \
+            "&& CUDA_VISIBLE_DEVICES=0 TORCHINDUCTOR_EMULATE_PRECISION_CASTS=1 python -m " \
+            "llmbuild.adapters.llamafactory_compiled llamafactory.yaml" in text
+        assert "torch_compile" not in yaml.safe_load(text)
+        assert "llmbuild: 2 decoder layers (LlamaDecoderLayer) compiled with torch.compile; the first steps " \
+            "compile them; they round to bf16 as eager PyTorch does" in log
+        assert "train.compile=layers: each decoder layer compiled" in out
+    else:
+        assert yaml.safe_load(text)["torch_compile"] is True and "decoder layers" not in log
+        assert "&& CUDA_VISIBLE_DEVICES=0 TORCHINDUCTOR_EMULATE_PRECISION_CASTS=1 llamafactory-cli train" in text
     compiled = logged_losses(adapter)
     assert len(compiled) == len(eager) == 2
     assert compiled == pytest.approx(eager, abs=1e-3)

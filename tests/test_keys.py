@@ -129,7 +129,12 @@ def test_liger_kernels_version_is_part_of_the_key_only_when_they_train(plan_for)
     assert "liger-kernel" not in plan_for("train=gpu-bf16", "train.liger_kernel=false").nodes["train"].payload["tools"]
 
 
-def test_torch_compile_is_part_of_the_train_key(plan_for):
-    compiled, eager = (plan_for("train=gpu-bf16", "train.liger_kernel=false", f"train.torch_compile={on}")
-                       .nodes["train"].key for on in ("true", "false"))
-    assert compiled != eager
+def test_the_compile_mode_and_tritons_version_are_part_of_the_train_key(plan_for):
+    plans = {mode: plan_for("train=gpu-bf16", "train.liger_kernel=false", f"train.compile={mode}")
+             for mode in ("none", "layers", "model")}
+    assert len({plan.nodes["train"].key for plan in plans.values()}) == 3
+    assert "triton" in plans["layers"].nodes["train"].payload["tools"]
+    assert "triton" not in plans["none"].nodes["train"].payload["tools"]
+    kernel = plan_for("train=gpu-bf16", "train.compile_rounding=kernel")
+    assert kernel.nodes["train"].key != plan_for("train=gpu-bf16").nodes["train"].key, \
+        "the rounding of compiled code changes the adapter"

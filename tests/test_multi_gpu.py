@@ -164,19 +164,20 @@ def _train_view(tmp_path, *overrides):
     return plan, stage_config(plan, "train")
 
 
-@pytest.mark.parametrize("strategy, lines", [
-    ("ddp", {}),
-    ("deepspeed-zero2", {"deepspeed": "ds_zero2.json"}),
-    ("deepspeed-zero3", {"deepspeed": "ds_zero3.json"}),
-    ("fsdp", {"fsdp": "full_shard auto_wrap", "fsdp_config": "fsdp_config.json"}),
+@pytest.mark.parametrize("strategy, lines, compiled", [
+    ("ddp", {}, "none"),
+    ("deepspeed-zero2", {"deepspeed": "ds_zero2.json"}, "none"),
+    ("deepspeed-zero3", {"deepspeed": "ds_zero3.json"}, "none"),
+    ("fsdp", {"fsdp": "full_shard auto_wrap", "fsdp_config": "fsdp_config.json"}, "none"),
+    ("ddp", {}, "layers"),
 ])
 def test_the_train_stage_writes_the_config_its_yaml_names_and_launches_as_its_header_says(
-        tmp_path, monkeypatch, strategy, lines):
+        tmp_path, monkeypatch, strategy, lines, compiled):
     """train.run on a fake LLaMA-Factory: the artifact holds the YAML, the config it names
     (relatively, beside it) and a run-by-hand line with the launcher's variables; the launcher gets
-    those variables."""
+    those variables. With train.compile=layers llmbuild's launcher runs the YAML, by hand too."""
     fake_gpus(monkeypatch, 2)
-    plan, _ = _train_view(tmp_path, "train.devices=2", f"train.distributed={strategy}")
+    plan, _ = _train_view(tmp_path, "train.devices=2", f"train.distributed={strategy}", f"train.compile={compiled}")
     out = tmp_path / "out"
     out.mkdir()
     ctx = replace(stage_context(plan, "train", out), inputs={"base": tmp_path / "base", "data": tmp_path},
@@ -186,8 +187,9 @@ def test_the_train_stage_writes_the_config_its_yaml_names_and_launches_as_its_he
     monkeypatch.setattr(train, "choose", lambda ctx, samples: {})   # no samples to measure, no auto batch
     launched = {}
 
-    def fake_run(command, folder, offline, credentials=None, verbose=False, on_line=None, launch=None):
-        launched.update(launch)
+    def fake_run(command, folder, offline, credentials=None, verbose=False, on_line=None, launch=None,
+                 program=None):
+        launched.update(launch, program=program)
         (folder / layout.ADAPTER).mkdir()
         (folder / layout.ADAPTER / "adapter_model.safetensors").write_bytes(b"")
 
@@ -205,6 +207,13 @@ def test_the_train_stage_writes_the_config_its_yaml_names_and_launches_as_its_he
     assert "NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT" in header
     assert launched["FORCE_TORCHRUN"] == "1" and launched["NPROC_PER_NODE"] == "2"
     assert all(f"{k}={v}" in header for k, v in llamafactory_launch.launch_env(STRATEGIES[strategy], 2).items())
+    if compiled == "layers":
+        assert "TORCHINDUCTOR_EMULATE_PRECISION_CASTS=1 python -m llmbuild.adapters.llamafactory_compiled " \
+            "llamafactory.yaml (several hosts" in header
+        assert launched["TORCHINDUCTOR_EMULATE_PRECISION_CASTS"] == "1"
+        assert launched["program"][1:] == ["-m", "llmbuild.adapters.llamafactory_compiled"]
+    else:
+        assert " llamafactory-cli train llamafactory.yaml" in header and launched["program"] is None
 
 
 def test_preview_arguments_carry_the_strategy_line(tmp_path, monkeypatch):

@@ -257,8 +257,8 @@ def test_a_smaller_gpu_gets_a_smaller_batch_or_checkpointing():
     assert (big.setup.batch_size, big.setup.gradient_checkpointing) == (8, False)
     assert (h100.setup.batch_size, h100.setup.gradient_checkpointing) == (4, False)
     assert small.setup.gradient_checkpointing and "batch 1 would need" in small.reason
-    # without Liger's fused loss (torch.compile instead) the 150k-wide logits count: the same GPU fits less
-    compiled = ("train.liger_kernel=false", "train.torch_compile=true")
+    # without Liger's fused loss (the whole model compiled instead) the 150k-wide logits count: the same GPU fits less
+    compiled = ("train.liger_kernel=false", "train.compile=model")
     plain = batch_choice(_auto("train.gpu_memory_gib=79.6", *compiled), QWEN25_7B)
     assert plain.setup.batch_size < h100.setup.batch_size
     compiled_small = batch_choice(_auto("train.gpu_memory_gib=24", *compiled), QWEN25_7B)

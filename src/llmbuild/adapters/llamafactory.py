@@ -18,6 +18,7 @@ import yaml
 
 from ..chat.parity import Conversation
 from ..errors import ToolError
+from ..facts.compile_modes import LAYERS, MODEL
 from ..facts.layout import LLAMAFACTORY_YAML as YAML_NAME
 from .llamafactory_launch import no_multicast
 from .process import run_logged
@@ -90,9 +91,10 @@ def train_args(*, base: str, dataset: str, dataset_dir: str, output_dir: str, te
         args["packing"] = train["packing"]
     if train["neat_packing"]:   # the train stage has resolved None (pack when it pays) to True or False
         args["neat_packing"] = True
-    if train["liger_kernel"]:
+    # compiled decoder layers: llmbuild's launcher applies Liger's fused loss itself (llamafactory_compiled.py)
+    if train["liger_kernel"] and train["compile"] != LAYERS:
         args["enable_liger_kernel"] = True
-    if train["torch_compile"]:
+    if train["compile"] == MODEL:
         args["torch_compile"] = True
     if stage in ("dpo", "kto"):
         args.update(pref_beta=train["pref_beta"], pref_ftx=train["pref_ftx"])
@@ -163,16 +165,19 @@ def cli() -> str:
 
 def run(command: str, folder: Path, offline: bool, credentials: Mapping[str, str] | None = None,
         verbose: bool = False, on_line: Callable[[str], None] | None = None,
-        launch: Mapping[str, str] | None = None) -> None:
+        launch: Mapping[str, str] | None = None, program: list[str] | None = None) -> None:
     """`llamafactory-cli <command> llamafactory.yaml` inside `folder`, logged to `<command>.log`.
     `credentials`: environment variables (HF_TOKEN, ...) for the tool only, never written down.
     `verbose`: the tool's output on the terminal too; `on_line`: a progress reader (`train_progress`).
-    `launch`: the launcher's variables (llamafactory_launch.run_env); NVLink multicast is off either way."""
+    `launch`: the launcher's variables (llamafactory_launch.run_env); NVLink multicast is off either way.
+    `program`: another command line that runs LLaMA-Factory on the YAML (llamafactory_compiled.program)."""
     env = {"TOKENIZERS_PARALLELISM": "false", "DISABLE_VERSION_CHECK": "1", **(credentials or {}),
            **no_multicast(), **(launch or {})}
     if offline:
         env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
-    run_logged([cli(), command, YAML_NAME], folder / f"{command}.log", what=f"llamafactory-cli {command}",
+    argv = [*(program or [cli(), command]), YAML_NAME]
+    what = f"llamafactory-cli {command}" if program is None else f"LLaMA-Factory's {command} ({' '.join(program[1:])})"
+    run_logged(argv, folder / f"{command}.log", what=what,
                env=env, cwd=folder, quiet=not verbose, on_line=on_line)
 
 

@@ -108,10 +108,14 @@ class TrainConfig:
     auto_batch: bool = False
     gpu_memory_headroom: float = 0.1    # the share of gpu_memory_gib that auto_batch leaves free
     liger_kernel: bool = False          # Liger's Triton kernels (LLaMA-Factory's enable_liger_kernel); CUDA only
-    # torch.compile of the model (LLaMA-Factory's torch_compile): inductor fuses the norms, activations,
-    # rotary embeddings and LoRA's scale-and-add around each adapted projection. The first steps compile
-    # (about a minute for a 7B model). Not with liger_kernel: Liger's kernels fail under torch.compile
-    torch_compile: bool = False
+    # torch.compile (inductor), facts/compile_modes.py: none; layers (each decoder layer, with Liger's fused
+    # loss when liger_kernel is on); model (the whole model, LLaMA-Factory's torch_compile; not with Liger).
+    # It fuses the norms, activations, rotary embeddings and LoRA's scale-and-add around each adapted
+    # projection; the first steps compile (about a minute for a 7B model)
+    compile: str = "none"
+    # where compiled code rounds bf16 (facts/compile_modes.py, ROUNDINGS): eager (as eager PyTorch: the
+    # eager run's loss curve) or kernel (once per fused kernel: closer to fp32, another curve)
+    compile_rounding: str = "eager"
     # LLaMA-Factory's neat_packing (sft only): samples packed into cutoff_len rows that attend only within
     # themselves; samples longer than cutoff_len - 1 are dropped. None: packed when that pads less and
     # drops nothing (sizing/padding.py, packing_choice; the train log says which)

@@ -13,6 +13,9 @@ from ..chat.modelfile import MESSAGE_ROLES, ModelfileError, quote
 from ..chat.templates import hf_chat_template, ollama_template
 from ..errors import ConfigError, StageError
 from ..facts.chat_families import FAMILIES, builtin
+from ..facts.compile_modes import LAYERS, MODEL
+from ..facts.compile_modes import MODES as COMPILE_MODES
+from ..facts.compile_modes import ROUNDINGS
 from ..facts.distributed import AUTO, STRATEGIES
 from ..facts.gguf_files import is_size
 from ..facts.quant_types import CONVERT_TYPES, QUANT_TYPES
@@ -162,11 +165,13 @@ def _check_training(step, prefix: str, fail, one_of) -> None:
         fail(f"{prefix}train.liger_kernel", True, "Liger's fused loss multiplies by lm_head's base weight and "
              "would skip the adapter that lora.target puts on lm_head", "Take lm_head out of lora.target, or "
              "set train.liger_kernel=false.")
-    if step.train.liger_kernel and step.train.torch_compile:
-        fail(f"{prefix}train.torch_compile", True, "Liger's Triton kernels fail under torch.compile (a Triton "
-             "compilation error, then an illegal memory access), and train.liger_kernel is on", "Choose one: "
-             "set train.liger_kernel=false (torch.compile fuses what Liger would, and faster), or "
-             "train.torch_compile=false (Liger's fused loss needs less memory).")
+    one_of(f"{prefix}train.compile", step.train.compile, list(COMPILE_MODES))
+    one_of(f"{prefix}train.compile_rounding", step.train.compile_rounding, list(ROUNDINGS))
+    if step.train.liger_kernel and step.train.compile == MODEL:
+        fail(f"{prefix}train.compile", MODEL, "Liger's Triton kernels fail inside a compiled model (a Triton "
+             "compilation error, then an illegal memory access), and train.liger_kernel is on", "Use "
+             f"train.compile={LAYERS} (each decoder layer compiled, Liger's fused loss outside them: the fastest "
+             "measured), or train.liger_kernel=false.")
     if not 0.0 <= step.train.warmup_ratio < 1.0:
         fail(f"{prefix}train.warmup_ratio", step.train.warmup_ratio, "must be in [0, 1)", "0.03 to 0.1 is usual.")
     _check_devices(step, prefix, fail, one_of)

@@ -28,6 +28,12 @@ class Method:
         """Whether it learns from preferences against a reference model (a reward margin to report)."""
         return self.data in (PAIRS, LABELLED)
 
+    @property
+    def token_loss(self) -> bool:
+        """Whether it learns from the next-token loss alone, where Liger's fused linear cross-entropy
+        applies (LLaMA-Factory turns it off for the stages that need the logits: preference tuning)."""
+        return self.llamafactory_stage in ("sft", "pt")
+
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("sft", "sft", CHAT, "supervised fine-tuning on conversations"),

@@ -67,12 +67,15 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         upstream=("base", "data"),
         tools=("llamafactory", "transformers", "peft", "trl", "datasets", "accelerate", "torch"),
         tools_if=(("lora.quantization_bit", "bitsandbytes"), ("train.distributed=deepspeed", "deepspeed"),
-                  ("train.liger_kernel=True", "liger-kernel")),
+                  ("train.liger_kernel=True", "liger-kernel"),
+                  # inductor writes its kernels in Triton on a GPU
+                  ("train.compile=layers", "triton"), ("train.compile=model", "triton")),
         templates=(CHAT_TEMPLATE_FILE,),
-        version="5",  # 2: the conversations written by the chat template (the model's own); tokens/s logged;
+        version="6",  # 2: the conversations written by the chat template (the model's own); tokens/s logged;
                       # 3: training methods (train.stage), samples of each kind of data;
                       # 4: train.auto_batch, liger_kernel and neat_packing (the choice in the manifest);
-                      # 5: packed rows' tokens counted whole (the non-padding count summed their 4-D mask)
+                      # 5: packed rows' tokens counted whole (the non-padding count summed their 4-D mask);
+                      # 6: train.compile (layers: llmbuild's launcher), no fused loss sized for preference stages
         # a system prompt the smoke test's or eval's context cannot hold fails before training
         checks=("smoke.questions", "smoke.max_tokens", "smoke.n_ctx",
                 "eval.enabled", "eval.n_ctx", "eval.max_new_tokens", "target.vllm.quants", "target.vllm.serve"),
@@ -206,7 +209,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         tools=("matplotlib", "jinja2"),
         templates=REPORT_TEMPLATES,
         enabled_by="eval.enabled",
-        version="5",  # 2: quantizer fallbacks, the f16 reference never recommended; 3: config shown = config keyed;
+        version="6",  # 2: quantizer fallbacks, the f16 reference never recommended; 3: config shown = config keyed;
                       # 4: training methods, pipelines, preference and text metrics; 5: vLLM checkpoints, the
                       # train stage's batch and padding choices
     ),

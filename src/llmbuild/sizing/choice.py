@@ -3,7 +3,7 @@ that decides it. `doit size` and `doit plan` show it, the train stage trains wit
 `batch_choice` with the model's shape, so they agree.
 
 Every input is in the train key: train.* (gpu_memory_gib, gpu_memory_headroom, the effective batch,
-cutoff_len, liger_kernel, neat_packing, optim), lora.*, and the base model (its shape), which the train
+cutoff_len, liger_kernel and stage, neat_packing, optim), lora.*, and the base model (its shape), which the train
 stage's upstream key covers.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from ..facts.train_methods import method
 from ..files.devices import devices_in_force
 from .memory import (
     GIB,
@@ -32,7 +33,8 @@ def configured_setup(cfg: DictConfig) -> TrainSetup:
         batch_size=train.per_device_train_batch_size, cutoff_len=train.cutoff_len,
         gradient_checkpointing=train.gradient_checkpointing, quantization_bit=cfg.lora.quantization_bit,
         gradient_accumulation_steps=train.gradient_accumulation_steps, lora_dropout=cfg.lora.dropout,
-        optimizer_state_bytes=optimizer_state_bytes(train.optim), fused_loss=bool(train.liger_kernel),
+        optimizer_state_bytes=optimizer_state_bytes(train.optim),
+        fused_loss=bool(train.liger_kernel) and method(train.stage).token_loss,
         # packing is decided from the samples' lengths at train time: count its mask whenever it may happen,
         # so the batch does not depend on that decision
         block_mask=train.neat_packing is not False and train.stage == "sft",
