@@ -13,9 +13,8 @@ from ..chat.modelfile import MESSAGE_ROLES, ModelfileError, quote
 from ..chat.templates import hf_chat_template, ollama_template
 from ..errors import ConfigError, StageError
 from ..facts.chat_families import FAMILIES, builtin
-from ..facts.compile_modes import LAYERS, MODEL
+from ..facts.compile_modes import LAYERS, MODEL, ROUNDINGS
 from ..facts.compile_modes import MODES as COMPILE_MODES
-from ..facts.compile_modes import ROUNDINGS
 from ..facts.distributed import AUTO, STRATEGIES
 from ..facts.gguf_files import is_size
 from ..facts.quant_types import CONVERT_TYPES, QUANT_TYPES
