@@ -110,7 +110,7 @@ def test_the_train_stage_runs_the_launcher_and_the_yaml_says_so(tmp_path, monkey
         def __init__(self, **train_cfg):
             from omegaconf import OmegaConf
             self.cfg = OmegaConf.create({"train": {"compile": "layers", "compile_rounding": "eager",
-                                                   "liger_kernel": True, **train_cfg}})
+                                                   "liger_kernel": True, "bf16": True, **train_cfg}})
 
         def say(self, line):
             said.append(line)
@@ -124,6 +124,9 @@ def test_the_train_stage_runs_the_launcher_and_the_yaml_says_so(tmp_path, monkey
     assert program == llamafactory_compiled.program(False)
     assert any("Liger's fused loss does not apply to dpo (it needs the logits)" in line for line in said)
     assert any("train.compile_rounding=eager: round to bf16 after every operation" in line for line in said)
+    said.clear()
+    assert train._program(Context(bf16=False), method("sft"))[0] == llamafactory_compiled.program(True)
+    assert not any("compile_rounding" in line for line in said), "fp32 training rounds nothing to bf16"
     assert train._program(Context(compile="none"), method("sft")) == (None, "llamafactory-cli train")
     assert train._program(Context(compile="model", liger_kernel=False, compile_rounding="kernel"), method("sft")) == \
         (None, "TORCHINDUCTOR_EMULATE_PRECISION_CASTS=0 llamafactory-cli train")

@@ -217,7 +217,8 @@ def _program(ctx: StageContext, learner) -> tuple[list[str] | None, str]:
     env = "".join(f"{name}={value} " for name, value in environment(train.compile, train.compile_rounding).items())
     if train.compile != NONE:
         ctx.say(f"train.compile={train.compile}: {MODES[train.compile]}; the first steps compile")
-        ctx.say(f"train.compile_rounding={train.compile_rounding}: {ROUNDINGS[train.compile_rounding]}")
+        if train.bf16:   # in fp32 nothing is rounded to bf16
+            ctx.say(f"train.compile_rounding={train.compile_rounding}: {ROUNDINGS[train.compile_rounding]}")
     if train.compile != LAYERS:
         return None, f"{env}llamafactory-cli train"
     fused = bool(train.liger_kernel) and learner.token_loss
