@@ -164,6 +164,20 @@ def test_lora_targets_the_model_lacks_are_named_with_the_ones_it_has(tmp_path, t
 
 
 @pytest.mark.slow
+def test_liger_without_a_gpu_stops_before_training_with_the_settings_that_run(tmp_path, tiny_base, monkeypatch):
+    """Liger's kernels are Triton's: on a machine with no GPU they would fail inside LLaMA-Factory's first step."""
+    from llmbuild.errors import StageError
+    from llmbuild.stages import train
+
+    monkeypatch.setattr(train, "visible_gpus", lambda: 0)
+    with pytest.raises(StageError, match=r"train.liger_kernel is on and this machine shows no GPU.*"
+                                         r"Set train.liger_kernel=false"):
+        train.check_before_training(train_context(tmp_path, tiny_base, "train.liger_kernel=true"))
+    monkeypatch.setattr(train, "visible_gpus", lambda: 1)
+    train.check_before_training(train_context(tmp_path, tiny_base, "train.liger_kernel=true"))
+
+
+@pytest.mark.slow
 def test_a_system_prompt_longer_than_cutoff_len_stops_before_training(tmp_path, tiny_base):
     from llmbuild.errors import StageError
     from llmbuild.stages import train

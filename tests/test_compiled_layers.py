@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from llmbuild.adapters import llamafactory_compiled, llamafactory_launch
+from llmbuild.errors import ToolError
 from llmbuild.facts.distributed import STRATEGIES
 
 from tiny_model import build_tiny_llama
@@ -43,9 +44,37 @@ def test_several_gpus_start_torchrun_on_the_launcher_as_llamafactory_starts_it(t
     assert result.returncode == 0, result.stderr[-2000:]
     theirs = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("{")))
     ours = llamafactory_compiled.torchrun_command(["--fused-loss", "llamafactory.yaml"], env, 1)
-    assert ours[:11] == theirs["command"][:11]
-    assert ours[11:] == ["-m", llamafactory_compiled.MODULE, "--fused-loss", "llamafactory.yaml"]
+    assert theirs["command"][0] == "torchrun" and ours[:3] == [sys.executable, "-m", "torch.distributed.run"], \
+        "torchrun of the Python whose versions the train key holds, not whichever is on PATH"
+    assert ours[3:13] == theirs["command"][1:11]
+    assert ours[13:] == ["-m", llamafactory_compiled.MODULE, "--fused-loss", "llamafactory.yaml"]
     assert llamafactory_compiled.torchrun_env(env)["PYTORCH_CUDA_ALLOC_CONF"] == theirs["alloc"]
+
+
+def test_layers_are_found_through_fsdps_renamed_classes_and_a_disabled_dynamo_is_refused(tmp_path):
+    """FSDP2 gives each sharded layer a subclass named FSDP<Class>: still a decoder layer. With TorchDynamo
+    switched off by the environment nothing would compile under a compiled key: one line instead."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(build_tiny_llama(tmp_path / "m"))
+    layer = model.model.layers[0]
+    layer.__class__ = type(f"FSDP{type(layer).__name__}", (type(layer),), {})
+    layers, _ = llamafactory_compiled.decoder_layers(model)
+    assert len(layers) == 2 and layers[0] is layer
+    code = ("from transformers import AutoModelForCausalLM\n"
+            "from llmbuild.adapters.llamafactory_compiled import compile_layers\n"
+            f"compile_layers(AutoModelForCausalLM.from_pretrained({str(tmp_path / 'm')!r}))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "TORCHDYNAMO_DISABLE": "1"})
+    assert "TorchDynamo is disabled in this environment" in result.stderr and result.returncode != 0
+
+
+def test_a_launcher_failure_under_torchrun_is_reported_by_its_own_line():
+    from llmbuild.adapters.process import last_error
+    lines = ["ToolError: train.compile=layers: X names no decoder layer class", "Traceback (most recent call last):",
+             "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:", "=====", "train.py FAILED"]
+    assert last_error(lines) == lines[0]
+    assert last_error(lines[2:]) == lines[2], "torchrun's line when it is the only one"
 
 
 def test_the_program_names_this_module_and_the_fused_loss_flag():
@@ -72,7 +101,7 @@ def test_every_decoder_layer_of_a_lora_model_is_compiled_in_place(tmp_path):
 def test_a_model_without_decoder_layer_classes_is_one_line_naming_the_other_modes():
     import torch
 
-    with pytest.raises(SystemExit, match=r"train.compile=layers: Sequential names no decoder layer class .* "
+    with pytest.raises(ToolError, match=r"train.compile=layers: Sequential names no decoder layer class .* "
                                          r"Use train.compile=model .* or train.compile=none"):
         llamafactory_compiled.compile_layers(torch.nn.Sequential(torch.nn.Linear(2, 2)))
 
@@ -95,7 +124,8 @@ def test_the_fused_loss_replaces_the_models_forward_and_no_layer(tmp_path):
 
 def test_a_model_type_liger_does_not_know_keeps_pytorchs_loss(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "no-such-model"}))
-    assert "Liger has no kernels for model type 'no-such-model'" in llamafactory_compiled.apply_fused_loss(tmp_path)
+    assert "Liger has no fused linear cross-entropy for model type 'no-such-model'" in \
+        llamafactory_compiled.apply_fused_loss(tmp_path)
 
 
 def test_the_train_stage_runs_the_launcher_and_the_yaml_says_so(tmp_path, monkeypatch):

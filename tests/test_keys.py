@@ -135,6 +135,8 @@ def test_the_compile_mode_and_tritons_version_are_part_of_the_train_key(plan_for
     assert len({plan.nodes["train"].key for plan in plans.values()}) == 3
     assert "triton" in plans["layers"].nodes["train"].payload["tools"]
     assert "triton" not in plans["none"].nodes["train"].payload["tools"]
+    assert "triton" in plan_for("train=gpu-bf16", "train.compile=none").nodes["train"].payload["tools"], \
+        "Liger's kernels are Triton's"
     kernel = plan_for("train=gpu-bf16", "train.compile_rounding=kernel")
     assert kernel.nodes["train"].key != plan_for("train=gpu-bf16").nodes["train"].key, \
         "the rounding of compiled code changes the adapter"

@@ -27,6 +27,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from ..errors import ToolError
+
 MODULE = "llmbuild.adapters.llamafactory_compiled"
 FUSED_LOSS = "--fused-loss"
 
@@ -37,12 +39,14 @@ def program(fused_loss: bool, python: str = sys.executable) -> list[str]:
 
 
 def torchrun_command(argv: list[str], environ: Mapping[str, str], free_port: int) -> list[str] | None:
-    """torchrun on this module for several GPUs (FORCE_TORCHRUN=1, as llmbuild's launch environment
-    sets it), with the launcher variables LLaMA-Factory's own launcher reads; None in one process, or
-    in a process torchrun started (LOCAL_RANK set)."""
+    """torchrun (`python -m torch.distributed.run`) on this module for several GPUs (FORCE_TORCHRUN=1,
+    as llmbuild's launch environment sets it), with the launcher variables LLaMA-Factory's own launcher
+    reads; None in one process, or in a process torchrun started (LOCAL_RANK set)."""
     if environ.get("FORCE_TORCHRUN", "0").lower() not in ("1", "true", "y") or "LOCAL_RANK" in environ:
         return None
-    return ["torchrun", "--nnodes", environ.get("NNODES", "1"), "--node_rank", environ.get("NODE_RANK", "0"),
+    # torch's own torchrun, of this Python (the one the train key's versions were read from)
+    return [sys.executable, "-m", "torch.distributed.run",
+            "--nnodes", environ.get("NNODES", "1"), "--node_rank", environ.get("NODE_RANK", "0"),
             "--nproc_per_node", environ.get("NPROC_PER_NODE", "1"),
             "--master_addr", environ.get("MASTER_ADDR", "127.0.0.1"),
             "--master_port", environ.get("MASTER_PORT", str(free_port)), "-m", MODULE, *argv]
@@ -62,20 +66,28 @@ def decoder_layers(model) -> tuple[list[Any], set[str]]:
     blocks transformers keeps whole on one device), found through PEFT's wrappers."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     names = set(getattr(base, "_no_split_modules", None) or [])
-    return [m for m in model.modules() if type(m).__name__ in names], names
+    # by the class or a base class: FSDP2 turns each layer's class into an FSDP<Class> subclass of it
+    return [m for m in model.modules() if any(c.__name__ in names for c in type(m).__mro__)], names
 
 
 def compile_layers(model) -> str:
     """Compile each decoder layer in place; a line saying what was compiled. Shapes that change between
     batches make the layers dynamic after their first recompilation (torch.compile's default)."""
+    import torch._dynamo
+
+    if torch._dynamo.config.disable or os.environ.get("TORCHDYNAMO_DISABLE") == "1":   # how torch reads them
+        raise ToolError("train.compile=layers: TorchDynamo is disabled in this environment (TORCHDYNAMO_DISABLE or "
+                        "TORCH_COMPILE_DISABLE), so the layers would run uncompiled under a compiled key. Unset it, "
+                        "or build with train.compile=none.")
     layers, names = decoder_layers(model)
     if not layers:
-        raise SystemExit(f"train.compile=layers: {type(model).__name__} names no decoder layer class "
+        raise ToolError(f"train.compile=layers: {type(model).__name__} names no decoder layer class "
                          f"(_no_split_modules: {sorted(names) or 'none'}), so there is nothing to compile by layer. "
                          f"Use train.compile=model (the whole model) or train.compile=none.")
     for layer in layers:
         layer.compile()
-    return (f"llmbuild: {len(layers)} decoder layers ({', '.join(sorted({type(m).__name__ for m in layers}))}) "
+    kinds = sorted({next(c.__name__ for c in type(m).__mro__ if c.__name__ in names) for m in layers})
+    return (f"llmbuild: {len(layers)} decoder layers ({', '.join(kinds)}) "
             f"compiled with torch.compile; the first steps compile them")
 
 
@@ -95,15 +107,15 @@ def apply_fused_loss(model_path: Path) -> str:
     try:
         from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
     except ImportError as err:
-        raise SystemExit(f"train.liger_kernel needs liger-kernel and a CUDA GPU ({err}); set "
-                         f"train.liger_kernel=false on this machine.") from None
+        raise ToolError(f"train.liger_kernel needs liger-kernel ({err}): run the set-up command in README.md, or "
+                        f"set train.liger_kernel=false.") from None
     apply = MODEL_TYPE_TO_APPLY_LIGER_FN.get(model_type)
-    if apply is None:
-        return f"llmbuild: Liger has no kernels for model type {model_type!r}; the loss is PyTorch's"
-    wanted = {"fused_linear_cross_entropy": True, "cross_entropy": False, "rms_norm": False, "swiglu": False,
-              "rope": False, "geglu": False, "layer_norm": False}
-    accepted = inspect.signature(apply).parameters
-    apply(**{name: value for name, value in wanted.items() if name in accepted})
+    accepted = inspect.signature(apply).parameters if apply else {}
+    if "fused_linear_cross_entropy" not in accepted:
+        return f"llmbuild: Liger has no fused linear cross-entropy for model type {model_type!r}; the loss is PyTorch's"
+    # every kernel switch off (RMSNorm, SwiGLU, RoPE, a model's own, ...) but the fused loss
+    apply(**{name: name == "fused_linear_cross_entropy" for name, parameter in accepted.items()
+             if isinstance(parameter.default, bool)})
     return f"llmbuild: Liger's fused linear cross-entropy for {model_type} (its other kernels off)"
 
 
@@ -115,9 +127,11 @@ def train(yaml_path: Path, fused_loss: bool) -> None:
     if fused_loss:
         print(apply_fused_loss(Path(args["model_name_or_path"])), flush=True)
 
+    low_precision = bool(args.get("bf16") or args.get("pure_bf16"))
+
     class CompileLayers(TrainerCallback):
         def on_train_begin(self, args, state, control, model=None, **kwargs):
-            line = compile_layers(model) + rounding()
+            line = compile_layers(model) + (rounding() if low_precision else "")
             if state.is_world_process_zero:
                 print(line, flush=True)
 
@@ -133,7 +147,11 @@ def main(argv: list[str]) -> int:
         from llamafactory.extras.misc import find_available_port
         return subprocess.run(torchrun_command(argv, os.environ, find_available_port()), env=torchrun_env(os.environ),
                               check=False).returncode
-    train(options.yaml, options.fused_loss)
+    try:
+        train(options.yaml, options.fused_loss)
+    except ToolError as err:   # the line llmbuild's train stage reports (adapters/process.py, last_error)
+        print(f"ToolError: {err}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

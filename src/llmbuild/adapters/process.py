@@ -49,12 +49,20 @@ def run_logged(argv: list[str], log: Path, *, what: str, env: dict[str, str] | N
 _ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?\w*(?:Error|Exception|Exit|Interrupt)\b:?.*")
 
 
+# torchrun's own line when a process it started failed: the process's error is the one to report
+_LAUNCHER_LINE = re.compile(r"^(?:[\w.]+\.)?ChildFailedError\b")
+
+
 def last_error(lines: list[str]) -> str:
-    """The tool's own last error line (a Python exception's last line), else its last output line."""
+    """The tool's own last error line (a Python exception's last line; under torchrun, the failed
+    process's, not torchrun's), else its last output line."""
     stripped = [line.strip() for line in lines if line.strip()]
-    for line in reversed(stripped):
-        if _ERROR_LINE.match(line):
+    errors = [line for line in stripped if _ERROR_LINE.match(line)]
+    for line in reversed(errors):
+        if not _LAUNCHER_LINE.match(line):
             return line[:500]
+    if errors:
+        return errors[-1][:500]
     return stripped[-1][:500] if stripped else "no output"
 
 

@@ -68,8 +68,9 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         tools=("llamafactory", "transformers", "peft", "trl", "datasets", "accelerate", "torch"),
         tools_if=(("lora.quantization_bit", "bitsandbytes"), ("train.distributed=deepspeed", "deepspeed"),
                   ("train.liger_kernel=True", "liger-kernel"),
-                  # inductor writes its kernels in Triton on a GPU
-                  ("train.compile=layers", "triton"), ("train.compile=model", "triton")),
+                  # Liger's kernels are Triton's, and inductor writes its kernels in Triton on a GPU
+                  ("train.liger_kernel=True", "triton"), ("train.compile=layers", "triton"),
+                  ("train.compile=model", "triton")),
         templates=(CHAT_TEMPLATE_FILE,),
         version="6",  # 2: the conversations written by the chat template (the model's own); tokens/s logged;
                       # 3: training methods (train.stage), samples of each kind of data;

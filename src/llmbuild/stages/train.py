@@ -112,6 +112,11 @@ def check_before_training(ctx: StageContext) -> None:
     system prompt silently): found in seconds, with the names to use."""
     cfg, base = ctx.cfg, ctx.inputs["base"]
     check_devices(cfg)
+    if cfg.train.liger_kernel and visible_gpus() == 0:
+        raise StageError("train.liger_kernel is on and this machine shows no GPU (/dev/nvidia*, "
+                         "CUDA_VISIBLE_DEVICES): Liger's kernels are Triton's, which runs on CUDA GPUs only. Set "
+                         "train.liger_kernel=false (train=gpu-bf16 on a CPU: train.liger_kernel=false "
+                         "train.bf16=false), or build on a GPU machine.")
     targets = [t for t in cfg.lora.target if t != "all"]
     modules = hf_tokenizer.weight_module_names(base)
     unknown = [t for t in targets if t not in modules]
@@ -195,8 +200,8 @@ def run(ctx: StageContext) -> None:
     progress.close()
     adapter = ctx.out / layout.ADAPTER
     if not (adapter / "adapter_model.safetensors").is_file():
-        raise StageError(f"llamafactory-cli train finished without writing {layout.ADAPTER}/adapter_model.safetensors; "
-                         f"see train.log")
+        raise StageError(f"LLaMA-Factory's training finished without writing "
+                         f"{layout.ADAPTER}/adapter_model.safetensors; see train.log")
     losses = llamafactory.logged_losses(adapter)
     results = llamafactory.train_results(adapter)
     tokens, runtime = results.get("num_input_tokens_seen"), results.get("train_runtime")
