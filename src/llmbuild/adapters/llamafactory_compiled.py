@@ -82,8 +82,8 @@ def compile_layers(model) -> str:
     layers, names = decoder_layers(model)
     if not layers:
         raise ToolError(f"train.compile=layers: {type(model).__name__} names no decoder layer class "
-                         f"(_no_split_modules: {sorted(names) or 'none'}), so there is nothing to compile by layer. "
-                         f"Use train.compile=model (the whole model) or train.compile=none.")
+                        f"(_no_split_modules: {sorted(names) or 'none'}), so there is nothing to compile by layer. "
+                        f"Use train.compile=model (the whole model) or train.compile=none.")
     for layer in layers:
         layer.compile()
     kinds = sorted({next(c.__name__ for c in type(m).__mro__ if c.__name__ in names) for m in layers})
