@@ -33,6 +33,8 @@ import sys
 import time
 from pathlib import Path
 
+from llmbuild.facts.compile_modes import EAGER, KERNEL, LAYERS, environment
+
 WARMUP = 3
 SHAPE = dict(hidden=3584, inter=18944, layers=28, heads=28, kv=4, vocab=152064)
 WORDS = "alpha beta gamma delta model build quant train merge token layer weight value cache graph".split()
@@ -117,7 +119,6 @@ def default(lengths: list[int], cutoff: int, gpu_bytes: int, quantization_bit: i
     """train=gpu-bf16 as the train stage runs it: the batch and packing `new_default` chooses, each decoder
     layer compiled and Liger's fused loss alone (llmbuild's launcher, adapters/llamafactory_compiled.py),
     the Trainer's token count the train stage asks for."""
-    from llmbuild.facts.compile_modes import EAGER, LAYERS, environment
     args, why = new_default(lengths, cutoff, 8, gpu_bytes, None, quantization_bit=quantization_bit)
     counted = "all" if args.get("neat_packing") else "non_padding"
     return ({**args, "enable_liger_kernel": False, "_fused_loss": True, "_compile_layers": True,
@@ -211,7 +212,6 @@ def configurations(gpu_bytes: int) -> dict[str, tuple[list[int], int, dict, str]
         runs[f"{data}-default"] = (lengths, cutoff, args, why)
     args, why = default(FIXED, 2048, 24 * 2**30)
     runs["fixed-default-24gib"] = (FIXED, 2048, {**args, "_memory_gib": 24}, f"{why} (process capped at 24 GiB)")
-    from llmbuild.facts.compile_modes import KERNEL, LAYERS, environment
     args, why = default(FIXED, 2048, gpu_bytes)
     runs["fixed-default-fusedround"] = (FIXED, 2048, {**args, "_env": environment(LAYERS, KERNEL)},
                                         f"{why}; but train.compile_rounding=kernel")

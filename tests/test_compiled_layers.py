@@ -145,10 +145,16 @@ def test_the_train_stage_runs_the_launcher_and_the_yaml_says_so(tmp_path, monkey
         def say(self, line):
             said.append(line)
 
+    from llmbuild.facts.compile_modes import environment
+
+    def hand(program, rounding="eager", mode="layers"):   # the YAML's line, as the train stage writes it
+        return llamafactory_launch.hand_command(STRATEGIES["ddp"], 1, program, environment(mode, rounding))
+
     program, by_hand = train._program(Context(), method("sft"))
     assert program == llamafactory_compiled.program(True)
-    assert by_hand == "TORCHINDUCTOR_EMULATE_PRECISION_CASTS=1 python -m llmbuild.adapters.llamafactory_compiled " \
-        "--fused-loss", "by hand as llmbuild runs it: inductor rounding as eager PyTorch does"
+    assert hand(by_hand) == "CUDA_VISIBLE_DEVICES=0 TORCHINDUCTOR_EMULATE_PRECISION_CASTS=1 python -m " \
+        "llmbuild.adapters.llamafactory_compiled --fused-loss llamafactory.yaml", \
+        "by hand as llmbuild runs it: inductor rounding as eager PyTorch does"
     assert any("train.compile=layers: each decoder layer compiled" in line for line in said)
     program, by_hand = train._program(Context(), method("dpo"))
     assert program == llamafactory_compiled.program(False)
@@ -158,8 +164,10 @@ def test_the_train_stage_runs_the_launcher_and_the_yaml_says_so(tmp_path, monkey
     assert train._program(Context(bf16=False), method("sft"))[0] == llamafactory_compiled.program(True)
     assert not any("compile_rounding" in line for line in said), "fp32 training rounds nothing to bf16"
     assert train._program(Context(compile="none"), method("sft")) == (None, "llamafactory-cli train")
-    assert train._program(Context(compile="model", liger_kernel=False, compile_rounding="kernel"), method("sft")) == \
-        (None, "TORCHINDUCTOR_EMULATE_PRECISION_CASTS=0 llamafactory-cli train")
+    program, by_hand = train._program(Context(compile="model", liger_kernel=False, compile_rounding="kernel"),
+                                      method("sft"))
+    assert program is None and hand(by_hand, "kernel", "model") == \
+        "CUDA_VISIBLE_DEVICES=0 TORCHINDUCTOR_EMULATE_PRECISION_CASTS=0 llamafactory-cli train llamafactory.yaml"
 
 
 @pytest.mark.parametrize("rounding, line", [("eager", "; they round to bf16 as eager PyTorch does"),

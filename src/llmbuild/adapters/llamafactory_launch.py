@@ -116,14 +116,18 @@ def no_multicast(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     return {name: value for name, value in NO_MULTICAST.items() if name not in environ}
 
 
-def hand_command(strategy: Strategy, devices: int, program: str = "llamafactory-cli train") -> str:
+def hand_command(strategy: Strategy, devices: int, program: str = "llamafactory-cli train",
+                 extra_env: Mapping[str, str] | None = None) -> str:
     """The launcher command for the YAML's "Run by hand" line, run inside the artifact. `program`:
-    what runs the YAML (llmbuild's launcher with compiled decoder layers, for train.compile=layers)."""
+    what runs the YAML (llmbuild's launcher with compiled decoder layers, for train.compile=layers);
+    `extra_env`: the training process's other variables (facts/compile_modes.environment)."""
     if devices == 1:   # one GPU even on a host with several
-        return f"CUDA_VISIBLE_DEVICES=0 {program} {LLAMAFACTORY_YAML}"
-    env = {**launch_env(strategy, devices), **NO_MULTICAST}
-    return (" ".join(f"{k}={v}" for k, v in env.items()) + f" {program} {LLAMAFACTORY_YAML}"
-            f" (several hosts: set {', '.join(MULTI_NODE_ENV)} on each)")
+        env = {"CUDA_VISIBLE_DEVICES": "0", **(extra_env or {})}
+        several = ""
+    else:
+        env = {**launch_env(strategy, devices), **NO_MULTICAST, **(extra_env or {})}
+        several = f" (several hosts: set {', '.join(MULTI_NODE_ENV)} on each)"
+    return " ".join(f"{k}={v}" for k, v in env.items()) + f" {program} {LLAMAFACTORY_YAML}{several}"
 
 
 def multi_node(environ: Mapping[str, str] | None = None) -> int:

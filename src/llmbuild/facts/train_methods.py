@@ -66,3 +66,8 @@ ROW_NOUNS = {CHAT: "rows", TEXT: "documents", PAIRS: "preference pairs", LABELLE
 
 def method(name: str) -> Method:
     return METHODS[name]
+
+
+def fused_loss(liger_kernel: bool, stage: str) -> bool:
+    """Whether Liger's fused linear cross-entropy trains: train.liger_kernel on and a next-token loss."""
+    return bool(liger_kernel) and method(stage).token_loss

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from ..facts.train_methods import method
+from ..facts.train_methods import fused_loss
 from ..files.devices import devices_in_force
 from .memory import (
     GIB,
@@ -34,7 +34,7 @@ def configured_setup(cfg: DictConfig) -> TrainSetup:
         gradient_checkpointing=train.gradient_checkpointing, quantization_bit=cfg.lora.quantization_bit,
         gradient_accumulation_steps=train.gradient_accumulation_steps, lora_dropout=cfg.lora.dropout,
         optimizer_state_bytes=optimizer_state_bytes(train.optim),
-        fused_loss=bool(train.liger_kernel) and method(train.stage).token_loss,
+        fused_loss=fused_loss(train.liger_kernel, train.stage),
         # packing is decided from the samples' lengths at train time: count its mask whenever it may happen,
         # so the batch does not depend on that decision
         block_mask=train.neat_packing is not False and train.stage == "sft",

@@ -14,7 +14,7 @@ from ..errors import StageError
 from ..facts import layout
 from ..facts.compile_modes import LAYERS, MODES, NONE, ROUNDINGS, environment
 from ..facts.distributed import STRATEGIES
-from ..facts.train_methods import CHAT, TEXT, method
+from ..facts.train_methods import CHAT, TEXT, fused_loss, method
 from ..facts.vllm_schemes import IGNORED_LAYERS, MERGED, SCHEMES, built, fit_problem
 from ..files.devices import visible_gpus
 from ..sizing.choice import batch_choice
@@ -188,15 +188,15 @@ def run(ctx: StageContext) -> None:
     strategy, devices = STRATEGIES[ctx.cfg.train.distributed], ctx.cfg.train_devices
     llamafactory_launch.write_config(strategy, devices, ctx.out)
     program, by_hand = _program(ctx, learner)
+    compiled_env = environment(ctx.cfg.train.compile, ctx.cfg.train.compile_rounding)
+    hand = llamafactory_launch.hand_command(strategy, devices, by_hand, compiled_env)
     llamafactory.write_yaml(args, ctx.out, f"LLaMA-Factory LoRA {learner.name.upper()}, written by llmbuild "
-                                           f"({ctx.key}). Run by hand: cd {ctx.out.parent.name}/{ctx.key} && "
-                                           f"{llamafactory_launch.hand_command(strategy, devices, by_hand)}")
+                                           f"({ctx.key}). Run by hand: cd {ctx.out.parent.name}/{ctx.key} && {hand}")
     _say_devices(ctx, strategy, devices)
     progress = ctx.progress("training")
     llamafactory.run("train", ctx.out, offline=bool(ctx.cfg.model.path), credentials=ctx.credentials,
                      verbose=ctx.verbose, on_line=llamafactory.train_progress(progress.update),
-                     launch={**llamafactory_launch.run_env(strategy, devices),
-                             **environment(ctx.cfg.train.compile, ctx.cfg.train.compile_rounding)}, program=program)
+                     launch={**llamafactory_launch.run_env(strategy, devices), **compiled_env}, program=program)
     progress.close()
     adapter = ctx.out / layout.ADAPTER
     if not (adapter / "adapter_model.safetensors").is_file():
@@ -217,21 +217,19 @@ def run(ctx: StageContext) -> None:
 
 def _program(ctx: StageContext, learner) -> tuple[list[str] | None, str]:
     """What runs llamafactory.yaml (None: `llamafactory-cli train`) and the same for the YAML's "Run by
-    hand" line, with the compile mode's variables; says what train.compile and train.liger_kernel do."""
+    hand" line; says what train.compile and train.liger_kernel do."""
     train = ctx.cfg.train
-    env = "".join(f"{name}={value} " for name, value in environment(train.compile, train.compile_rounding).items())
     if train.compile != NONE:
         ctx.say(f"train.compile={train.compile}: {MODES[train.compile]}; the first steps compile")
         if train.bf16:   # in fp32 nothing is rounded to bf16
             ctx.say(f"train.compile_rounding={train.compile_rounding}: {ROUNDINGS[train.compile_rounding]}")
     if train.compile != LAYERS:
-        return None, f"{env}llamafactory-cli train"
-    fused = bool(train.liger_kernel) and learner.token_loss
+        return None, "llamafactory-cli train"
+    fused = fused_loss(train.liger_kernel, learner.name)
     if train.liger_kernel and not fused:
         ctx.say(f"train.liger_kernel: Liger's fused loss does not apply to {learner.name} (it needs the logits); "
                 f"the compiled layers fuse the rest")
-    return (llamafactory_compiled.program(fused),
-            env + " ".join(llamafactory_compiled.program(fused, python="python")))
+    return llamafactory_compiled.program(fused), " ".join(llamafactory_compiled.program(fused, python="python"))
 
 
 def _say_devices(ctx: StageContext, strategy, devices: int) -> None:
