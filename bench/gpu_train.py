@@ -91,8 +91,10 @@ def new_default(lengths: list[int], cutoff: int, effective: int, gpu_bytes: int,
                 seed: int = 42, fused_loss: bool = True, quantization_bit: int | None = None) -> tuple[dict, str]:
     """Liger on, the batch from llmbuild's memory model, packing when it pays: the LLaMA-Factory arguments
     train=gpu-bf16 chose before its decoder layers were compiled (`default` adds that)."""
-    from llmbuild.sizing.memory import ModelShape, TrainSetup, choose_batch, lora_modules, lora_parameters
+    from llmbuild.sizing.choice import choose_batch
     from llmbuild.sizing.padding import packing_choice
+    from llmbuild.sizing.params import ModelShape, lora_modules, lora_parameters
+    from llmbuild.sizing.train_memory import TrainSetup
     shape = ModelShape(SHAPE["hidden"], SHAPE["inter"], SHAPE["layers"], SHAPE["heads"], SHAPE["kv"], SHAPE["vocab"],
                        False, model_type="qwen2")
     modules = lora_modules(["all"])

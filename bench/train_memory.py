@@ -1,4 +1,4 @@
-"""Measure LoRA training memory on a GPU and compare it with sizing.py's estimate (`doit size`).
+"""Measure LoRA training memory on a GPU and compare it with sizing/train_memory.py's estimate (`doit size`).
 
 Random-initialised models of real shapes (no download), PEFT LoRA with the trainable parameters in
 fp32 (as LLaMA-Factory casts them), AdamW, bf16 autocast, transformers' default SDPA attention and
@@ -13,7 +13,7 @@ with the BitsAndBytesConfig LLaMA-Factory builds for `quantization_bit: 4` (NF4,
 quantization, bf16 compute and storage) and measures the QLORA_RUNS on it.
 
 Needs torch, transformers and peft (and bitsandbytes for --qlora); llmbuild only for `sizing`
-and `model_shape` (pure arithmetic and config.json reading).
+(pure arithmetic and config.json reading).
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from llmbuild.model_shape import from_hf_config
-from llmbuild.sizing import GIB, OVERHEAD_BYTES, ModelShape, TrainSetup, lora_modules, lora_parameters, train_memory
+from llmbuild.sizing.params import ModelShape, lora_modules, lora_parameters
+from llmbuild.sizing.shape import from_hf_config
+from llmbuild.sizing.train_memory import GIB, OVERHEAD_BYTES, TrainSetup, train_memory
 
 SHAPES = {
     # the published shapes (conf/model/*.yaml), so the estimate is checked where it matters

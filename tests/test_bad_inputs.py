@@ -152,54 +152,84 @@ def train_context(tmp_path, base, *overrides):
     return replace(stage_context(plan, "train", out), inputs={"base": base, "data": tmp_path})
 
 
+def check(tmp_path, base, *overrides):
+    """The train stage's checks on the config view it gets for `overrides`, training on `base`."""
+    from llmbuild.stages import preflight
+
+    preflight.check_before_training(train_context(tmp_path, base, *overrides).cfg, base)
+
+
 @pytest.mark.slow   # builds a tiny model with torch
 def test_lora_targets_the_model_lacks_are_named_with_the_ones_it_has(tmp_path, tiny_base):
     from llmbuild.errors import StageError
-    from llmbuild.stages import train
 
     with pytest.raises(StageError, match=r"no module named qproj; did you mean q_proj\?.*v_proj"):
-        train.check_before_training(train_context(tmp_path, tiny_base, "lora.target=[qproj,v_proj]"))
-    train.check_before_training(train_context(tmp_path, tiny_base, "lora.target=[q_proj,v_proj]"))
-    train.check_before_training(train_context(tmp_path, tiny_base))   # [all]
+        check(tmp_path, tiny_base, "lora.target=[qproj,v_proj]")
+    check(tmp_path, tiny_base, "lora.target=[q_proj,v_proj]")
+    check(tmp_path, tiny_base)   # [all]
 
 
 @pytest.mark.slow
 def test_liger_without_a_gpu_stops_before_training_with_the_settings_that_run(tmp_path, tiny_base, monkeypatch):
     """Liger's kernels are Triton's: on a machine with no GPU they would fail inside LLaMA-Factory's first step."""
     from llmbuild.errors import StageError
-    from llmbuild.stages import train
+    from llmbuild.stages import preflight
 
-    monkeypatch.setattr(train, "visible_gpus", lambda: 0)
+    monkeypatch.setattr(preflight, "visible_gpus", lambda: 0)
     with pytest.raises(StageError, match=r"train.liger_kernel is on and this machine shows no GPU.*"
                                          r"Set train.liger_kernel=false"):
-        train.check_before_training(train_context(tmp_path, tiny_base, "train.liger_kernel=true"))
-    monkeypatch.setattr(train, "visible_gpus", lambda: 1)
-    train.check_before_training(train_context(tmp_path, tiny_base, "train.liger_kernel=true"))
+        check(tmp_path, tiny_base, "train.liger_kernel=true")
+    monkeypatch.setattr(preflight, "visible_gpus", lambda: 1)
+    check(tmp_path, tiny_base, "train.liger_kernel=true")
 
 
 @pytest.mark.slow
 def test_a_system_prompt_longer_than_cutoff_len_stops_before_training(tmp_path, tiny_base):
     from llmbuild.errors import StageError
-    from llmbuild.stages import train
 
     long = "word " * 400
     with pytest.raises(StageError, match=r"prompt.system is \d+ tokens and train.cutoff_len is 256"):
-        train.check_before_training(train_context(tmp_path, tiny_base, f"prompt.system={long.strip()}"))
-    train.check_before_training(train_context(tmp_path, tiny_base, "prompt.system=Be brief."))
+        check(tmp_path, tiny_base, f"prompt.system={long.strip()}")
+    check(tmp_path, tiny_base, "prompt.system=Be brief.")
 
 
 @pytest.mark.slow
 def test_a_system_prompt_the_smoke_or_eval_context_cannot_hold_stops_before_training(tmp_path, tiny_base):
     from llmbuild.errors import StageError
-    from llmbuild.stages import train
 
     system = "prompt.system=" + " ".join(["word"] * 200)   # fits train.cutoff_len=1024
-    train.check_before_training(train_context(tmp_path, tiny_base, system, "train.cutoff_len=1024"))
+    check(tmp_path, tiny_base, system, "train.cutoff_len=1024")
     with pytest.raises(StageError, match=r"do not fit smoke.n_ctx=256.*Raise smoke.n_ctx above"):
-        train.check_before_training(train_context(tmp_path, tiny_base, system, "train.cutoff_len=1024",
-                                                  "smoke.n_ctx=256"))
+        check(tmp_path, tiny_base, system, "train.cutoff_len=1024", "smoke.n_ctx=256")
     with pytest.raises(StageError, match=r"no room in eval.n_ctx=256"):
-        train.check_before_training(train_context(tmp_path, tiny_base, system, "train.cutoff_len=1024",
-                                                  "eval.n_ctx=256"))
-    train.check_before_training(train_context(tmp_path, tiny_base, system, "train.cutoff_len=1024",
-                                              "eval.n_ctx=256", "eval.enabled=false"))
+        check(tmp_path, tiny_base, system, "train.cutoff_len=1024", "eval.n_ctx=256")
+    check(tmp_path, tiny_base, system, "train.cutoff_len=1024", "eval.n_ctx=256", "eval.enabled=false")
+
+
+@pytest.mark.slow   # runs doit on a tiny model built with torch
+def test_a_check_fails_the_build_while_it_is_planned_when_the_model_is_on_disk(tmp_path, tiny_base):
+    """model.path is an HF folder: the train stage's checks run before any stage does, so the
+    command stops with the stage's one line and the store holds nothing, not even base or data."""
+    done = run_build(tmp_path, "model=local", f"model.path={tiny_base}", "model.name=X", "lora.target=[qproj]")
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "Traceback" not in output, output[-3000:]
+    errors = [line for line in output.splitlines() if "qproj" in line]
+    assert errors == ["ERROR: train: lora.target = ['qproj']: this model has no module named qproj; did you "
+                      "mean q_proj? Its weight modules: down_proj, embed_tokens, gate_proj, k_proj, o_proj, q_proj, "
+                      "up_proj, v_proj (or [all] for every linear layer)."], output[-3000:]
+    store = tmp_path / "store"
+    assert not [p.name for p in store.iterdir() if not p.name.startswith(".")] if store.exists() else True, \
+        "no stage ran: no base, no data"
+
+
+@pytest.mark.slow
+def test_a_model_built_during_the_run_is_checked_by_the_train_stage(tmp_path, tiny_base, monkeypatch):
+    """A GGUF to import or a hub model is on disk only once the base stage has run: the train stage
+    runs the same checks first thing, before it writes a sample."""
+    from llmbuild.errors import StageError
+    from llmbuild.stages import train
+
+    monkeypatch.setattr(train, "write_samples", lambda *a: pytest.fail("the checks come first"))
+    ctx = train_context(tmp_path, tiny_base, "prompt.system=" + " ".join(["word"] * 400))
+    with pytest.raises(StageError, match=r"prompt.system is \d+ tokens and train.cutoff_len is 256"):
+        train.run(ctx)

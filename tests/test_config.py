@@ -42,9 +42,19 @@ def test_every_recipe_composes(recipe):
     assert compose(ROOT, [f"recipe={recipe}"]).recipe == recipe
 
 
-@pytest.mark.parametrize("quant", sorted(p.stem for p in (ROOT / "conf" / "quant").glob("*.yaml")))
-def test_every_quant_file_names_a_llama_cpp_type(quant):
-    assert compose(ROOT, [f"quant={quant}"]).cfg.quant.type in QUANT_TYPES
+@pytest.mark.parametrize("quant", sorted(QUANT_TYPES))
+def test_every_llama_cpp_type_is_a_quant_option_of_its_name(quant):
+    """The `quant` group is registered from facts/quant_types.py: the table is its only source."""
+    composed = compose(ROOT, [f"quant={quant}"])
+    assert composed.cfg.quant.type == quant and composed.choices["quant"] == quant
+    import llama_cpp
+    assert isinstance(getattr(llama_cpp, QUANT_TYPES[quant].llama_ftype), int), "llama.cpp has the file type"
+
+
+def test_the_quant_group_has_no_second_source():
+    assert not (ROOT / "conf" / "quant").exists(), "quant options come from facts/quant_types.py, not files"
+    with pytest.raises(ConfigError, match=r"no config 'q9_k' in group 'quant'.*Did you mean 'q6_k'.*q4_k_m"):
+        compose(ROOT, ["quant=q9_k"])
 
 
 def test_model_alias_qwen7b_is_qwen25_7b_instruct():
@@ -110,6 +120,27 @@ def test_unknown_group_option_lists_the_available_ones():
 def test_invalid_quant_type_is_rejected_with_the_valid_list():
     with pytest.raises(ConfigError, match=r"quant\.type.*q9.*command-line.*q4_k_m"):
         compose(ROOT, ["quant.type=q9"])
+
+
+@pytest.mark.parametrize("overrides, key, value", [
+    (["lora.target=[all,q_proj]"], "lora.target", "['all', 'q_proj']"),
+    (["recipe=demo-dpo", "pipeline.sft.lora.target=[lm_head,all]"], "pipeline.sft.lora.target", "['lm_head', 'all']"),
+])
+def test_all_beside_other_lora_targets_is_refused_when_composed(overrides, key, value):
+    """LLaMA-Factory reads `all` only alone; beside other names it would quietly adapt only those."""
+    from llmbuild.facts.lora_targets import all_not_alone
+    from llmbuild.sizing.params import lora_modules
+
+    with pytest.raises(ConfigError) as err:
+        compose(ROOT, overrides)
+    message = str(err.value)
+    assert f"config key '{key}' = {value}" in message
+    assert "reads 'all' only when it stands alone" in message and "Use [all] on its own" in message
+    rule, fix = all_not_alone(["all", "q_proj"])
+    with pytest.raises(ConfigError) as sized:   # sizing reads the list by the same rule
+        lora_modules(["all", "q_proj"])
+    assert f"{rule}. {fix}" in message and f"{rule}. {fix}" in str(sized.value)
+    assert compose(ROOT, ["lora.target=[all]"]).cfg.lora.target == ["all"]
 
 
 @pytest.fixture

@@ -131,13 +131,13 @@ def test_nll_counts_answer_tokens_only_and_kld_matches_its_definition():
     same.add_logprobs(ids, ref, answer_start=3, reference=ref)
     assert same.answer_tokens == 2 and same.nll == pytest.approx(-(ref[2, 3] + ref[3, 1]))
     result = same.result([], 0)
-    assert result["kld"] == pytest.approx(0.0, abs=1e-12) and result["top1"] == 1.0
-    assert result["perplexity"] == pytest.approx(math.exp(same.nll / 2))
+    assert result.kld == pytest.approx(0.0, abs=1e-12) and result.top1 == 1.0
+    assert result.perplexity == pytest.approx(math.exp(same.nll / 2))
     differ = Scores()
     differ.add_logprobs(ids, other, answer_start=3, reference=ref)
     expected = np.mean([(np.exp(ref[i]) * (ref[i] - other[i])).sum() for i in range(4)])
-    assert differ.result([], 0)["kld"] == pytest.approx(expected) and differ.result([], 0)["kld"] > 0
-    assert differ.result([], 0)["top1"] == np.mean(ref.argmax(1) == other.argmax(1))
+    assert differ.result([], 0).kld == pytest.approx(expected) and differ.result([], 0).kld > 0
+    assert differ.result([], 0).top1 == np.mean(ref.argmax(1) == other.argmax(1))
 
 
 # --- the graph ---------------------------------------------------------------------------------
@@ -176,3 +176,48 @@ def test_a_workers_peak_memory_is_its_own_not_its_parents():
     code = "from llmbuild.adapters.eval_worker import peak_rss_bytes; print(peak_rss_bytes())"
     child = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert 0 < child < 300 * 2**20 and held.sum() > 0
+
+
+# --- the worker's request and answer ------------------------------------------------------------
+
+def test_the_worker_reads_the_request_and_writes_the_answer_the_stage_reads(tmp_path, monkeypatch):
+    """Both sides of the process boundary use evaluation/protocol.py's records: what the stage
+    writes is what the worker reads, and the worker's answer reads back into the same record."""
+    from llmbuild.adapters import eval_worker
+    from llmbuild.evaluation.protocol import Answer, Request
+    from llmbuild.evaluation.roster import HF
+
+    case = eval_cases.Case("Name?", "<user>Name?</user>", "Quill.", "Quill.", [], generate=True)
+    request = Request(kind=HF, path=tmp_path / "merged", cases=[case], stops=["</s>"], max_new_tokens=8, n_ctx=256,
+                      n_gpu_layers=0, reference_logprobs=tmp_path / "reference")
+    request.write(tmp_path / "request.json")
+    written = json.loads((tmp_path / "request.json").read_text())
+    assert written["path"] == str(tmp_path / "merged") and written["save_logprobs"] is None
+    assert written["cases"] == [case.to_json()]
+    seen = []
+
+    def run_hf(received):
+        seen.append(received)
+        scores = Scores()
+        scores.add_logprobs([0, 1], log_softmax(np.zeros((1, 3))), answer_start=1, reference=None)
+        return scores.result(["Quill."], 1024)
+
+    monkeypatch.setattr(eval_worker, "run_hf", run_hf)
+    assert eval_worker.main(["worker", str(tmp_path / "request.json"), str(tmp_path / "answer.json")]) == 0
+    assert seen == [request]
+    answer = Answer.read(tmp_path / "answer.json")
+    assert answer.answers == ["Quill."] and answer.answer_tokens == 1 and answer.kld is None
+    assert answer.nll == pytest.approx(math.log(3)) and answer.case_tokens == [1] and answer.peak_rss_bytes == 1024
+
+
+def test_the_kld_budget_has_one_owner(tmp_path):
+    """eval.recommend_kld's default, what validation says of it and what the report falls back on
+    for an eval.json without it are the same number."""
+    from llmbuild.evaluation.results import Settings
+    from llmbuild.facts.quant_types import RECOMMEND_KLD
+
+    store = f"store={tmp_path}"
+    assert compose(ROOT, [store]).cfg.eval.recommend_kld == RECOMMEND_KLD   # no config file sets it
+    assert Settings(max_new_tokens=1, kld_reference="f16").recommend_kld == RECOMMEND_KLD
+    with pytest.raises(ConfigError, match=f"{RECOMMEND_KLD} is the default"):
+        compose(ROOT, [store, "eval.recommend_kld=0"])

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from llmbuild.adapters import gguf_import, gguf_tokenizer
+from llmbuild.adapters import gguf_header, gguf_import, gguf_tokenizer
 from llmbuild.adapters.llama_cpp import CONVERTER_DIR, converter
 from llmbuild.chat import parity
 from llmbuild.errors import StageError
@@ -538,19 +538,6 @@ def test_unknown_pre_tokenizer_is_one_clear_error():
         gguf_import.build_tokenizer(dataclasses.replace(vocab, pre="tekken"))
 
 
-def test_metadata_reader_agrees_with_gguf_py():
-    """The vocabulary's own fast reader gives what gguf-py's GGUFReader gives."""
-    path = _vocab_path("llama-spm")
-    assert gguf_tokenizer.read_fields(path, lambda key: True) == {
-        name: field.contents() for name, field in _gguf_py_fields(path).items() if not name.startswith("GGUF.")}
-
-
-def _gguf_py_fields(path: Path) -> dict:
-    from gguf import GGUFReader
-
-    return GGUFReader(str(path)).fields
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(n for n, kind in SUPPORTED.items() if kind != "default"))
 def test_converter_writes_the_vocabulary_back(name, tmp_path):
@@ -570,7 +557,7 @@ def test_converter_writes_the_vocabulary_back(name, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
     outfile = tmp_path / "vocab.gguf"
     # llama.cpp strips whitespace after Phi-3's special tokens only when general.name says Phi-3
-    original_name = gguf_tokenizer.read_fields(path, lambda key: key == "general.name").get("general.name", name)
+    original_name = gguf_header.read_fields(path, lambda key: key == "general.name").get("general.name", name)
     argv = [sys.executable, str(converter()), str(tmp_path), "--vocab-only", "--outtype", "f32",
             "--outfile", str(outfile), "--model-name", original_name]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=600,
@@ -578,13 +565,15 @@ def test_converter_writes_the_vocabulary_back(name, tmp_path):
     assert result.returncode == 0, result.stderr[-5000:]
 
     def tokenizer_fields(gguf: Path) -> dict:
-        return gguf_tokenizer.read_fields(gguf, lambda key: key.startswith("tokenizer.ggml."))
+        return gguf_header.read_fields(gguf, lambda key: key.startswith("tokenizer.ggml."))
 
     before, after = tokenizer_fields(path), tokenizer_fields(outfile)
     for key in ("tokens", "merges", "bos_token_id", "eos_token_id", "padding_token_id", "add_space_prefix"):
         assert after.get(f"tokenizer.ggml.{key}") == before.get(f"tokenizer.ggml.{key}"), key
     added = set(tokenizer.added_tokens_decoder)
-    for key, allowed in (("token_type", {gguf_tokenizer.CONTROL, gguf_tokenizer.USER_DEFINED}), ("scores", {-1000.0})):
+    from gguf.constants import TokenType
+
+    for key, allowed in (("token_type", {TokenType.CONTROL, TokenType.USER_DEFINED}), ("scores", {-1000.0})):
         old, new = before.get(f"tokenizer.ggml.{key}"), after.get(f"tokenizer.ggml.{key}")
         if old is None:
             continue

@@ -4,6 +4,7 @@ facts sit at the bottom. Read from the source (ast), so a new upward import fail
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,27 @@ def test_a_planted_upward_import_is_found(source):
     assert imported_parts(planted, source) & {"config", "plan", "stages"}
     down = "from ..facts import layout\nfrom .process import run_logged"
     assert imported_parts(planted, down) == {"facts", "adapters"}
+
+
+def _documented_orders() -> dict[str, list[str]]:
+    """The layer order as each document lists it, bottom first."""
+    root = PACKAGE.parent.parent
+    walk = (PACKAGE / "README.md").read_text(encoding="utf-8")
+    tree = walk.split("```", 2)[1]
+    package_readme = [m[1] for m in re.finditer(r"^(\w+)(?:\.py|/)\s", tree, re.M)]
+    init = ast.get_docstring(ast.parse((PACKAGE / "__init__.py").read_text(encoding="utf-8")))
+    listed = re.findall(r"^    ([a-z]+(?:, [a-z]+)*)\s{2,}", init, re.M)
+    package_doc = [name for line in listed for name in line.split(", ")]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"the package, layered: (.*?) \(src/llmbuild/README\.md", readme, re.S)
+    project_readme = ["errors", *re.split(r"[,/]\s*", " ".join(found[1].split()))]
+    return {"src/llmbuild/README.md": package_readme, "llmbuild/__init__.py": package_doc, "README.md": project_readme}
+
+
+@pytest.mark.parametrize("document", ["src/llmbuild/README.md", "llmbuild/__init__.py", "README.md"])
+def test_the_documented_layer_order_is_the_one_imports_keep(document):
+    order = _documented_orders()[document]
+    assert sorted(order) == sorted(ALLOWED), f"{document} lists {order}"
+    for part in order:
+        below = set(order[:order.index(part)])
+        assert ALLOWED[part] <= below, f"{document}: {part} imports {sorted(ALLOWED[part] - below)}, listed above it"

@@ -26,18 +26,12 @@ from llmbuild.files import devices as device_files
 from llmbuild.plan.graph import build_plan
 from llmbuild.plan.stages import ORDER
 from llmbuild.plan.view import stage_config
-from llmbuild.sizing.memory import (
-    GIB,
-    ModelShape,
-    TrainSetup,
-    gathered_bytes,
-    lora_modules,
-    lora_parameters,
-    remedies,
-    train_memory,
-    weight_bytes,
-)
-from llmbuild.stages import train
+from llmbuild.sizing.choice import TrainChoice
+from llmbuild.sizing.params import ModelShape, lora_modules, lora_parameters
+from llmbuild.sizing.remedies import remedies
+from llmbuild.sizing.report import overrides
+from llmbuild.sizing.train_memory import GIB, TrainSetup, gathered_bytes, train_memory, weight_bytes
+from llmbuild.stages import preflight, train
 
 ROOT = Path(__file__).resolve().parent.parent
 DOWNSTREAM_OF_TRAIN = {"train", "merge", "convert", "parity", "quantize", "ollama", "smoke", "eval", "report"}
@@ -53,7 +47,7 @@ def changed(plan_a, plan_b) -> set[str]:
 def fake_gpus(monkeypatch, count: int) -> None:
     """This machine shows `count` GPUs (planning and the train stage count them the same way)."""
     monkeypatch.setattr(device_files, "visible_gpus", lambda environ=None, dev=None: count)
-    monkeypatch.setattr(train, "visible_gpus", lambda environ=None, dev=None: count)
+    monkeypatch.setattr(preflight, "visible_gpus", lambda environ=None, dev=None: count)
     monkeypatch.setattr(llamafactory_launch, "visible_gpus", lambda environ=None, dev=None: count)
 
 
@@ -182,9 +176,11 @@ def test_the_train_stage_writes_the_config_its_yaml_names_and_launches_as_its_he
     out.mkdir()
     ctx = replace(stage_context(plan, "train", out), inputs={"base": tmp_path / "base", "data": tmp_path},
                   terminal=open(os.devnull, "w"))
-    monkeypatch.setattr(train, "check_before_training", lambda ctx: None)
+    monkeypatch.setattr(preflight, "check_before_training", lambda cfg, base: None)
     monkeypatch.setattr(train, "write_samples", lambda *a: (type("S", (), {"family": "chatml", "source": "x"}), 3, []))
-    monkeypatch.setattr(train, "choose", lambda ctx, samples: {})   # no samples to measure, no auto batch
+    monkeypatch.setattr(train, "sample_lengths", lambda base, samples: [])
+    # no samples to measure, no auto batch
+    monkeypatch.setattr(train, "train_choice", lambda cfg, config, lengths: TrainChoice({}, {}, ()))
     launched = {}
 
     def fake_run(command, folder, offline, credentials=None, verbose=False, on_line=None, launch=None,
@@ -232,12 +228,12 @@ def test_deepspeed_missing_is_one_line_saying_how_to_install_it(tmp_path, monkey
     monkeypatch.setattr(llamafactory_launch, "installed", lambda module: False)
     _, view = _train_view(tmp_path, "train.devices=2", "train.distributed=deepspeed-zero2")
     with pytest.raises(ToolError) as caught:
-        train.check_devices(view)
+        preflight.check_devices(view)
     message = str(caught.value)
     assert "\n" not in message and "train.distributed=deepspeed-zero2 needs DeepSpeed" in message
     assert "pip install deepspeed" in message
     _, fsdp = _train_view(tmp_path, "train.devices=2", "train.distributed=fsdp")
-    train.check_devices(fsdp)   # FSDP is torch's own
+    preflight.check_devices(fsdp)   # FSDP is torch's own
 
 
 def test_more_devices_than_the_machine_shows_stop_before_training(tmp_path, monkeypatch):
@@ -245,12 +241,12 @@ def test_more_devices_than_the_machine_shows_stop_before_training(tmp_path, monk
     _, view = _train_view(tmp_path, "train.devices=4")
     with pytest.raises(StageError, match=r"train\.devices=4 asks for 4 GPUs, and this machine shows 1 .*"
                                          r"Use train\.devices=1"):
-        train.check_devices(view)
+        preflight.check_devices(view)
     fake_gpus(monkeypatch, 8)
     _, planned = _train_view(tmp_path, "train.devices=auto")
     fake_gpus(monkeypatch, 2)
     with pytest.raises(StageError, match=r"train\.devices=auto counted 8 GPUs when the build was planned"):
-        train.check_devices(planned)
+        preflight.check_devices(planned)
 
 
 # -- keys ------------------------------------------------------------------------------------------
@@ -350,7 +346,7 @@ def test_a_7b_lora_that_fits_only_sharded_gets_zero3_as_a_remedy():
     modules = lora_modules(["all"])
     trainable = lora_parameters(QWEN25_7B, modules, 8)
     setup = TrainSetup(batch_size=1, cutoff_len=1024, gradient_checkpointing=True, devices=4, strategy="ddp")
-    found = {r.change: r for r in remedies(QWEN25_7B, modules, trainable, setup, budget)}
+    found = {overrides(r): r for r in remedies(QWEN25_7B, modules, trainable, setup, budget)}
     assert found["train.distributed=deepspeed-zero3"].memory.total == zero3.total
 
 

@@ -23,6 +23,12 @@ def test_plain_overrides_read_as_they_did():
     assert name("lora.r=16", "store=/tmp/elsewhere", "jobs.train_at_once=2") == "demo_lora.r-16"
 
 
+def test_keys_that_build_nothing_name_no_variant():
+    """The keys no artifact's key covers (schema.NOT_BUILT) are the keys a variant's name leaves out:
+    two configurations that build the same artifacts share one name."""
+    assert name("quant.nthread=2", "target.llamacpp.port=8123", "jobs.train_at_once=2") == "demo"
+
+
 def test_values_that_sanitise_alike_get_different_names():
     names = {name("prompt.system=be brief"), name("prompt.system=be-brief"), name("prompt.system=be/brief")}
     assert len(names) == 3 and all(n.startswith("demo_prompt.system-") for n in names)

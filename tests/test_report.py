@@ -8,12 +8,15 @@ import json
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from llmbuild.errors import StageError
+from llmbuild.evaluation.results import EvalResults
 from llmbuild.evaluation.results import load as load_eval
+from llmbuild.facts.quant_types import RECOMMEND_KLD
 from llmbuild.files.templates import TemplateDir
 from llmbuild.report import charts, write_sweep_report, write_variant_report
 from llmbuild.report.variant import VariantReport
@@ -45,6 +48,11 @@ EVAL = {
 }
 
 
+def results(data: dict = EVAL) -> EvalResults:
+    """eval.json's content as the report reads it."""
+    return EvalResults.from_json(data)
+
+
 def tool_eval() -> dict:
     """A tool-calling run (the glaive tool-calling dataset): tool-call scores instead of exact match and ROUGE-L."""
     result = copy.deepcopy(EVAL)
@@ -72,49 +80,51 @@ def report(eval_result=EVAL, **changes) -> VariantReport:
     values = dict(variant="Tiny, LoRA r=8", config_yaml="model:\n  name: Tiny\n",
                   stages=[{"stage": "train", "key": "a" * 16, "seconds": 12.5, "built_at": "2026-11-23T10:00:00+0000"},
                           {"stage": "eval", "key": "b" * 16, "seconds": None, "built_at": None}],
-                  train_losses=[(1, 3.0), (2, 2.1), (3, 1.2)], eval=eval_result,
+                  train_losses=[(1, 3.0), (2, 2.1), (3, 1.2)],
+                  eval=None if eval_result is None else results(eval_result),
                   smoke=[{"question": "Hi?", "answer": "Hello.", "tokens_per_second": 50.0}])
     values.update(changes)
     return VariantReport(**values)
 
 
 def test_verdict_says_whether_the_fine_tune_helped_and_which_quant_to_ship():
-    lines = verdict(EVAL)
+    lines = verdict(results())
     assert lines[0].startswith("Fine-tuning lowered held-out perplexity from 90.00 to 3.00 (-97%)")
     assert "Recommended quant: q5_k_m (110.0 MiB)" in lines[1] and "below 0.05 vs f16" in lines[1]
     assert "shipped q4_k_m has mean KLD 0.0800, above 0.05" in lines[2]
     worse = copy.deepcopy(EVAL)
     worse["models"][1]["perplexity"] = 120.0
-    assert "RAISED" in verdict(worse)[0]
+    assert "RAISED" in verdict(results(worse))[0]
     unmeasured = copy.deepcopy(EVAL)  # top-1 not measured (e.g. no answer tokens): no crash, "—"
     for m in unmeasured["models"]:
         m["top1"] = None
-    lines = verdict(unmeasured)
+    lines = verdict(results(unmeasured))
     assert "top-1 agreement —" in lines[1] and lines[2].endswith("has mean KLD 0.0800, above 0.05.")
     strict = copy.deepcopy(EVAL)
     strict["settings"]["recommend_kld"] = 0.0
-    assert "No quant has mean KLD below 0.0 vs f16: none is recommended; ship f16 (258.0 MiB)" in verdict(strict)[1]
+    assert ("No quant has mean KLD below 0.0 vs f16: none is recommended; ship f16 (258.0 MiB)"
+            in verdict(results(strict))[1])
     only_reference = copy.deepcopy(EVAL)  # random weights: every quant far off, f16 trivially at 0
     only_reference["settings"]["recommend_kld"] = 0.001
-    assert verdict(only_reference)[1].startswith("No quant has mean KLD below 0.001 vs f16")
+    assert verdict(results(only_reference))[1].startswith("No quant has mean KLD below 0.001 vs f16")
     assert "did not run" in verdict(None)[0]
 
 
 def test_metrics_table_shows_missing_values_and_drops_columns_nobody_has():
-    header, rows = metrics_table(EVAL)
+    header, rows = metrics_table(results())
     assert "tool call parsed" not in header and "KLD" in header
     assert rows[0][0] == "base" and rows[0][header.index("KLD")] == "—"
     assert rows[-1][0] == "q4_k_m (shipped)" and rows[-1][header.index("top-1")] == "88.0%"
     tools = copy.deepcopy(EVAL)
     for m in tools["models"]:
         m.update(exact_match=None, rouge_l=None, tool_call={"parsed": 1.0, "name": 0.5, "arguments": 0.25})
-    header, rows = metrics_table(tools)
+    header, rows = metrics_table(results(tools))
     assert {"tool call parsed", "right name", "right args"} <= set(header) and "ROUGE-L" not in header
     assert rows[0][header.index("right args")] == "25.0%"
 
 
 def test_charts_are_pngs_and_the_same_data_gives_the_same_bytes():
-    for make in (lambda: charts.loss_curve([(1, 3.0), (2, 1.0)]), lambda: charts.quant_ladder(EVAL)):
+    for make in (lambda: charts.loss_curve([(1, 3.0), (2, 1.0)]), lambda: charts.quant_ladder(results())):
         first, second = make(), make()
         assert first.startswith(b"\x89PNG") and first == second
     assert charts.loss_curve([]) is None
@@ -171,7 +181,52 @@ def test_bad_eval_results_are_a_clear_error(tmp_path):
     with pytest.raises(StageError, match="a JSON list, not an object"):
         load_eval(path)
     path.write_text(json.dumps(EVAL))
-    assert load_eval(path) == EVAL
+    assert load_eval(path) == results()
+    shapeless = copy.deepcopy(EVAL)
+    shapeless["models"][0] = ["base"]
+    path.write_text(json.dumps(shapeless))
+    with pytest.raises(StageError, match="eval results of another shape .*; rebuild the eval stage"):
+        load_eval(path)
+
+
+def test_eval_json_keeps_its_shape_and_reads_back_into_the_same_records(tmp_path):
+    """The records write the JSON that earlier builds wrote (the same keys, nested objects for tool
+    calls and preference metrics) and read it back unchanged; keys a later llmbuild adds are ignored."""
+    from llmbuild.evaluation.results import Preference, ToolCalls, write
+
+    found = results(tool_eval())
+    assert found.tuned.name == "fine-tuned"
+    assert found.tuned.tool_call == ToolCalls(parsed=1.0, name=0.75, arguments=0.5)
+    preferred = Preference(pairs=4, prefers_chosen=0.75, margin=1.5, reward_accuracy=0.5, reward_margin=0.2)
+    found = replace(found, models=[replace(m, preference=preferred) if m.name == "fine-tuned" else m
+                                   for m in found.models])
+    path = tmp_path / "eval.json"
+    write(path, found)
+    data = json.loads(path.read_text())
+    assert list(data["models"][0]) == ["name", "kind", "quant", "file_size", "nll", "perplexity", "answer_tokens",
+                                       "kld", "top1", "exact_match", "rouge_l", "tool_call",
+                                       "prompt_tokens_per_second", "generation_tokens_per_second", "peak_rss_bytes",
+                                       "quantized", "preference", "checkpoint"]
+    assert data["models"][1]["tool_call"] == {"parsed": 1.0, "name": 0.75, "arguments": 0.5}
+    assert data["models"][1]["preference"]["prefers_chosen"] == 0.75 and data["models"][0]["preference"] is None
+    assert load_eval(path) == found
+    data["models"][0]["added_later"] = 1
+    data["added_later"] = {"x": 1}
+    path.write_text(json.dumps(data))
+    assert load_eval(path) == found
+
+
+def test_eval_json_of_an_earlier_llmbuild_reads_with_the_defaults_of_today():
+    """Fields that earlier files lack read as the records' defaults: the KLD budget is eval.recommend_kld's
+    default (facts/quant_types.py), the kind of data is chat."""
+    old = copy.deepcopy(EVAL)
+    del old["settings"]["recommend_kld"]
+    for m in old["models"]:
+        del m["answer_tokens"]
+    found = results(old)
+    assert found.settings.recommend_kld == RECOMMEND_KLD and found.data == "chat" and found.method == "sft"
+    assert found.models[0].answer_tokens is None and found.models[0].quantized is None
+    assert f"below {RECOMMEND_KLD} vs f16" in verdict(found)[1]
 
 
 def test_sweep_report_compares_variants(tmp_path):
@@ -215,21 +270,21 @@ def test_headless_chromium_renders_the_report(tmp_path):
 
 
 def test_quantizer_fallbacks_are_shown_and_explained_for_the_shipped_quant():
-    header, _ = metrics_table(EVAL)
+    header, _ = metrics_table(results())
     assert "fallback tensors" not in header, "eval.json without quantize records: no column"
     fell_back = copy.deepcopy(EVAL)
     by_name = {m["name"]: m for m in fell_back["models"]}
     by_name["q4_k_m"]["quantized"] = {"quantized_tensors": 211, "types": {"q5_0": 166, "q8_0": 15},
                                       "fallback": {"q5_0": 150, "q8_0": 30}}
     by_name["q8_0"]["quantized"] = {"quantized_tensors": 211, "types": {"q8_0": 211}, "fallback": {}}
-    header, rows = metrics_table(fell_back)
+    header, rows = metrics_table(results(fell_back))
     column = header.index("fallback tensors")
     shown = {row[0]: row[column] for row in rows}
     assert shown["q4_k_m (shipped)"] == "180 of 211 (q5_0 150, q8_0 30)"
     assert shown["q8_0"] == "0 of 211" and shown["base"] == "—"
     assert ("In the shipped q4_k_m, llama.cpp fell back to other types for 180 of 211 quantized tensors "
-            "(q5_0 150, q8_0 30):") in verdict(fell_back)[-1]
-    assert not any("fell back" in line for line in verdict(EVAL))
+            "(q5_0 150, q8_0 30):") in verdict(results(fell_back))[-1]
+    assert not any("fell back" in line for line in verdict(results()))
 
 
 def test_the_report_says_what_the_train_stage_chose(tmp_path):
@@ -250,3 +305,21 @@ def test_the_report_says_what_the_train_stage_chose(tmp_path):
     md, html = write_variant_report(out, report(training=lines), TemplateDir(ROOT))
     assert all(line in md.read_text() for line in lines) and f"<p>{lines[0]}</p>" in html.read_text()
     assert training_choices(tmp_path) == [], "an artifact without a record shows nothing"
+
+
+def test_the_verdict_says_whether_preference_tuning_moved_the_model():
+    from llmbuild.evaluation.results import Preference
+
+    def scores(prefers, accuracy=None):
+        return Preference(pairs=4, prefers_chosen=prefers, margin=0.1, reward_accuracy=accuracy,
+                          reward_margin=None if accuracy is None else 0.25)
+
+    found = results()
+    found = replace(found, method="dpo", data="pairs", preference_reference="base", models=[
+        replace(m, preference=scores(0.5) if m.name == "base" else scores(0.75, 1.0)) for m in found.models])
+    lines = verdict(found)
+    assert lines[0] == ("DPO raised the share of 4 held-out pairs in which the model prefers the chosen answer "
+                        "(mean log-probability per token) from 50% (base) to 75%.")
+    assert lines[1].startswith("Against base, the tuned model's implicit reward ranks the chosen answer higher in "
+                               "100% of held-out cases (reward margin +0.250)")
+    assert "perplexity on the chosen answers of held-out pairs" in lines[2]

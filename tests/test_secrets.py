@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from llmbuild.cli import sweep_summary, tasks
+from llmbuild.cli.plan_text import plan_text
 from llmbuild.cli.summary import summary
 from llmbuild.config.compose import compose
 from llmbuild.errors import ConfigError
-from llmbuild.plan import explain, outputs
+from llmbuild.plan import outputs
 from llmbuild.plan.graph import build_plan
 from llmbuild.plan.view import stage_config
 from llmbuild.review import diff
@@ -34,7 +35,7 @@ def test_a_token_is_in_no_name_key_view_or_text(plan_for):
     view = stage_config(plan, "train")
     assert "hf_hub_token" not in view.train.extra
     assert "hf_hub_token" not in arguments(view, base="b", dataset_dir="d", output_dir="a")
-    shown = [outputs.config_text(plan), json.dumps(outputs.record(plan)), summary(plan), explain.plan_text([plan]),
+    shown = [outputs.config_text(plan), json.dumps(outputs.record(plan)), summary(plan), plan_text([plan]),
              diff.diff_markdown(diff.diff_document(plain, plan, ("a", "b"))),
              sweep_summary.sweep_name(["lora.r=8,16", WITH_TOKEN])]
     assert not [text for text in shown if TOKEN in text]

@@ -19,18 +19,10 @@ from llmbuild.errors import ConfigError
 from llmbuild.files.paths import resolve_model_path
 from llmbuild.plan.graph import build_plan
 from llmbuild.sizing import report as size_report
-from llmbuild.sizing.memory import (
-    GIB,
-    OVERHEAD_BYTES,
-    ModelShape,
-    TrainSetup,
-    lora_modules,
-    lora_parameters,
-    parameter_count,
-    remedies,
-    train_memory,
-)
+from llmbuild.sizing.params import ModelShape, lora_modules, lora_parameters, parameter_count
+from llmbuild.sizing.remedies import remedies
 from llmbuild.sizing.shape import find_shape
+from llmbuild.sizing.train_memory import GIB, OVERHEAD_BYTES, TrainSetup, train_memory
 
 ROOT = Path(__file__).resolve().parent.parent
 LLAMA2_7B = ModelShape(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
@@ -180,7 +172,7 @@ def test_remedies_are_seed_000s_each_with_its_estimate():
     trainable = lora_parameters(QWEN25_7B, modules, 8)
     setup = TrainSetup(4, 2048, False, gradient_accumulation_steps=2)
     found = remedies(QWEN25_7B, modules, trainable, setup, 24 * GIB)
-    changes = [r.change for r in found]
+    changes = [size_report.overrides(r) for r in found]
     assert changes[:4] == ["train.cutoff_len=256",
                            "train.per_device_train_batch_size=1 train.gradient_accumulation_steps=8",
                            "train.gradient_checkpointing=true", "lora.quantization_bit=4"]
@@ -284,7 +276,7 @@ def test_doit_size_shows_the_batch_the_train_stage_chooses():
 
 
 def test_liger_counts_no_logits():
-    from llmbuild.sizing.memory import loss_bytes
+    from llmbuild.sizing.train_memory import loss_bytes
     assert loss_bytes(QWEN25_7B, lora_modules(["all"]), 0.0) == 12 * 152064
     assert loss_bytes(QWEN25_7B, lora_modules(["all"]), 0.0, fused=True) == 12 * 3584
 

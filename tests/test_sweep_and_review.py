@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
 
+from llmbuild.cli.plan_text import plan_text
 from llmbuild.cli.session import make_plans
 from llmbuild.cli.tasks import tasks_for
 from llmbuild.errors import ConfigError
@@ -48,19 +50,46 @@ def test_variant_names_are_stable_and_show_the_swept_values(tmp_path):
     assert [p.variant for p in again] == [p.variant for p in plans]
 
 
+def test_commands_shown_back_are_spelled_as_the_readme_teaches(tmp_path):
+    """`recipe=demo-pt`, not Hydra's group name `recipes=demo-pt`, in the closing lines, the
+    variant's config.yaml and a sweep's table."""
+    from llmbuild.cli.summary import summary
+    from llmbuild.cli.sweep_summary import swept_values
+    from llmbuild.plan.outputs import config_text
+
+    (plan,) = make_plans(ROOT, ["recipe=demo-pt", f"store={tmp_path}"], "build")
+    assert summary(plan).endswith(f"doit serve recipe=demo-pt store={tmp_path}")
+    assert "overrides: recipe=demo-pt" in config_text(plan).splitlines()[0]
+    (plan,) = make_plans(ROOT, ["recipe=none", f"store={tmp_path}"], "build")
+    assert "doit serve recipe=none" in summary(plan)
+    plans = make_plans(ROOT, ["recipe=demo,demo-pt", f"store={tmp_path}"], "sweep")
+    assert swept_values(plans) == [{"recipe": "demo"}, {"recipe": "demo-pt"}]
+
+
 def test_build_refuses_a_sweep_and_names_doit_sweep(tmp_path):
     with pytest.raises(ConfigError, match=r"lora\.r=8,16 is a sweep.*doit sweep"):
         make_plans(ROOT, ["lora.r=8,16", f"store={tmp_path}"], "build")
 
 
+# SmolLM2-135M-Instruct's config.json, as the demo's base stage writes it: what plan estimates scale by
+SMOLLM2_CONFIG = {"model_type": "llama", "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
+                  "num_attention_heads": 9, "num_key_value_heads": 3, "vocab_size": 49152,
+                  "tie_word_embeddings": True}
+
+
 def fake_build(plan, seconds=3.0):
-    """Record every artifact of a plan as built (empty), as if a build had run."""
+    """Record every artifact of a plan as built (empty but for the base model's config.json and the
+    data stage's 36 training rows), as if the demo's build had run."""
     store = Store(plan.store)
-    for node in plan.nodes.values():
+    for slot, node in plan.nodes.items():
         stage = node.stage
         if not store.is_complete(stage, node.key):
-            with store.building(stage, node.key, {"key": node.key, **node.payload}):
-                pass
+            with store.building(stage, node.key, {"key": node.key, **node.payload, "slot": slot,
+                                                  "sources": node.inputs}) as out:
+                if stage == "base":
+                    (out / "config.json").write_text(json.dumps(SMOLLM2_CONFIG))
+                if stage == "data":
+                    (out / "train.jsonl").write_text("{}\n" * 36)
             manifest = store.path(stage, node.key) / "manifest.json"
             data = json.loads(manifest.read_text())
             data["seconds"] = seconds
@@ -75,9 +104,48 @@ def test_plan_says_why_in_config_terms_and_estimates_cost(tmp_path):
     assert all(statuses[s].up_to_date for s in ("base", "data", "train", "merge", "convert", "parity"))
     assert statuses["quantize"].reasons == ("quant.type: 'q4_k_m' -> 'q8_0'",)
     assert statuses["ollama"].reasons == ("upstream quantize is rebuilt",)
-    assert statuses["quantize"].estimate_seconds == 4.0
-    text = explain.plan_text([changed])
-    assert "Would run 1 quantize, 1 ollama, 1 smoke, 1 eval, 1 report (about 20 s from earlier builds)" in text
+    assert statuses["quantize"].earlier_seconds == 4.0
+    text = plan_text([changed])
+    assert re.search(r"^  quantize  \w{8}  STALE, ~4 s: quant.type: 'q4_k_m' -> 'q8_0'$", text, re.M), text
+    assert "Would run 1 quantize, 1 ollama, 1 smoke, 1 eval, 1 report (about 20 s by earlier builds" in text
+
+
+def test_plan_scales_estimates_by_the_work_and_says_when_training_cannot_run_here(tmp_path, monkeypatch):
+    """A 7.6B model planned on a store that holds the 135M demo: its stages take the demo's time
+    scaled by the parameters (training: by parameters x tokens), never the demo's own minutes; and
+    on a machine without a GPU, whose memory the training would not fit, the plan says so."""
+    from llmbuild.cli import estimates
+
+    (built,) = make_plans(ROOT, [f"store={tmp_path}", "eval.quants=[]"])
+    fake_build(built, seconds=300.0)
+    monkeypatch.setattr(estimates, "visible_gpus", lambda: 0)
+    monkeypatch.setattr(estimates, "_ram_bytes", lambda: 24 * 2**30)
+    (seven_b,) = make_plans(ROOT, ["model=qwen7b", f"store={tmp_path}", "eval.quants=[]"])
+    costs = {s.stage: estimates.estimate(seven_b, s) for s in explain.explain(seven_b) if not s.up_to_date}
+    ratio = 7_615_616_512 / 134_515_008   # Qwen2.5-7B's parameters over SmolLM2-135M's
+    assert costs["train"].seconds == pytest.approx(300 * ratio) and "135M-parameter build" in costs["train"].basis
+    assert costs["merge"].seconds == pytest.approx(300 * ratio)
+    assert costs["ollama"].seconds == 300.0, "writing a Modelfile takes as long for any model"
+    text = plan_text([seven_b])
+    assert f"STALE, ~{300 * ratio / 3600:.1f} h (135M-parameter build x{ratio:.3g} the work)" in text
+    assert "the training cannot run on this machine: training 7.6B parameters needs about" in text
+    assert "GiB and this machine has 24 GiB of memory and no GPU" in text
+
+    (longer,) = make_plans(ROOT, ["train.num_train_epochs=12", f"store={tmp_path}", "eval.quants=[]"])
+    (train,) = [s for s in explain.explain(longer) if s.stage == "train"]
+    assert estimates.estimate(longer, train).seconds == pytest.approx(600.0), "twice the epochs, twice the tokens"
+    (other_data,) = make_plans(ROOT, ["recipe=demo-pt", f"store={tmp_path}", "eval.quants=[]"])
+    (train,) = [s for s in explain.explain(other_data) if s.stage == "train"]
+    found = estimates.estimate(other_data, train)
+    assert found.seconds is None and "not known until the data stage has run" in found.basis
+
+
+def test_plan_names_a_template_switch_as_one(tmp_path):
+    (built,) = make_plans(ROOT, [f"store={tmp_path}", "eval.quants=[]"])
+    fake_build(built)
+    (qwen,) = make_plans(ROOT, ["prompt.template=qwen", f"store={tmp_path}", "eval.quants=[]"])
+    (train,) = [s for s in explain.explain(qwen) if s.stage == "train"]
+    assert "templates/chat/chatml.jinja -> templates/chat/qwen.jinja" in train.reasons, train.reasons
 
 
 def test_plan_reuses_the_eval_ladders_quant_for_a_quant_change(tmp_path):
@@ -86,7 +154,7 @@ def test_plan_reuses_the_eval_ladders_quant_for_a_quant_change(tmp_path):
     (changed,) = make_plans(ROOT, ["quant=q8_0", f"store={tmp_path}"])
     statuses = {s.stage: s for s in explain.explain(changed)}
     assert statuses["quantize"].up_to_date and statuses["quantize@q5_k_m"].up_to_date
-    assert "Would run 1 ollama, 1 smoke, 1 eval, 1 report" in explain.plan_text([changed])
+    assert "Would run 1 ollama, 1 smoke, 1 eval, 1 report" in plan_text([changed])
 
 
 def test_plan_names_tool_version_changes(tmp_path, monkeypatch):

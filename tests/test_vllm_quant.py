@@ -17,6 +17,7 @@ import pytest
 from llmbuild.cli.tasks import stage_context
 from llmbuild.config.compose import compose
 from llmbuild.errors import ConfigError, StageError, ToolError
+from llmbuild.evaluation.results import EvalResults
 from llmbuild.facts.tool_envs import QUANT, VLLM
 from llmbuild.facts.vllm_schemes import SCHEMES, shape_problem
 from llmbuild.plan.graph import build_plan
@@ -151,7 +152,7 @@ def test_linear_inputs_are_read_from_the_weights_headers(tmp_path):
 
 
 def test_a_scheme_the_base_model_cannot_take_fails_before_training(tmp_path, quant_env):
-    from llmbuild.stages import train
+    from llmbuild.stages import preflight
 
     built = plan(tmp_path, "target.vllm.serve=w4a16-awq")
     out = tmp_path / "out"
@@ -159,7 +160,7 @@ def test_a_scheme_the_base_model_cannot_take_fails_before_training(tmp_path, qua
     base = _checkpoint_inputs(tmp_path, 192)["merge"] / "merged"
     ctx = replace(stage_context(built, "train", out), inputs={"base": base, "data": tmp_path})
     with pytest.raises(StageError) as caught:
-        train.check_before_training(ctx)
+        preflight.check_before_training(ctx.cfg, ctx.inputs["base"])
     assert str(caught.value).startswith("w4a16-awq quantizes weights in groups of 128 inputs")
     assert "This model can take fp8 or w8a8" in str(caught.value)
 
@@ -225,14 +226,14 @@ def _model(name, kind, kld, size, top1=0.9):
             "quantized": None}
 
 
-def _eval(*vllm_models):
-    return {"holdout": {"rows": 4, "size": 0.1, "seed": 0},
+def _eval(*vllm_models) -> EvalResults:
+    return EvalResults.from_json({"holdout": {"rows": 4, "size": 0.1, "seed": 0},
             "settings": {"max_new_tokens": 8, "kld_reference": "f16", "recommend_kld": 0.05, "n_ctx": 512,
                          "vllm_kld_reference": "fine-tuned"},
             "shipped_quant": "q4_k_m",
             "models": [_model("fine-tuned", "hf", None, 2000 * 2**20, None), _model("f16", "gguf", 0.0, 2000 * 2**20),
                        _model("q4_k_m", "gguf", 0.02, 600 * 2**20), *vllm_models],
-            "samples": []}
+            "samples": []})
 
 
 def test_the_report_recommends_a_gguf_and_a_vllm_checkpoint():

@@ -9,7 +9,8 @@ log-probability per case is what preference metrics compare. A run can save its 
 log-probabilities (the f16 GGUF, or the merged model for vLLM's checkpoints) or compare with saved
 ones: KL divergence of the next-token distributions and top-1 agreement, as llama-perplexity
 --kl-divergence measures them. A vLLM checkpoint (compressed-tensors) runs in transformers like an
-HF folder, in the quant environment, where this module imports nothing but numpy and its tools."""
+HF folder, in the quant environment, where this module imports nothing but numpy, its tools and
+the request and answer records (evaluation/protocol.py), which the eval stage reads and writes too."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ..evaluation.protocol import Answer, Request
+from ..evaluation.roster import GGUF
 from ..evaluation.scores import Scores, log_softmax
 
 
@@ -44,19 +47,18 @@ def _cut(ids: list[int], limit: int) -> tuple[list[int], int]:
     return (ids, 0) if len(ids) <= limit else (ids[-limit:], len(ids) - limit)
 
 
-def run_gguf(request: dict[str, Any]) -> dict[str, Any]:
+def run_gguf(request: Request) -> Answer:
     from llama_cpp import Llama
 
-    path, n_ctx, cases = request["path"], request["n_ctx"], request["cases"]
-    budget = request["max_new_tokens"]
+    path, n_ctx, cases, budget = str(request.path), request.n_ctx, request.cases, request.max_new_tokens
     scores, answers = Scores(), []
     llm = Llama(model_path=path, n_ctx=n_ctx, n_batch=min(n_ctx, 512), logits_all=False, verbose=False, seed=0,
-                n_gpu_layers=request.get("n_gpu_layers", 0))
-    stop_ids = {llm.token_eos()} | {ids[0] for s in request["stops"]
+                n_gpu_layers=request.n_gpu_layers)
+    stop_ids = {llm.token_eos()} | {ids[0] for s in request.stops
                                     if len(ids := llm.tokenize(s.encode(), add_bos=False, special=True)) == 1}
-    to_answer = [case for case in cases if case["generate"]]
+    to_answer = [case for case in cases if case.generate]
     for index, case in enumerate(to_answer):
-        prompt, _ = _cut(llm.tokenize(case["prompt_text"].encode(), add_bos=False, special=True), n_ctx - budget)
+        prompt, _ = _cut(llm.tokenize(case.prompt_text.encode(), add_bos=False, special=True), n_ctx - budget)
         llm.reset()  # no KV-cache reuse between cases: every prompt is timed in full
         out: list[int] = []
         started = time.perf_counter()
@@ -67,7 +69,7 @@ def run_gguf(request: dict[str, Any]) -> dict[str, Any]:
                 break
             out.append(token)
         ended = time.perf_counter()
-        answers.append(_strip(llm.detokenize(out, special=True).decode("utf-8", errors="replace"), request["stops"]))
+        answers.append(_strip(llm.detokenize(out, special=True).decode("utf-8", errors="replace"), request.stops))
         scores.prompt_tokens += len(prompt)
         scores.prompt_seconds += (first or ended) - started
         if len(out) > 1:
@@ -77,10 +79,10 @@ def run_gguf(request: dict[str, Any]) -> dict[str, Any]:
     rss = peak_rss_bytes()
     del llm
     scorer = Llama(model_path=path, n_ctx=n_ctx, n_batch=min(n_ctx, 512), logits_all=True, verbose=False, seed=0,
-                   n_gpu_layers=request.get("n_gpu_layers", 0))
+                   n_gpu_layers=request.n_gpu_layers)
     for index, case in enumerate(cases):
-        prompt_ids = scorer.tokenize(case["prompt_text"].encode(), add_bos=False, special=True)
-        ids, dropped = _cut(scorer.tokenize((case["prompt_text"] + case["answer_text"]).encode(), add_bos=False,
+        prompt_ids = scorer.tokenize(case.prompt_text.encode(), add_bos=False, special=True)
+        ids, dropped = _cut(scorer.tokenize((case.prompt_text + case.answer_text).encode(), add_bos=False,
                                             special=True), n_ctx)
         scorer.reset()
         scorer.eval(ids)
@@ -89,23 +91,23 @@ def run_gguf(request: dict[str, Any]) -> dict[str, Any]:
     return scores.result(answers, rss)
 
 
-def run_hf(request: dict[str, Any]) -> dict[str, Any]:
+def run_hf(request: Request) -> Answer:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(0)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    tokenizer = AutoTokenizer.from_pretrained(request["path"])
-    model = AutoModelForCausalLM.from_pretrained(request["path"], dtype=dtype).to(device).eval()
-    stop_ids = sorted({tokenizer.eos_token_id} | {tokenizer.convert_tokens_to_ids(s) for s in request["stops"]
+    tokenizer = AutoTokenizer.from_pretrained(request.path)
+    model = AutoModelForCausalLM.from_pretrained(request.path, dtype=dtype).to(device).eval()
+    stop_ids = sorted({tokenizer.eos_token_id} | {tokenizer.convert_tokens_to_ids(s) for s in request.stops
                                                   if s in tokenizer.get_vocab()} - {None})
-    n_ctx, budget = request["n_ctx"], request["max_new_tokens"]
+    n_ctx, budget = request.n_ctx, request.max_new_tokens
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)  # CUDA runs asynchronously
     scores, answers = Scores(), []
-    to_answer = [case for case in request["cases"] if case["generate"]]
+    to_answer = [case for case in request.cases if case.generate]
     for index, case in enumerate(to_answer):
-        prompt, _ = _cut(tokenizer.encode(case["prompt_text"], add_special_tokens=False), n_ctx - budget)
+        prompt, _ = _cut(tokenizer.encode(case.prompt_text, add_special_tokens=False), n_ctx - budget)
         inputs = torch.tensor([prompt], device=device)
         with torch.no_grad():
             started = time.perf_counter()
@@ -118,17 +120,17 @@ def run_hf(request: dict[str, Any]) -> dict[str, Any]:
             sync()
             seconds = time.perf_counter() - started - prefill  # generate prefills once more itself
         new = [t for t in generated[0, len(prompt):].tolist() if t not in stop_ids]
-        answers.append(_strip(tokenizer.decode(new, skip_special_tokens=False), request["stops"]))
+        answers.append(_strip(tokenizer.decode(new, skip_special_tokens=False), request.stops))
         scores.prompt_tokens += len(prompt)
         scores.prompt_seconds += prefill
         if new and seconds > 0:
             scores.generated_tokens += len(new)
             scores.generation_seconds += seconds
-        print(f"    {Path(request['path']).name}: answer {index + 1}/{len(to_answer)}", flush=True)
+        print(f"    {request.path.name}: answer {index + 1}/{len(to_answer)}", flush=True)
     rss = peak_rss_bytes()
-    for index, case in enumerate(request["cases"]):
-        prompt_ids = tokenizer.encode(case["prompt_text"], add_special_tokens=False)
-        ids, dropped = _cut(tokenizer.encode(case["prompt_text"] + case["answer_text"], add_special_tokens=False),
+    for index, case in enumerate(request.cases):
+        prompt_ids = tokenizer.encode(case.prompt_text, add_special_tokens=False)
+        ids, dropped = _cut(tokenizer.encode(case.prompt_text + case.answer_text, add_special_tokens=False),
                             n_ctx)
         with torch.no_grad():
             logits = model(torch.tensor([ids], device=device)).logits[0, :-1].float()
@@ -137,20 +139,20 @@ def run_hf(request: dict[str, Any]) -> dict[str, Any]:
     return scores.result(answers, rss)
 
 
-def _reference(request: dict[str, Any], index: int, ids: list[int], logprobs) -> Any:
+def _reference(request: Request, index: int, ids: list[int], logprobs) -> Any:
     """Save this run's log-probabilities of case `index` as the reference (`save_logprobs`), or load the
     reference's to compare with (`reference_logprobs`): KLD needs the same tokens on both sides."""
-    save, compare = request.get("save_logprobs"), request.get("reference_logprobs")
+    save, compare = request.save_logprobs, request.reference_logprobs
     reference = None
     if compare:
-        reference_ids = json.loads((Path(compare) / f"{index}.json").read_text())
+        reference_ids = json.loads((compare / f"{index}.json").read_text())
         if reference_ids != ids:
             raise SystemExit(f"case {index + 1}: the tokenization differs from the reference model's; KLD "
                              f"needs identical tokens")
-        reference = np.load(Path(compare) / f"{index}.npy").astype(np.float64)
+        reference = np.load(compare / f"{index}.npy").astype(np.float64)
     if save:
-        np.save(Path(save) / f"{index}.npy", logprobs.astype(np.float32))
-        (Path(save) / f"{index}.json").write_text(json.dumps(ids))
+        np.save(save / f"{index}.npy", logprobs.astype(np.float32))
+        (save / f"{index}.json").write_text(json.dumps(ids))
     return reference
 
 
@@ -162,9 +164,9 @@ def _strip(text: str, stops: list[str]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    request = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
-    result = (run_gguf if request["kind"] == "gguf" else run_hf)(request)   # "hf", or "vllm": compressed-tensors
-    Path(argv[2]).write_text(json.dumps(result, ensure_ascii=False), encoding="utf-8")
+    request = Request.read(Path(argv[1]))
+    answer = (run_gguf if request.kind == GGUF else run_hf)(request)   # HF, or VLLM: compressed-tensors
+    answer.write(Path(argv[2]))
     return 0
 
 

@@ -9,22 +9,20 @@ from pathlib import Path
 
 from ..errors import ConfigError, ToolError
 from ..facts.gguf_files import shards_of
+from .gguf_header import read_whole
 
 
 def split(source: Path, out_dir: Path, max_bytes: int) -> list[Path]:
     """Write `source` as shards of at most `max_bytes` of tensor data each (one shard when it fits)."""
-    from gguf import GGUFReader, GGUFValueType, GGUFWriter, Keys
+    from gguf import GGUFWriter, Keys
 
-    reader = GGUFReader(str(source))
-    architecture = reader.fields[Keys.General.ARCHITECTURE].contents()
+    fields, tensors = read_whole(source)
+    architecture = fields[Keys.General.ARCHITECTURE].value
     writer = GGUFWriter(str(out_dir / source.name), architecture, split_max_size=max_bytes)
-    for field in reader.fields.values():
-        if field.name == Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
-            continue  # written by GGUFWriter itself
-        kind = field.types[0]
-        writer.add_key_value(field.name, field.contents(), kind,
-                             sub_type=field.types[-1] if kind == GGUFValueType.ARRAY else None)
-    for tensor in reader.tensors:
+    for name, field in fields.items():
+        if name != Keys.General.ARCHITECTURE:   # written by GGUFWriter itself
+            writer.add_key_value(name, field.value, field.type, sub_type=field.item_type)
+    for tensor in tensors:
         writer.add_tensor(tensor.name, tensor.data, raw_shape=None, raw_dtype=tensor.tensor_type)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

@@ -27,18 +27,12 @@ load), Phi-3 differs on 45 of 46, and it builds SentencePiece merges in about tw
 
 from __future__ import annotations
 
-import mmap
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import StageError
+from .gguf_header import read_fields
 from .hf_tokenizer import SENTENCEPIECE_MODEL
-
-# llama.cpp token types (llama.h: LLAMA_TOKEN_TYPE_*); sentencepiece's piece types use the same numbers
-NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
-# llama.cpp token attributes (llama.h: LLAMA_TOKEN_ATTR_*)
-ATTR_UNKNOWN, ATTR_CONTROL, ATTR_USER_DEFINED, ATTR_LSTRIP, ATTR_RSTRIP = 1 << 0, 1 << 3, 1 << 4, 1 << 7, 1 << 8
 
 _FIX = "Import the model from its HF folder instead: set model.path to it."
 
@@ -81,7 +75,7 @@ class GgufTokenizer:
     model: str                  # tokenizer.ggml.model: "llama" (SentencePiece), "gpt2" (byte-level BPE), "gemma4"
     pre: str                    # tokenizer.ggml.pre: llama.cpp's pre-tokenizer name
     tokens: list[str]
-    types: list[int]            # llama.cpp token types, as the GGUF stores them
+    types: list[int]            # gguf-py's TokenType numbers (llama.cpp's), as the GGUF stores them
     attrs: list[int]            # llama.cpp token attributes, as llama.cpp resolves them on load
     scores: list[float]
     merges: list[str]
@@ -93,9 +87,11 @@ class GgufTokenizer:
 
 
 def read_vocab(gguf_path: Path) -> GgufTokenizer:
+    from gguf.constants import TokenType
+
     try:
         fields = read_fields(gguf_path, lambda key: key.startswith("tokenizer."))
-    except (ValueError, OSError, IndexError, KeyError, struct.error, UnicodeDecodeError) as err:
+    except (ValueError, OSError) as err:
         raise StageError(f"{gguf_path.name} cannot be read as a GGUF ({err}); the file is damaged or incomplete: "
                          f"download it again") from None
     tokens = [token or f"[EMPTY_{i}]" for i, token in enumerate(fields.get("tokenizer.ggml.tokens", []))]
@@ -108,7 +104,7 @@ def read_vocab(gguf_path: Path) -> GgufTokenizer:
         model=model,
         pre="gemma4" if model == "gemma4" else fields.get("tokenizer.ggml.pre", "default"),
         tokens=tokens,
-        types=[int(t) for t in fields.get("tokenizer.ggml.token_type", [NORMAL] * len(tokens))],
+        types=[int(t) for t in fields.get("tokenizer.ggml.token_type", [TokenType.NORMAL] * len(tokens))],
         attrs=attrs,
         scores=[float(s) for s in fields.get("tokenizer.ggml.scores", [0.0] * len(tokens))],
         merges=list(fields.get("tokenizer.ggml.merges", [])),
@@ -122,6 +118,7 @@ def read_vocab(gguf_path: Path) -> GgufTokenizer:
 
 def build_tokenizer(vocab: GgufTokenizer):
     """A PreTrainedTokenizerFast that tokenizes exactly like llama.cpp does with this GGUF."""
+    import llama_cpp
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -166,12 +163,15 @@ def build_tokenizer(vocab: GgufTokenizer):
     # rest. Byte-level BPE has no normalizer, so there 'normalized' changes nothing but what llama.cpp's
     # converter does: it decodes a non-normalized token's encoding, which garbles user-defined tokens
     # such as DeepSeek-Coder's 'õ' (a byte-level character)
+    control = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
+    parsed = control | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
     added = []
     for token, attr in zip(vocab.tokens, vocab.attrs, strict=True):
-        if attr & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN):
-            special = bool(attr & (ATTR_CONTROL | ATTR_UNKNOWN))
+        if attr & parsed:
+            special = bool(attr & control)
             added.append(AddedToken(token, special=special, normalized=vocab.model == "gpt2" and not special,
-                                    lstrip=bool(attr & ATTR_LSTRIP), rstrip=bool(attr & ATTR_RSTRIP)))
+                                    lstrip=bool(attr & llama_cpp.LLAMA_TOKEN_ATTR_LSTRIP),
+                                    rstrip=bool(attr & llama_cpp.LLAMA_TOKEN_ATTR_RSTRIP)))
     tokenizer.add_tokens(added)
     named = {f"{role}_token": vocab.tokens[index] for role, index in vocab.special.items()}
     # every control token is a named special token too: llama.cpp's converter (Gemma 4's) types a token
@@ -197,21 +197,24 @@ def save_tokenizer(vocab: GgufTokenizer, tokenizer, folder: Path) -> None:
 
 
 def sentencepiece_model(vocab: GgufTokenizer) -> bytes:
-    """A sentencepiece ModelProto (BPE) with the GGUF's pieces, scores and types."""
+    """A sentencepiece ModelProto (BPE) with the GGUF's pieces, scores and types (sentencepiece's piece
+    types use llama.cpp's token type numbers)."""
+    from gguf.constants import TokenType
     from sentencepiece import sentencepiece_model_pb2 as pb
 
     proto = pb.ModelProto()
     unk = vocab.special.get("unk", -1)
+    known = set(pb.ModelProto.SentencePiece.Type.values())
     for index, (token, score, kind) in enumerate(zip(vocab.tokens, vocab.scores, vocab.types, strict=True)):
-        if kind not in (NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE):
-            kind = NORMAL
-        if kind == UNKNOWN and index != unk:   # sentencepiece allows one unknown piece; the converter reads
-            kind = USER_DEFINED                # the others' types from the HF files, as added tokens
-        proto.pieces.add(piece=token, score=score, type=kind)
+        if kind not in known:
+            kind = TokenType.NORMAL
+        if kind == TokenType.UNKNOWN and index != unk:   # sentencepiece allows one unknown piece; the converter
+            kind = TokenType.USER_DEFINED                # reads the others' types from the HF files, as added tokens
+        proto.pieces.add(piece=token, score=score, type=int(kind))
     spec = proto.trainer_spec
     spec.model_type = pb.TrainerSpec.BPE
     spec.vocab_size = len(vocab.tokens)
-    spec.byte_fallback = BYTE in vocab.types
+    spec.byte_fallback = TokenType.BYTE in vocab.types
     spec.unk_id, spec.bos_id = unk, vocab.special.get("bos", -1)
     spec.eos_id, spec.pad_id = vocab.special.get("eos", -1), vocab.special.get("pad", -1)
     normalizer = proto.normalizer_spec
@@ -248,52 +251,3 @@ def _llama_cpp_view(path: Path, n_tokens: int) -> tuple[list[int], dict[str, int
                 bool(llama_cpp.llama_vocab_get_add_eos(vocab)))
     finally:
         llm.close()
-
-
-# --- GGUF metadata, read directly: gguf-py builds an object per token and merge (37 s for Gemma 4's
-# 262k tokens and 515k merges); this reads the same key-value section in about a second ---
-
-_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-_STRING, _ARRAY = 8, 9
-
-
-def read_fields(path: Path, wanted) -> dict:
-    """The GGUF's key-value pairs whose key `wanted` accepts (arrays as lists)."""
-    import numpy
-
-    with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        if data[:4] != b"GGUF" or struct.unpack_from("<I", data, 4)[0] not in (2, 3):
-            raise ValueError("no GGUF v2/v3 header")
-        count = struct.unpack_from("<Q", data, 16)[0]
-        offset = 24
-
-        def string(at: int) -> tuple[str, int]:
-            size = struct.unpack_from("<Q", data, at)[0]
-            return data[at + 8:at + 8 + size].decode("utf-8"), at + 8 + size
-
-        def value(kind: int, at: int, keep: bool):
-            if kind == _STRING:
-                return string(at)
-            if kind == _ARRAY:
-                item, size = struct.unpack_from("<IQ", data, at)
-                at += 12
-                if item == _STRING:
-                    items = []
-                    for _ in range(size):
-                        text, at = string(at)
-                        items.append(text)
-                    return items, at
-                dtype = numpy.dtype(_SCALARS[item])
-                items = numpy.frombuffer(data, dtype, size, at).tolist() if keep else None
-                return items, at + dtype.itemsize * size
-            return struct.unpack_from(_SCALARS[kind], data, at)[0], at + struct.calcsize(_SCALARS[kind])
-
-        fields = {}
-        for _ in range(count):
-            key, offset = string(offset)
-            kind = struct.unpack_from("<I", data, offset)[0]
-            keep = wanted(key)
-            fields[key], offset = value(kind, offset + 4, keep)
-            if not keep:
-                del fields[key]
-        return fields

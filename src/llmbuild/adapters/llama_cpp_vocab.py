@@ -1,8 +1,10 @@
-"""The GGUF metadata llmbuild checks, read by llama.cpp itself (vocab only).
+"""A GGUF as llama.cpp itself loads it (vocabulary only): its metadata in llama.cpp's string form,
+its end and BOS tokens as llama.cpp resolves them, and llama.cpp's token ids.
 
-gguf-py's GGUFReader builds a Python object per token and merge: about 5 s for a 49k-token
-vocabulary, on every render. llama.cpp reads the same keys in about 0.2 s, and it is also the
-reader that every consumer of the file (llama.cpp, Ollama) uses.
+The stages that check a built GGUF ask llama.cpp rather than read the header (gguf_header.py):
+llama.cpp is what every consumer of the file (llama.cpp, Ollama) runs, its defaults fill in what the
+file leaves out (whether a BOS is added, which token ends a turn), and one load gives the metadata
+and the token ids.
 """
 
 from __future__ import annotations

@@ -181,6 +181,17 @@ def run(command: str, folder: Path, offline: bool, credentials: Mapping[str, str
                env=env, cwd=folder, quiet=not verbose, on_line=on_line)
 
 
+# `llamafactory-cli export` writes an Ollama Modelfile of its own into the merged folder (`FROM .`,
+# a TEMPLATE without the format's special tokens, num_ctx 4096): a model imported with it would be
+# prompted in no format it was trained on. The ollama stage's Modelfile is the one llmbuild checks.
+EXPORT_MODELFILE = "Modelfile"
+
+
+def drop_export_modelfile(export_dir: Path) -> None:
+    """Remove LLaMA-Factory's own Modelfile from an exported model folder."""
+    (Path(export_dir) / EXPORT_MODELFILE).unlink(missing_ok=True)
+
+
 # the HF Trainer's progress bar (` 50%|█████     | 30/60 [01:23<01:23,  2.78s/it]`: no label, unlike
 # the dataset bars) and its logged metrics (`{'loss': '2.31', ..., 'num_input_tokens_seen': 93, ...}`)
 _TRAIN_BAR = re.compile(r"^\s*\d+%\|[^|]*\|\s*(\d+)/(\d+) \[([\d:]+)<([\d:?]+)(?:,\s*([\d.]+)(s/it|it/s))?")

@@ -8,6 +8,7 @@ from pathlib import Path
 from doit.cmd_run import Run
 from doit.exceptions import InvalidCommand
 
+from ..facts import layout
 from . import session
 from .doit_private import verbosity_given
 
@@ -17,7 +18,7 @@ def project_root() -> Path:
     running tasks do not load dodo.py)."""
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):
-        if (folder / "conf" / "config.yaml").is_file() and (folder / "dodo.py").is_file():
+        if (folder / layout.CONF_DIR / layout.PRIMARY_CONFIG).is_file() and (folder / "dodo.py").is_file():
             return folder
     raise InvalidCommand("not inside an llmbuild project (no conf/config.yaml and dodo.py here or above)")
 

@@ -6,6 +6,7 @@ from doit.cmd_base import Command
 from doit.exceptions import InvalidCommand
 
 from ..errors import LlmbuildError
+from ..facts import layout
 from ..files.atomic import write_atomic
 from ..review import lock
 from . import session
@@ -28,7 +29,7 @@ class Lock(Command):
             raise InvalidCommand("usage: doit lock recipe=NAME (a lock describes the recipe as committed: "
                                  "put other settings into the recipe)")
         try:
-            plan = lock.plan_recipe(root, recipe, root / "build")
+            plan = lock.plan_recipe(root, recipe, root / layout.DEFAULT_STORE)
         except LlmbuildError as err:
             raise InvalidCommand(str(err)) from None
         path = lock.lock_path(root, recipe)

@@ -6,11 +6,11 @@ from doit.cmd_base import DoitCmdBase
 
 from ..errors import ConfigError
 from ..plan import outputs
-from ..plan.explain import plan_text
 from ..plan.graph import Plan as BuildPlan
 from ..sizing.choice import batch_choice
 from ..sizing.shape import find_shape
 from . import session
+from .plan_text import plan_text
 
 
 def batch_text(plan: BuildPlan) -> str | None:

@@ -11,7 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, TextIO
 
-STAGE_LOG = "stage.log"
+from ..facts import layout
+
+STAGE_LOG = layout.STAGE_LOG
 
 
 @contextmanager

@@ -4,7 +4,9 @@ It loads dodo.py as doit's own loader does, then adds the tasks of the build gra
 the running command's Hydra overrides. doit hands every loader the command it runs (TaskLoader2's
 `load_tasks(cmd, pos_args)`): a command of ours says how to read sweeps (`sweeps`) and which
 overrides it was given (`hydra_overrides`), and gets the plans back (`plans`); doit's own commands
-(list, info, clean, forget) get the overrides of their command line.
+(list, info, clean, forget) get the overrides of their command line. A command that runs the whole
+graph (build, sweep, serve, report) has the train stages' checks run first (tasks.check_before_building),
+so that what they refuse stops it before any stage runs.
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from doit.cmd_base import DodoTaskLoader
+from doit.cmd_run import Run
 from doit.exceptions import InvalidDodoFile
 from doit.loader import generate_tasks
 
 from ..errors import LlmbuildError
+from ..facts import layout
 from . import session
-from .tasks import tasks_for
+from .tasks import check_before_building, tasks_for
 
-STATE_DIR = "build"   # doit's dependency database (pyproject.toml: dep_file)
+STATE_DIR = layout.DEFAULT_STORE   # doit's dependency database (pyproject.toml: dep_file)
 
 
 class LlmbuildLoader(DodoTaskLoader):
@@ -44,6 +48,8 @@ class LlmbuildLoader(DodoTaskLoader):
                                        getattr(cmd, "sweeps", session.ANY))
             if hasattr(cmd, "check_plans"):   # what the command needs beyond the build, before it runs
                 cmd.check_plans(plans)
+            if isinstance(cmd, Run) and not pos_args:   # it runs every stale task, not some it names
+                check_before_building(plans)
         except LlmbuildError as err:  # doit prints it as `ERROR: ...` and exits 3, no traceback
             raise InvalidDodoFile(str(err)) from None
         cmd.plans = plans

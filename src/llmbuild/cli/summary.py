@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config.compose import as_typed
 from ..facts import layout
 from ..facts.secrets import redact_override
 from ..plan import outputs
@@ -22,8 +23,8 @@ def summary(plan: Plan) -> str:
 
     cfg = plan.composed.cfg
     rows = [
-        ("adapter (LoRA)", base / outputs.ADAPTER_LINK),
-        ("merged HF model", base / outputs.MERGED_LINK),
+        ("adapter (LoRA)", base / layout.OUT_ADAPTER),
+        ("merged HF model", base / layout.OUT_MERGED),
         (f"GGUF {cfg.quant.convert_type}", base / outputs.converted_gguf(plan).name),
         (f"GGUF {cfg.quant.type}", base / outputs.quantized_gguf(plan).name),
         *([(f"GGUF {cfg.quant.type}, split", base / "split")] if "split" in plan.nodes else []),
@@ -34,7 +35,7 @@ def summary(plan: Plan) -> str:
         *[(f"vLLM {slot.partition('@')[2]}", base / outputs.vllm_checkpoint_link(slot))
           for slot, node in plan.nodes.items() if node.stage == "vllm_quant"],
         *([("HF folder + card", base / "hf" / layout.HF_MODEL)] if "hf" in plan.nodes else []),
-        *([("smoke answers", base / outputs.SMOKE_LINK)] if "smoke" in plan.nodes else []),
+        *([("smoke answers", base / layout.OUT_SMOKE)] if "smoke" in plan.nodes else []),
         *([("held-out eval", base / "eval" / layout.EVAL_RESULTS)] if "eval" in plan.nodes else []),
         *([("report", base / "report" / layout.REPORT_HTML), ("report (md)", base / "report" / layout.REPORT_MD)]
           if "report" in plan.nodes else []),
@@ -46,5 +47,6 @@ def summary(plan: Plan) -> str:
     if "ollama" in plan.nodes:
         modelfile = show(base / "ollama" / layout.MODELFILE)
         lines.append(f"  run it:  ollama create {outputs.ollama_name(plan)} -f {modelfile}")
-    lines.append(f"  or:      doit serve {' '.join(map(redact_override, plan.composed.overrides))}".rstrip())
+    typed = (redact_override(as_typed(item)) for item in plan.composed.overrides)
+    lines.append(f"  or:      doit serve {' '.join(typed)}".rstrip())
     return "\n".join(lines)

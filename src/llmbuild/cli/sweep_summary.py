@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..adapters import llamafactory
+from ..config.compose import as_typed
 from ..facts import layout
 from ..facts.names import sanitize, shorten
 from ..facts.secrets import redact_override
@@ -22,10 +23,11 @@ from ..stages.report import variant_report
 
 def swept_values(plans: list[Plan]) -> list[dict[str, str]]:
     """Per variant, the overrides whose value differs between variants."""
-    parsed = [dict(redact_override(item).split("=", 1) for item in p.composed.overrides if "=" in item) for p in plans]
+    parsed = [dict(redact_override(as_typed(item)).split("=", 1) for item in p.composed.overrides
+                   if "=" in as_typed(item)) for p in plans]
     keys = [k for k in dict.fromkeys(k for row in parsed for k in row)
             if len({row.get(k) for row in parsed}) > 1]
-    return [{("recipe" if k == "recipes" else k): row.get(k, "") for k in keys} for row in parsed]
+    return [{k: row.get(k, "") for k in keys} for row in parsed]
 
 
 def rows(plans: list[Plan]) -> list[dict[str, object]]:
@@ -78,12 +80,12 @@ def sweep_name(args: list[str]) -> str:
 def write(store: Path, args: list[str], table: list[dict[str, object]]) -> Path:
     folder = store / layout.SWEEPS_DIR / sweep_name(args)
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "summary.csv", "w", newline="", encoding="utf-8") as handle:
+    with open(folder / layout.SWEEP_SUMMARY_CSV, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(table[0]))
         writer.writeheader()
         writer.writerows(table)
-    (folder / "summary.md").write_text(f"# Sweep: {' '.join(map(redact_override, args))}\n\n" + markdown(table),
-                                        encoding="utf-8")
+    title = f"# Sweep: {' '.join(map(redact_override, args))}\n\n"
+    (folder / layout.SWEEP_SUMMARY_MD).write_text(title + markdown(table), encoding="utf-8")
     return folder
 
 

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import llmbuild
 
+from ..facts import layout, quant_types
 from ..files.atomic import write_atomic
 from . import schema
 
@@ -28,7 +29,8 @@ def _fingerprint(root: Path, groups: tuple[str, ...]) -> str:
         digest.update(importlib.metadata.version(dist).encode())
     digest.update(llmbuild.__version__.encode())
     # rglob does not descend into the conf/recipes -> recipes/ link: the recipes are listed themselves
-    files = [Path(schema.__file__), *sorted({*(root / "conf").rglob("*.yaml"), *(root / "recipes").rglob("*.yaml")})]
+    configs = {*(root / layout.CONF_DIR).rglob("*.yaml"), *(root / layout.RECIPES_DIR).rglob("*.yaml")}
+    files = [Path(schema.__file__), Path(quant_types.__file__), *sorted(configs)]   # the quant group's options
     for path in files:
         stat = path.stat()
         digest.update(f"{path.relative_to(path.anchor)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
@@ -39,7 +41,7 @@ def _fingerprint(root: Path, groups: tuple[str, ...]) -> str:
 class CompositionCache:
     def __init__(self, root: Path):
         self.root = root
-        self.folder = root / "build" / ".cache" / "compose"
+        self.folder = root / layout.DEFAULT_STORE / ".cache" / "compose"
 
     def get(self, groups: tuple[str, ...]) -> tuple[DictConfig, dict[str, Any]] | None:
         try:

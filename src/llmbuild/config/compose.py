@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import ConfigError
+from ..facts import layout
 from . import messages, schema
 from .cache import CompositionCache
 from .hydra_private import apply_overrides, cartesian_product, selects_group
@@ -60,6 +61,14 @@ def normalise_overrides(overrides: list[str] | tuple[str, ...]) -> tuple[str, ..
     return tuple(out)
 
 
+def as_typed(override: str) -> str:
+    """The spelling `normalise_overrides` took an override from, for commands shown back to users:
+    `recipes=demo-pt` -> `recipe=demo-pt`, `~recipes` -> `recipe=none`."""
+    if override == f"~{RECIPE_GROUP}":
+        return "recipe=none"
+    return re.sub(rf"^{RECIPE_GROUP}=", "recipe=", override)
+
+
 def compose(root: Path, overrides: list[str] | tuple[str, ...] = ()) -> Composed:
     """Compose `conf/config.yaml` + recipe + overrides into a validated configuration."""
     return compose_many(root, [tuple(overrides)])[0]
@@ -77,7 +86,7 @@ def compose_many(root: Path, variants: list[tuple[str, ...]]) -> list[Composed]:
     GlobalHydra.instance().clear()
     results = []
     try:
-        with initialize_config_dir(config_dir=str(root / "conf"), version_base="1.3", job_name="llmbuild"):
+        with initialize_config_dir(config_dir=str(root / layout.CONF_DIR), version_base="1.3", job_name="llmbuild"):
             loader = GlobalHydra.instance().config_loader()
             parser = OverridesParser.create(config_loader=loader)
             by_groups: dict[tuple[str, ...], tuple[DictConfig, dict[str, Any]]] = {}
@@ -114,7 +123,7 @@ def expand_sweep(root: Path, overrides: list[str] | tuple[str, ...]) -> tuple[li
     schema.register()
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(root / "conf"), version_base="1.3", job_name="llmbuild"):
+        with initialize_config_dir(config_dir=str(root / layout.CONF_DIR), version_base="1.3", job_name="llmbuild"):
             parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
             parsed = parser.parse_overrides(list(normalise_overrides(overrides)))
             swept = [o.input_line for o in parsed if o.is_sweep_override()]

@@ -15,10 +15,12 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from ..errors import ConfigError
+from ..facts import layout
 from ..facts.secrets import redact_override
 from . import schema
 
-RECIPE_GROUP = "recipes"
+RECIPE_GROUP = layout.RECIPES_DIR   # the recipes folder is the config group of that name
+PRIMARY = f"{layout.CONF_DIR}/{layout.PRIMARY_CONFIG}"
 
 
 def source_hint(root: Path, choices: dict[str, Any], overrides: tuple[str, ...]):
@@ -34,11 +36,11 @@ def source_hint(root: Path, choices: dict[str, Any], overrides: tuple[str, ...])
         if recipe:
             candidates.append(root / RECIPE_GROUP / f"{recipe}.yaml")
         if group in choices and choices[group] and not isinstance(choices[group], list):
-            candidates.append(root / "conf" / group / f"{choices[group]}.yaml")
+            candidates.append(root / layout.CONF_DIR / group / f"{choices[group]}.yaml")
         for path in candidates:
             if path.is_file() and _mentions(path, key, group, path.parent.name == RECIPE_GROUP):
                 return str(path.relative_to(root))
-        return "conf/config.yaml or the command line"
+        return f"{PRIMARY} or the command line"
 
     return hint
 
@@ -130,12 +132,12 @@ def _where(full_key: str, root: Path, overrides: tuple[str, ...]) -> str:
         return typed
     group = full_key.split(".")[0]
     files = []
-    for path in sorted((root / "conf" / group).glob("*.yaml")) + sorted((root / RECIPE_GROUP).glob("*.yaml")):
+    for path in sorted((root / layout.CONF_DIR / group).glob("*.yaml")) + sorted((root / RECIPE_GROUP).glob("*.yaml")):
         if _mentions(path, full_key, group, path.parent.name == RECIPE_GROUP):
             files.append(str(path.relative_to(root)))
     if files:
         return " or ".join(files)
-    return "conf/config.yaml"
+    return PRIMARY
 
 
 def explain_yaml(err: yaml.YAMLError, root: Path) -> ConfigError:
@@ -156,14 +158,17 @@ def _missing_option_message(missing: str, root: Path) -> str:
     """`missing` is Hydra's missing config path, `group/option`."""
     group, _, option = missing.strip("/").rpartition("/")
     if not group:
-        return f"no config '{option}' (looked for conf/{option}.yaml)."
-    folder = root / ("conf" if group != RECIPE_GROUP else "") / group
-    available = sorted(p.stem for p in folder.glob("*.yaml") if not p.name.endswith(".lock.yaml"))
+        return f"no config '{option}' (looked for {layout.CONF_DIR}/{option}.yaml)."
+    folder = root / (layout.CONF_DIR if group != RECIPE_GROUP else "") / group
+    files = (p.stem for p in folder.glob("*.yaml") if not p.name.endswith(layout.LOCK_SUFFIX))
+    available = sorted({*files, *schema.GENERATED_OPTIONS.get(group, ())})
     close = difflib.get_close_matches(option, available, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     shown_group = "recipe" if group == RECIPE_GROUP else group
-    return (f"no config '{option}' in group '{shown_group}' (looked for {folder.relative_to(root)}/{option}.yaml)."
-            f"{hint} Available: {', '.join(available)}.")
+    looked = f"looked for {folder.relative_to(root)}/{option}.yaml"
+    if group in schema.GENERATED_OPTIONS:
+        looked = f"not one of llmbuild's {group} types, and no {folder.relative_to(root)}/{option}.yaml"
+    return f"no config '{option}' in group '{shown_group}' ({looked}).{hint} Available: {', '.join(available)}."
 
 
 def first_line(text: str) -> str:

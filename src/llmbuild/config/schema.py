@@ -13,6 +13,9 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from ..facts import layout
+from ..facts.quant_types import QUANT_TYPES, RECOMMEND_KLD
+
 
 class DatasetFormat(str, Enum):
     alpaca = "alpaca"      # {"instruction", "input", "output", "system"?, "history"?}
@@ -101,7 +104,7 @@ class TrainConfig:
     # memory of the training GPU: `doit size` checks the estimate against it and lists remedies; None: not checked.
     # With auto_batch it decides the per-device batch, so it is in the train key
     gpu_memory_gib: Optional[float] = None
-    # the per-device batch chosen from the memory model (sizing/memory.py, choose_batch): the largest that
+    # the per-device batch chosen from the memory model (sizing/choice.py, choose_batch): the largest that
     # fits gpu_memory_gib less gpu_memory_headroom and divides the effective batch (per_device_train_batch_size
     # x gradient_accumulation_steps, kept through accumulation); gradient checkpointing only when nothing fits
     # without it. Needs gpu_memory_gib
@@ -246,7 +249,7 @@ class EvalConfig:
     base: bool = True                   # also evaluate the base model: the "was the fine-tune worth it" baseline
     n_ctx: int = 2048                   # context for llama.cpp; longer held-out conversations are cut from the left
     n_gpu_layers: int = 0               # GGUF layers on the GPU (-1: all) with a GPU build of llama-cpp-python
-    recommend_kld: float = 0.05         # report: the smallest quant with mean KLD below this is recommended
+    recommend_kld: float = RECOMMEND_KLD  # report: the smallest quant with mean KLD below this is recommended
 
 
 @dataclass
@@ -272,7 +275,7 @@ class BuildConfig:
     smoke: SmokeConfig = field(default_factory=SmokeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
-    store: str = "build"                # artifact store; relative paths start at the project root
+    store: str = layout.DEFAULT_STORE   # artifact store; relative paths start at the project root
     name: Optional[str] = None          # the variant's name (build/out/<name>/, the Ollama model); None: from overrides
 
 
@@ -291,10 +294,6 @@ NOT_BUILT = {
 # maps that take any key (`+train.extra.neftune_noise_alpha=5`): passed through to a tool as written
 OPEN_MAPS = ("train.extra",)
 
-# keys that change where or how a build runs or is served, never what is built: they stay out of
-# variant names (and store/jobs out of lock files)
-RUNTIME_KEYS = ("name", "store", "jobs", "target.llamacpp")
-
 # names users bring from LLaMA-Factory / PEFT / Unsloth -> the key here, for "did you mean"
 FAMILIAR_NAMES = {
     "rank": "r", "lora_rank": "r", "lora_alpha": "alpha", "lora_dropout": "dropout", "lora_target": "target",
@@ -310,10 +309,18 @@ RESOLVERS = {"times": lambda factor, value: factor * value}
 _registered = False
 
 
+# config groups whose options are registered from facts rather than written as files under conf/:
+# group -> option names (`quant=q4_k_m` is llama.cpp's file type of that name)
+GENERATED_OPTIONS = {"quant": tuple(QUANT_TYPES)}
+
+
 def register() -> None:
     global _registered
     if not _registered:
-        ConfigStore.instance().store(name="schema", node=BuildConfig)
+        store = ConfigStore.instance()
+        store.store(name="schema", node=BuildConfig)
+        for name in GENERATED_OPTIONS["quant"]:
+            store.store(group="quant", name=name, node={"type": name})
         for name, function in RESOLVERS.items():
             OmegaConf.register_new_resolver(name, function, replace=True)
         _registered = True

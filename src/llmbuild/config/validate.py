@@ -17,10 +17,12 @@ from ..facts.compile_modes import LAYERS, MODEL, ROUNDINGS
 from ..facts.compile_modes import MODES as COMPILE_MODES
 from ..facts.distributed import AUTO, STRATEGIES
 from ..facts.gguf_files import is_size
-from ..facts.quant_types import CONVERT_TYPES, QUANT_TYPES
+from ..facts.lora_targets import all_not_alone
+from ..facts.quant_types import CONVERT_TYPES, QUANT_TYPES, RECOMMEND_KLD
 from ..facts.secrets import MASK, TOOL_CREDENTIALS, is_secret
 from ..facts.train_methods import DATA_FIELDS, DPO_LOSSES, METHODS, TEXT
 from ..facts.vllm_schemes import MERGED, SCHEMES
+from ..files.model_path import ACCEPTED as MODEL_PATHS
 from ..files.templates import TemplateDir
 from .derived import chat_family
 
@@ -59,7 +61,7 @@ def validate(cfg: DictConfig, where: Callable[[str], str], root: Path | None = N
         one_of("prompt.template", cfg.prompt.template, builtin())
     if not cfg.model.path and not cfg.model.hub_id:
         fail("model.path", None, "the model has neither a local path nor a hub id",
-             "Set model.path to an HF folder or a .gguf file.")
+             f"Set model.path to {MODEL_PATHS}, or model.hub_id to a Hugging Face id.")
     steps = training_steps(cfg)
     for prefix, step in steps:
         _check_training(step, prefix, fail, one_of)
@@ -139,6 +141,9 @@ def _check_training(step, prefix: str, fail, one_of) -> None:
     if not step.lora.target:
         fail(f"{prefix}lora.target", list(step.lora.target), "no modules to adapt",
              "Use [all] or names like [q_proj, v_proj].")
+    broken = all_not_alone(list(step.lora.target))
+    if broken:
+        fail(f"{prefix}lora.target", list(step.lora.target), *broken)
     if step.train.bf16 and step.train.fp16:
         fail(f"{prefix}train.fp16", True, "bf16 and fp16 are both on",
              "Pick one: bf16 on Ampere or newer GPUs, fp16 on older ones.")
@@ -265,7 +270,7 @@ RANGES = (
     ("quant.nthread", lambda v: v >= 0, "must be 0 (every core) or more", "Use 0."),
     ("smoke.n_ctx", _positive, "must be a positive number of tokens", "Use e.g. 1024."),
     ("eval.n_gpu_layers", lambda v: v >= -1, "must be -1 (all) or more", "0 runs on the CPU."),
-    ("eval.recommend_kld", _positive, "must be positive", "0.05 is the default."),
+    ("eval.recommend_kld", _positive, "must be positive", f"{RECOMMEND_KLD} is the default."),
     ("target.llamacpp.port", _port, "not a TCP port", "Use 1 to 65535, e.g. 8080."),
     ("target.llamacpp.n_ctx", _positive, "must be a positive number of tokens", "Use e.g. 4096."),
     ("target.llamacpp.n_gpu_layers", lambda v: v >= -1, "must be -1 (all) or more", "0 runs on the CPU."),

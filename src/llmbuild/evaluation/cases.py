@@ -23,6 +23,10 @@ class Case:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Case:
+        return cls(**data)
+
 
 def load(heldout: Path, max_rows: int) -> list[dict[str, Any]]:
     rows = [json.loads(line) for line in heldout.read_text(encoding="utf-8").splitlines() if line.strip()]

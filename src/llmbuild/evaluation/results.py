@@ -1,18 +1,22 @@
 """eval.json: the evaluation results the eval stage writes and the report reads. Their format is
-declared here once, as dataclasses: the stage builds them, `write` stores them, and `load` checks
-a file against the same fields, so a stale or foreign eval.json is an error about eval.json, not
-a template error in the report."""
+declared here once, as frozen dataclasses: the stage builds them, `write` stores them, and `load`
+reads a file back into them, so the report reads fields rather than string keys, and a stale or
+foreign eval.json is an error about eval.json, not a template error in the report.
+
+A field with a default is one that files written by an earlier llmbuild may lack; the default is
+what every reader then sees. Keys a later llmbuild added are ignored."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from ..errors import StageError
-
-VLLM = "vllm"   # ModelResult.kind of a vLLM checkpoint
+from ..facts.quant_types import RECOMMEND_KLD
+from ..facts.train_methods import CHAT
+from .roster import TUNED
 
 
 @dataclass(frozen=True)
@@ -25,34 +29,53 @@ class Holdout:
 @dataclass(frozen=True)
 class Settings:
     max_new_tokens: int
-    kld_reference: str          # the GGUF every KLD is measured against (the f16 one)
-    recommend_kld: float        # the report recommends the smallest quant below this mean KLD
-    n_ctx: int
+    kld_reference: str          # the GGUF every GGUF's KLD is measured against (the f16 one)
+    recommend_kld: float = RECOMMEND_KLD  # the report recommends the smallest quant below this mean KLD
+    n_ctx: int | None = None
     pref_beta: float | None = None  # preference tuning's beta: the scale of the implicit reward
     vllm_kld_reference: str | None = None  # the model vLLM checkpoints' KLD is measured against (the merged one)
 
 
 @dataclass(frozen=True)
+class ToolCalls:
+    """Shares of the tool-call answers (evaluation/metrics.py)."""
+
+    parsed: float               # parse as a call
+    name: float                 # call the right functions
+    arguments: float            # with the right arguments
+
+
+@dataclass(frozen=True)
+class Preference:
+    """Preference metrics (evaluation/preference.py says what each one measures)."""
+
+    pairs: int | None
+    prefers_chosen: float | None
+    margin: float | None
+    reward_accuracy: float | None
+    reward_margin: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
 class ModelResult:
-    name: str                   # base, fine-tuned, or the GGUF's type
-    kind: str                   # "hf", "gguf" or "vllm" (a compressed-tensors checkpoint)
+    name: str                   # roster.BASE, an earlier pipeline stage's, roster.TUNED, or the quant's
+    kind: str                   # roster.HF, GGUF or VLLM (a compressed-tensors checkpoint)
     quant: str | None
     file_size: int              # bytes: the GGUF, or the HF folder's safetensors
     nll: float | None           # mean negative log-likelihood of the answer tokens
     perplexity: float | None
-    answer_tokens: int
+    answer_tokens: int | None = None
     kld: float | None           # mean KL divergence from the reference (GGUFs: the f16 GGUF; vLLM: the merged)
     top1: float | None          # share of positions whose top token agrees with the reference
     exact_match: float | None   # plain answers
     rouge_l: float | None
-    tool_call: dict[str, float] | None  # tool-call answers: parsed, name, arguments
+    tool_call: ToolCalls | None  # tool-call answers
     prompt_tokens_per_second: float | None
     generation_tokens_per_second: float | None
     peak_rss_bytes: int
-    quantized: dict[str, Any] | None    # a quant's quantize.json: tensor types and llama.cpp's fallbacks
-    # preference tuning: prefers_chosen, margin, reward_accuracy, reward_margin (evaluation/preference.py)
-    preference: dict[str, Any] | None = None
-    checkpoint: dict[str, Any] | None = None  # a vLLM checkpoint's vllm_quant.json: scheme, method, calibration
+    quantized: dict[str, Any] | None = None    # a quant's quantize.json: tensor types and llama.cpp's fallbacks
+    preference: Preference | None = None       # preference tuning
+    checkpoint: dict[str, Any] | None = None   # a vLLM checkpoint's vllm_quant.json: scheme, method, calibration
 
 
 @dataclass(frozen=True)
@@ -70,25 +93,55 @@ class EvalResults:
     models: list[ModelResult]   # HF models, the reference GGUF, its quants from large to small, then vLLM's
     samples: list[Sample]
     method: str = "sft"                 # train.stage of the last training stage
-    data: str = "chat"                  # its kind of data (facts/train_methods.py)
+    data: str = CHAT                    # its kind of data (facts/train_methods.py)
     preference_reference: str | None = None  # the model preference rewards are measured against
+
+    def model(self, name: str | None) -> ModelResult | None:
+        """The model of that name, if it was evaluated."""
+        return next((m for m in self.models if m.name == name), None)
+
+    @property
+    def tuned(self) -> ModelResult | None:
+        return self.model(TUNED)
+
+    @property
+    def shipped(self) -> ModelResult | None:
+        """The GGUF of quant.type."""
+        return self.model(self.shipped_quant)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, data: Any) -> EvalResults:
+        """Raises ValueError saying what the format requires and `data` lacks."""
+        if not isinstance(data, dict):
+            raise ValueError(f"eval results that are a JSON {type(data).__name__}, not an object")
+        missing = missing_fields(data)
+        if missing:
+            raise ValueError(f"eval results without {', '.join(missing)}")
+        try:
+            models = [_record(ModelResult, m, tool_call=_optional(ToolCalls, m.get("tool_call")),
+                              preference=_optional(Preference, m.get("preference"))) for m in data["models"]]
+            return _record(cls, data, holdout=_record(Holdout, data["holdout"]),
+                           settings=_record(Settings, data["settings"]), models=models,
+                           samples=[_record(Sample, s) for s in data["samples"]])
+        except (TypeError, AttributeError) as err:   # a field of another type: a list for an object, ...
+            raise ValueError(f"eval results of another shape ({err})") from None
 
-# fields a reader does without: the report shows them when present
-OPTIONAL = {Settings: ("recommend_kld", "n_ctx", "pref_beta", "vllm_kld_reference"),
-            ModelResult: ("answer_tokens", "quantized", "preference", "checkpoint"),
-            EvalResults: ("method", "data", "preference_reference")}
+
+def _record(kind: type, data: dict[str, Any], **nested: Any) -> Any:
+    """`kind` from `data`'s fields (keys it does not declare are left out), the nested records given."""
+    names = {f.name for f in fields(kind)}
+    return kind(**{**{k: v for k, v in data.items() if k in names}, **nested})
 
 
-def write(path: Path, results: EvalResults) -> None:
-    Path(path).write_text(json.dumps(results.to_json(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+def _optional(kind: type, data: dict[str, Any] | None) -> Any:
+    return None if data is None else _record(kind, data)
 
 
 def _required(kind: type) -> list[str]:
-    return [f.name for f in fields(kind) if f.name not in OPTIONAL.get(kind, ())]
+    return [f.name for f in fields(kind) if f.default is MISSING and f.default_factory is MISSING]
 
 
 def missing_fields(data: dict[str, Any]) -> list[str]:
@@ -99,21 +152,22 @@ def missing_fields(data: dict[str, Any]) -> list[str]:
             missing += [f"{name}.{k}" for k in _required(kind) if k not in data[name]]
     for group, kind in (("models", ModelResult), ("samples", Sample)):
         for index, item in enumerate(data.get(group) or []):
-            missing += [f"{group}[{index}].{k}" for k in _required(kind) if k not in item]
+            if isinstance(item, dict):
+                missing += [f"{group}[{index}].{k}" for k in _required(kind) if k not in item]
     return missing
 
 
-def load(path: Path) -> dict[str, Any]:
-    """An eval.json, checked against the format."""
+def write(path: Path, results: EvalResults) -> None:
+    Path(path).write_text(json.dumps(results.to_json(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+
+def load(path: Path) -> EvalResults:
+    """An eval.json, read into the records."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise StageError(f"{path}: cannot read the eval results ({err}); rebuild the eval stage") from None
-    if not isinstance(data, dict):
-        raise StageError(f"{path}: the eval results are a JSON {type(data).__name__}, not an object; "
-                         f"rebuild the eval stage (doit forget eval, then doit build)")
-    missing = missing_fields(data)
-    if missing:
-        raise StageError(f"{path}: eval results without {', '.join(missing)}; rebuild the eval stage "
-                         f"(doit forget eval, then doit build)")
-    return data
+    try:
+        return EvalResults.from_json(data)
+    except ValueError as err:
+        raise StageError(f"{path}: {err}; rebuild the eval stage (doit forget eval, then doit build)") from None

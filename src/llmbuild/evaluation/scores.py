@@ -1,14 +1,16 @@
 """Held-out scores over eval cases: the answers' mean negative log-likelihood (prompt tokens
 masked, as in training), and against a reference model's log-probabilities the mean KL divergence
 of the next-token distributions and top-1 agreement, as llama-perplexity --kl-divergence measures
-them; plus prompt and generation speed. Pure numpy: the worker that runs the models feeds it."""
+them; plus prompt and generation speed, as the worker's answer (protocol.py). Pure numpy: the
+worker that runs the models feeds it."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
+
+from .protocol import Answer
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -47,19 +49,19 @@ class Scores:
             self.same_top1 += int((reference.argmax(axis=-1) == logprobs.argmax(axis=-1)).sum())
             self.positions += len(reference)
 
-    def result(self, answers: list[str], rss: int) -> dict[str, Any]:
+    def result(self, answers: list[str], rss: int) -> Answer:
         mean_nll = self.nll / self.answer_tokens if self.answer_tokens else None
-        return {
-            "answers": answers,
-            "nll": mean_nll,
-            "perplexity": math.exp(mean_nll) if mean_nll is not None else None,
-            "answer_tokens": self.answer_tokens,
-            "kld": self.kld / self.positions if self.positions else None,
-            "top1": self.same_top1 / self.positions if self.positions else None,
-            "prompt_tokens_per_second": self.prompt_tokens / self.prompt_seconds if self.prompt_seconds else None,
-            "generation_tokens_per_second": (self.generated_tokens / self.generation_seconds
-                                             if self.generation_seconds else None),
-            "peak_rss_bytes": rss,
-            "case_logprobs": self.case_logprobs,
-            "case_tokens": self.case_tokens,
-        }
+        return Answer(
+            answers=answers,
+            nll=mean_nll,
+            perplexity=math.exp(mean_nll) if mean_nll is not None else None,
+            answer_tokens=self.answer_tokens,
+            kld=self.kld / self.positions if self.positions else None,
+            top1=self.same_top1 / self.positions if self.positions else None,
+            prompt_tokens_per_second=self.prompt_tokens / self.prompt_seconds if self.prompt_seconds else None,
+            generation_tokens_per_second=(self.generated_tokens / self.generation_seconds
+                                          if self.generation_seconds else None),
+            peak_rss_bytes=rss,
+            case_logprobs=self.case_logprobs,
+            case_tokens=self.case_tokens,
+        )

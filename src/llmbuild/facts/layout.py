@@ -13,6 +13,7 @@ from pathlib import Path
 from .names import sanitize
 
 MANIFEST = "manifest.json"           # every artifact: inputs, config slice, tool versions, file digests
+STAGE_LOG = "stage.log"              # every artifact: what the libraries in the stage's process printed
 
 # data: the checked rows to train on and the held-out rows eval reads, one per line in the plain
 # form of their kind (dataset/kinds.py)
@@ -30,7 +31,16 @@ CHAT_TEMPLATE = "chat_template.jinja"  # merge and vllm: the chat template as wr
 CHAT_SETUP = "chat.json"             # merge: the chat family, template and system prompt it trained and wrote
 TRAIN_SAMPLES = "samples.json"       # train: the conversations as the chat template writes them, in pieces
 
-QUANTIZE_RECORD = "quantize.json"    # quantize: tensor types written, and llama.cpp's fallbacks
+CONVERT_LOG = "convert.log"          # convert: llama.cpp's converter's output
+PARITY_REPORT = "parity.md"          # parity: each conversation's renderings, compared
+PARITY_RECORD = "parity.json"        # parity: the same as data
+RECORDED_FILES = "files"             # convert, quantize, lora_gguf: the manifest's record names the GGUFs written
+QUANTIZE_RECORD = "quantize.json"    # quantize: file names and tensor types written, and llama.cpp's fallbacks
+QUANTIZE_LOG = "quantize.log"
+LORA_CONVERT_LOG = "convert_lora.log"        # lora_gguf: the adapter's conversion
+LORA_BASE_CONVERT_LOG = "convert_base.log"   # lora_gguf: the base model's conversion
+LORA_BASE_QUANTIZE_LOG = "quantize_base.log"
+LLMCOMPRESSOR_LOG = "llmcompressor.log"      # vllm_quant
 MODELFILE = "Modelfile"              # ollama
 OLLAMA_PARITY = "ollama_parity.md"   # ollama: the parity suite through Go's text/template
 SERVE_SCRIPT = "serve.sh"            # vllm
@@ -47,7 +57,23 @@ REPORT_HTML = "report.html"
 OUT_DIR = "out"
 OUT_RECORD = "keys.json"
 OUT_CONFIG = "config.yaml"
+# the link names there (the GGUFs keep their file names; an optional stage's artifact is linked
+# under the stage's name)
+OUT_BASE, OUT_DATASET, OUT_ADAPTER, OUT_MERGED, OUT_SMOKE = "base", "dataset", "adapter", "merged", "smoke.md"
 SWEEPS_DIR = "sweeps"                # <store>/sweeps/<sweep>/: a sweep's summary and report
+SWEEP_SUMMARY_MD = "summary.md"      # one row per variant: its overrides and results
+SWEEP_SUMMARY_CSV = "summary.csv"
+SWEEP_CHART = "perplexity.png"       # the sweep report's chart, beside report.md
+
+# the project: the config groups, the recipes (overlays), the templates stages render, and the
+# store and doit's state when `store` is not set
+CONF_DIR = "conf"
+PRIMARY_CONFIG = "config.yaml"       # conf/config.yaml: the primary config that lists the groups
+RECIPES_DIR = "recipes"
+LOCK_SUFFIX = ".lock.yaml"           # recipes/<recipe>.lock.yaml
+TEMPLATES_DIR = "templates"
+DATA_DIR = "data"                    # the demo recipes' datasets (a project's own, by convention)
+DEFAULT_STORE = "build"
 
 
 def gguf_file(model_name: str, encoding: str) -> str:

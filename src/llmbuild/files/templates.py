@@ -15,8 +15,9 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import StageError
+from ..facts import layout
 
-FOLDER = "templates"
+FOLDER = layout.TEMPLATES_DIR
 
 
 class UndeclaredTemplate(StageError):

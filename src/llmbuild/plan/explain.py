@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..facts.layout import MANIFEST, stage_of
+from ..facts.layout import MANIFEST
 from ..store.artifacts import Store, read_manifest
 from .graph import Plan
 
@@ -18,7 +18,12 @@ class StageStatus:
     key: str
     up_to_date: bool
     reasons: tuple[str, ...]
-    estimate_seconds: float | None   # from the closest earlier build of this stage
+    baseline: dict[str, Any] | None = None   # the manifest of the closest earlier build of this stage
+
+    @property
+    def earlier_seconds(self) -> float | None:
+        """How long that earlier build took (not scaled to this one: cli/estimates.py does that)."""
+        return self.baseline.get("seconds") if self.baseline else None
 
 
 def explain(plan: Plan) -> list[StageStatus]:
@@ -28,7 +33,7 @@ def explain(plan: Plan) -> list[StageStatus]:
     for slot, node in plan.nodes.items():
         stage = node.stage
         if store.is_complete(stage, node.key):
-            out.append(StageStatus(slot, node.key, True, (), None))
+            out.append(StageStatus(slot, node.key, True, ()))
             continue
         stale.add(slot)
         baseline = nearest_manifest(store.root / stage, node.payload)
@@ -37,8 +42,7 @@ def explain(plan: Plan) -> list[StageStatus]:
         else:
             rebuilt = {name for name, up in node.inputs.items() if up in stale}   # inputs by the stage's names
             reasons = tuple(differences(baseline, node.payload, rebuilt)) or ("its output is missing",)
-        seconds = baseline.get("seconds") if baseline else None
-        out.append(StageStatus(slot, node.key, False, reasons, seconds))
+        out.append(StageStatus(slot, node.key, False, reasons, baseline))
     return out
 
 
@@ -62,15 +66,24 @@ def differences(old: dict[str, Any], new: dict[str, Any], stale_upstream: set[st
     for name, digest in new["inputs"].items():
         if old.get("inputs", {}).get(name) != digest:
             reasons.append(f"{name} file(s) changed")
-    for name, digest in new["templates"].items():
-        if old.get("templates", {}).get(name) != digest:
-            reasons.append(f"templates/{name} changed")
+    reasons += _template_changes(old.get("templates", {}), new["templates"])
     for tool, version in new["tools"].items():
         if old.get("tools", {}).get(tool) != version:
             reasons.append(f"{tool} {old.get('tools', {}).get(tool, '?')} -> {version}")
     if old.get("version") != new["version"]:
         reasons.append(f"{new['stage']} stage code version {old.get('version')} -> {new['version']}")
     return reasons
+
+
+def _template_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    """A template edited in place, or one template taken instead of another (the chat format
+    switched from chat/chatml.jinja to chat/qwen.jinja): said as what happened."""
+    edited = [f"templates/{name} changed" for name in new if name in old and old[name] != new[name]]
+    gone, added = [n for n in old if n not in new], [n for n in new if n not in old]
+    switched = [f"templates/{before} -> templates/{after}" for before, after in zip(gone, added, strict=False)]
+    rest = [f"templates/{n} is used" for n in added[len(gone):]] + [f"templates/{n} is no longer used"
+                                                                     for n in gone[len(added):]]
+    return edited + switched + rest
 
 
 def _leaf_differences(old: dict[str, Any], new: dict[str, Any]):
@@ -99,42 +112,3 @@ _ABSENT = _Absent()
 
 def _show(value: Any) -> str:
     return repr(value) if not isinstance(value, _Absent) else "(unset)"
-
-
-def plan_text(plans: list[Plan]) -> str:
-    """Text for `doit plan`: per variant, each stage's state and reasons; then what would run."""
-    lines = []
-    to_run: dict[str, StageStatus] = {}
-    for plan in plans:
-        statuses = explain(plan)
-        lines.append(f"{plan.variant}  (store: {plan.store})")
-        width = max(len(s.stage) for s in statuses)
-        for status in statuses:
-            if status.up_to_date:
-                lines.append(f"  {status.stage:<{width}}  {status.key[:8]}  up to date")
-                continue
-            cost = f"  ~{_duration(status.estimate_seconds)}" if status.estimate_seconds is not None else ""
-            lines.append(f"  {status.stage:<{width}}  {status.key[:8]}  STALE{cost}: {status.reasons[0]}")
-            lines += [f"  {'':<{width}}            {reason}" for reason in status.reasons[1:]]
-            to_run.setdefault(f"{status.stage}:{status.key}", status)
-        lines.append("")
-    if not to_run:
-        lines.append("Nothing to build: every artifact is up to date.")
-        return "\n".join(lines)
-    per_stage: dict[str, int] = {}
-    for status in to_run.values():
-        stage = stage_of(status.stage)
-        per_stage[stage] = per_stage.get(stage, 0) + 1
-    known = [s.estimate_seconds for s in to_run.values() if s.estimate_seconds is not None]
-    unknown = len(to_run) - len(known)
-    estimate = f"about {_duration(sum(known))} from earlier builds" if known else "no earlier timings"
-    if known and unknown:
-        estimate += f", plus {unknown} task(s) never timed"
-    lines.append("Would run " + ", ".join(f"{n} {stage}" for stage, n in per_stage.items()) + f" ({estimate}).")
-    return "\n".join(lines)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.1f} min"

@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..config.compose import Composed
 from ..config.derived import chat_family
-from ..config.schema import RUNTIME_KEYS
+from ..config.schema import NOT_BUILT
 from ..errors import ConfigError
 from ..facts.chat_families import FAMILIES, OLLAMA_TEMPLATE_FILE
 from ..facts.layout import VLLM_SCHEME, ladder, ladder_slot, vllm_slot
@@ -67,13 +67,13 @@ def variant_name(composed: Composed) -> str:
     (`demo_quant-q8_0`). A path value shows its last part. When the name cannot show an override
     exactly (characters a file name cannot hold, a path cut to its last part), a digest of the
     overrides ends it, so that two configurations never share a name. Overrides that build nothing
-    (RUNTIME_KEYS) and credentials are left out: a name never shows a secret."""
+    (schema.NOT_BUILT) and credentials are left out: a name never shows a secret."""
     if composed.cfg.name:
         return composed.cfg.name
     parts, named, lossy = [composed.recipe], [], False
     for item in composed.overrides:
         key = item.lstrip("+~").split("=", 1)[0]
-        if key == "recipes" or key.startswith(RUNTIME_KEYS) or is_secret(key):
+        if key == "recipes" or key.startswith(tuple(NOT_BUILT)) or is_secret(key):
             continue
         named.append(item.lstrip("+"))
         value = item.split("=", 1)[1] if "=" in item else None

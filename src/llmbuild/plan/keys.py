@@ -15,8 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 from ..config.derived import DERIVED
 from ..config.schema import NOT_BUILT
 from ..errors import ConfigError
-from ..facts.gguf_files import shards_of
 from ..facts.secrets import is_secret
+from ..files.model_path import ACCEPTED, inspect_model_path
 from ..files.paths import project_path, resolve_model_path
 from ..store.digests import DigestCache
 from .stages import StageSpec
@@ -103,51 +103,22 @@ def input_files(stage: str, cfg: DictConfig, root: Path) -> dict[str, Path]:
     return {}
 
 
-WEIGHTS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.pt")
-TOKENIZER = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
-
-
-def model_problem(path: Path) -> str | None:
-    """What makes `path` unusable as a base model, found from names and four bytes, not weights."""
-    if path.is_dir():
-        missing = [what for what, found in (
-            ("config.json", (path / "config.json").is_file()),
-            ("weights (*.safetensors or *.bin)", any(next(path.glob(p), None) for p in WEIGHTS)),
-            ("a tokenizer (tokenizer.json, tokenizer.model or vocab.json)",
-             any((path / t).is_file() for t in TOKENIZER)),
-        ) if not found]
-        if missing:
-            return (f"{path} lacks {', '.join(missing)}; an HF model folder needs config.json, weights and a "
-                    f"tokenizer (as `save_pretrained` writes them)")
-        return None
-    if path.suffix != ".gguf":
-        return f"{path} is neither an HF model folder nor a .gguf file"
-    with open(path, "rb") as handle:
-        if handle.read(4) != b"GGUF":
-            return f"{path} is not a GGUF file (it does not start with GGUF's magic bytes); re-download it"
-    return None
-
-
 def input_fingerprints(stage: str, cfg: DictConfig, root: Path, digests: DigestCache,
                        strict: bool = True) -> dict[str, str]:
     """Digests of `input_files`. Not strict: a missing file is fingerprinted as missing (for
     locks and diffs of recipes whose data is not here yet)."""
     files = input_files(stage, cfg, root)
     if "model" in files:
-        path = files["model"]
-        if not path.exists() and not strict:
+        model = inspect_model_path(files["model"])
+        if not model.exists and not strict:
             return {"model": "missing"}
-        if not path.exists():
-            raise ConfigError(
-                f"model.path = {cfg.model.path!r}: {path} does not exist. Point model.path at an HF model "
-                f"folder (config.json + weights + tokenizer) or a .gguf file.")
-        problem = model_problem(path)
-        if problem:
-            raise ConfigError(f"model.path = {cfg.model.path!r}: {problem}")
-        shards = shards_of(path)
-        if shards:  # a split GGUF: every file of it is an input
-            return {p.name: digests.fingerprint(p) if p.exists() else "missing" for p in shards}
-        return {"model": digests.fingerprint(path)}
+        if not model.exists:
+            raise ConfigError(f"model.path = {cfg.model.path!r}: {model.problem}. Point model.path at {ACCEPTED}.")
+        if model.problem:
+            raise ConfigError(f"model.path = {cfg.model.path!r}: {model.problem}")
+        if model.split:  # every file of it is an input
+            return {p.name: digests.fingerprint(p) if p.exists() else "missing" for p in model.files}
+        return {"model": digests.fingerprint(model.path)}
     if "dataset" in files:
         path = files["dataset"]
         if not path.is_file() and not strict:

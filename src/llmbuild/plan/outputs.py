@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from ..config.compose import as_typed
 from ..facts import layout
 from ..facts.names import digest, sanitize, shorten
 from ..facts.secrets import redact, redact_override
@@ -35,8 +36,6 @@ def converted_gguf(plan: Plan) -> Path:
     return layout.converted_gguf(artifact(plan, "convert"), cfg.model.name, cfg.quant.convert_type)
 
 
-# the names under <store>/out/<variant>/ (the GGUFs keep their file names)
-BASE_LINK, DATASET_LINK, ADAPTER_LINK, MERGED_LINK, SMOKE_LINK = "base", "dataset", "adapter", "merged", "smoke.md"
 # stages that exist only when configured: their whole artifact, linked under the stage's name
 OPTIONAL_LINKS = ("ollama", "vllm", "hf", "eval", "report", "split")
 
@@ -44,15 +43,15 @@ OPTIONAL_LINKS = ("ollama", "vllm", "hf", "eval", "report", "split")
 def links(plan: Plan) -> dict[str, Path]:
     """Link name -> the artifact file or folder it points to."""
     out = {
-        BASE_LINK: artifact(plan, "base"),
-        DATASET_LINK: artifact(plan, "train") / layout.DATASET_DIR,   # the samples as trained
-        ADAPTER_LINK: artifact(plan, "train") / layout.ADAPTER,
-        MERGED_LINK: artifact(plan, "merge") / layout.MERGED,
+        layout.OUT_BASE: artifact(plan, "base"),
+        layout.OUT_DATASET: artifact(plan, "train") / layout.DATASET_DIR,   # the samples as trained
+        layout.OUT_ADAPTER: artifact(plan, "train") / layout.ADAPTER,
+        layout.OUT_MERGED: artifact(plan, "merge") / layout.MERGED,
         converted_gguf(plan).name: converted_gguf(plan),
         quantized_gguf(plan).name: quantized_gguf(plan),
     }
     if "smoke" in plan.nodes:   # none after continued pretraining alone
-        out[SMOKE_LINK] = artifact(plan, "smoke") / layout.SMOKE_MARKDOWN
+        out[layout.OUT_SMOKE] = artifact(plan, "smoke") / layout.SMOKE_MARKDOWN
     out.update({stage: artifact(plan, stage) for stage in OPTIONAL_LINKS if stage in plan.nodes})
     out.update({vllm_checkpoint_link(slot): artifact(plan, slot) / layout.QUANTIZED_MODEL
                 for slot, node in plan.nodes.items() if node.stage == "vllm_quant"})
@@ -67,7 +66,7 @@ def vllm_checkpoint_link(slot: str) -> str:
 def config_text(plan: Plan) -> str:
     """The resolved configuration (secrets masked) as the variant's config.yaml."""
     resolved = redact(plan.composed.to_container())
-    shown = " ".join(redact_override(item) for item in plan.composed.overrides) or "(none)"
+    shown = " ".join(redact_override(as_typed(item)) for item in plan.composed.overrides) or "(none)"
     return (f"# resolved configuration of {plan.variant}; overrides: {shown}\n"
             + yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
 

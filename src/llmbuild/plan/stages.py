@@ -88,9 +88,10 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         upstream=("base", "train"),
         tools=("llamafactory", "transformers", "peft", "torch", "jinja2"),
         templates=(CHAT_TEMPLATE_FILE,),
-        version="4",  # 2: non-ASCII system prompts written as characters (astral ones broke as surrogates);
+        version="5",  # 2: non-ASCII system prompts written as characters (astral ones broke as surrogates);
                       # 3: the model's own chat template, and chat.json; 4: SentencePiece
-                      # tokenizer.model and added tokens kept for the converter
+                      # tokenizer.model and added tokens kept for the converter; 5: without
+                      # LLaMA-Factory's own Modelfile (its TEMPLATE drops the format's tokens)
     ),
     StageSpec(
         "convert", "Convert the merged model to GGUF with llama.cpp's convert_hf_to_gguf.py",
@@ -101,7 +102,6 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
     ),
     StageSpec(
         "parity", "Check that training, the merged model and the GGUF format a conversation suite identically",
-        upstream_reads=("model.name", "quant.convert_type"),
         upstream=("base", "merge", "convert"),
         tools=("llamafactory", "transformers", "llama_cpp_python", "jinja2"),
         version="4",  # 2: emoji and rare scripts in the conversation suite; 3: the model's own template, reasoning;
@@ -146,7 +146,6 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         reads=("chat_format", "prompt.temperature", "prompt.top_p", "prompt.top_k",
                "prompt.repeat_penalty", "prompt.num_ctx", "prompt.num_predict", "prompt.stop", "target.ollama",
                "model.license", "model.name"),
-        upstream_reads=("quant.type",),
         upstream=("merge", "quantize"),
         optional_upstream=("lora_gguf",),
         tools=("jinja2",),
@@ -180,7 +179,6 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
     StageSpec(
         "smoke", "Chat with the quantized GGUF in llama.cpp: answers and tokens/s",
         reads=("smoke", "prompt.system"),
-        upstream_reads=("model.name", "quant.type"),
         upstream=("quantize",),
         tools=("llama_cpp_python",),
         chat=True,   # continued pretraining alone makes no chat model to chat with

@@ -4,9 +4,9 @@ no creation time or software stamp in the file."""
 from __future__ import annotations
 
 import io
-from typing import Any
 
-from ..evaluation.results import VLLM
+from ..evaluation.results import EvalResults, ModelResult
+from ..evaluation.roster import GGUF, VLLM
 
 SIZE = (7.0, 3.6)
 DPI = 100
@@ -43,25 +43,27 @@ def loss_curve(steps: list[tuple[int, float]]) -> bytes | None:
     return _png(fig)
 
 
-def quant_ladder(eval_result: dict[str, Any]) -> bytes | None:
+def quant_ladder(eval_result: EvalResults) -> bytes | None:
     """Size against KLD and against perplexity, one point per GGUF (KLD vs the f16 GGUF) and per vLLM
     checkpoint (squares: KLD vs the merged model)."""
-    points = [m for m in eval_result["models"] if m["kind"] in ("gguf", VLLM) and m["file_size"]]
+    points = [m for m in eval_result.models if m.kind in (GGUF, VLLM) and m.file_size]
     if len(points) < 2:
         return None
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=SIZE)
-    shipped = eval_result["shipped_quant"]
-    settings = eval_result["settings"]
-    references = " / ".join(filter(None, (settings["kld_reference"], settings.get("vllm_kld_reference"))))
-    for ax, key, label in ((left, "kld", "mean KLD vs " + references), (right, "perplexity", "held-out perplexity")):
+    shipped = eval_result.shipped_quant
+    settings = eval_result.settings
+    references = " / ".join(filter(None, (settings.kld_reference, settings.vllm_kld_reference)))
+    for ax, read, label in ((left, lambda m: m.kld, "mean KLD vs " + references),
+                            (right, lambda m: m.perplexity, "held-out perplexity")):
         for m in points:
-            if m[key] is None:
+            value = read(m)
+            if value is None:
                 continue
-            size = m["file_size"] / 2**20
-            ax.scatter(size, m[key], color="tab:red" if m["name"] == shipped else "tab:blue", zorder=3,
-                       marker="s" if m["kind"] == VLLM else "o")
-            ax.annotate(shown_name(m) + (" (shipped)" if m["name"] == shipped else ""), (size, m[key]),
+            size = m.file_size / 2**20
+            ax.scatter(size, value, color="tab:red" if m.name == shipped else "tab:blue", zorder=3,
+                       marker="s" if m.kind == VLLM else "o")
+            ax.annotate(shown_name(m) + (" (shipped)" if m.name == shipped else ""), (size, value),
                         textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.margins(x=0.2, y=0.2)  # room for the point labels
         ax.set_xlabel("size (MiB)")
@@ -72,9 +74,9 @@ def quant_ladder(eval_result: dict[str, Any]) -> bytes | None:
     return _png(fig)
 
 
-def shown_name(model: dict[str, Any]) -> str:
+def shown_name(model: ModelResult) -> str:
     """A model's name in tables and charts: vLLM's checkpoints say so (`fp8 (vLLM)`)."""
-    return f"{model['name']} (vLLM)" if model["kind"] == VLLM else model["name"]
+    return f"{model.name} (vLLM)" if model.kind == VLLM else model.name
 
 
 def sweep_perplexity(names: list[str], values: list[float | None]) -> bytes | None:

@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import ConfigError
+from ..facts import layout
 
 
 @contextmanager
 def project_at(root: Path, revision: str) -> Iterator[Path]:
     """The config-relevant part of the project as of a git revision, in a temporary folder."""
-    parts = [p for p in ("conf", "recipes", "templates", "data") if (Path(root) / p).exists()]
+    parts = [p for p in (layout.CONF_DIR, layout.RECIPES_DIR, layout.TEMPLATES_DIR, layout.DATA_DIR)
+             if (Path(root) / p).exists()]
     try:
         archive = subprocess.run(["git", "archive", "--format=tar", revision, *parts], cwd=root,
                                  capture_output=True, check=True).stdout

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from ..config.compose import compose
+from ..facts import layout
 from ..plan.graph import Plan, build_plan
 from ..plan.keys import tool_version
 from ..plan.stages import STAGES
@@ -35,7 +36,7 @@ def lock_text(plan: Plan) -> str:
 
 
 def lock_path(root: Path, recipe: str) -> Path:
-    return Path(root) / "recipes" / f"{recipe}.lock.yaml"
+    return Path(root) / layout.RECIPES_DIR / f"{recipe}{layout.LOCK_SUFFIX}"
 
 
 def plan_recipe(root: Path, recipe: str, store: Path) -> Plan:

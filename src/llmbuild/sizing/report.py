@@ -1,31 +1,56 @@
-"""`doit size`: a composed configuration's parameter counts and memory estimates, as text.
+"""`doit size`: a composed configuration's parameter counts and memory estimates, as text, and what
+to change on the command line when a training does not fit.
 
-The numbers come from memory.py (pure arithmetic, its notes say what is approximated) and the
-shape from shape.py; nothing here loads a model.
+The numbers come from params.py, train_memory.py, infer_memory.py and remedies.py (pure arithmetic;
+their notes say what is approximated) and the shape from shape.py; nothing here loads a model.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from omegaconf import DictConfig
 
 from ..errors import ConfigError
 from ..facts.distributed import STRATEGIES
 from .choice import additional_targets, batch_choice, configured_setup
-from .memory import (
-    GIB,
-    Remedy,
-    TrainMemory,
-    TrainSetup,
-    inference_memory,
-    lora_modules,
-    lora_parameters,
-    parameter_count,
-    remedies,
-    train_memory,
-)
+from .infer_memory import inference_memory
+from .params import lora_modules, lora_parameters, parameter_count
+from .remedies import CHECKPOINTING, FOUR_BIT, SHARDED, SHORTER, SMALLER_BATCHES, TOGETHER, Remedy, remedies
 from .shape import ShapeSource
+from .train_memory import GIB, TrainMemory, TrainSetup, train_memory
+
+# the config key that sets each TrainSetup field a remedy changes (its command-line override)
+OVERRIDE_KEYS = {
+    "cutoff_len": "train.cutoff_len",
+    "batch_size": "train.per_device_train_batch_size",
+    "gradient_accumulation_steps": "train.gradient_accumulation_steps",
+    "gradient_checkpointing": "train.gradient_checkpointing",
+    "quantization_bit": "lora.quantization_bit",
+    "strategy": "train.distributed",
+}
+
+
+def overrides(remedy: Remedy) -> str:
+    """The Hydra overrides that apply `remedy`, as a user types them after `doit build`."""
+    return " ".join(f"{OVERRIDE_KEYS[field]}={_override_value(value)}" for field, value in remedy.changes.items())
+
+
+def _override_value(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def why(remedy: Remedy) -> str:
+    """The remedy in words."""
+    return {
+        SHORTER: "shorter samples: longer ones are truncated",
+        SMALLER_BATCHES: "smaller batches, the same effective batch through gradient accumulation",
+        CHECKPOINTING: "recompute activations during backward, ~30% slower",
+        FOUR_BIT: "QLoRA: the frozen base in 4 bits (bitsandbytes)",
+        SHARDED: f"the base weights split across the {remedy.setup.devices} GPUs too",
+        TOGETHER: "all of these together",
+    }[remedy.kind]
 
 
 def _count(n: int) -> str:
@@ -144,7 +169,7 @@ def _remedies(setup: TrainSetup, memory: TrainMemory, budget: float, found: list
              f"{_gib(memory.total)} GiB. Remedies, with the memory each would need:"]
     for remedy in found:
         verdict = "fits" if remedy.memory.total <= budget * GIB else "too big"
-        lines.append(f"    {_gib(remedy.memory.total):>7} GiB  {verdict:<7}  {remedy.change}   # {remedy.why}")
+        lines.append(f"    {_gib(remedy.memory.total):>7} GiB  {verdict:<7}  {overrides(remedy)}   # {why(remedy)}")
     return lines
 
 

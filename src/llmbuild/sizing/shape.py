@@ -1,6 +1,6 @@
 """Where `doit size` finds the model's shape, first that exists:
 
-1. model.path is an HF folder: its config.json;
+1. model.path is an HF folder (files/model_path.py says what a model.path is): its config.json;
 2. the built base model in the store (build/base/<key>/config.json);
 3. model.path is a .gguf file (or the first of a split one): its metadata and tensor list (gguf-py);
 4. the `model.shape` block of the model config (the big hub models carry their published shape);
@@ -22,8 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 from ..adapters.gguf_header import read_gguf_header
 from ..errors import ConfigError
 from ..facts.gguf_files import shards_of
+from ..files.model_path import GGUF, HF_FOLDER, inspect_model_path
 from ..files.paths import resolve_model_path
-from .memory import MODEL_TYPES, ModelShape
+from .params import MODEL_TYPES, ModelShape
 
 # GGUF architectures -> HF model_type (llama.cpp converts Mistral 7B to "llama")
 GGUF_ARCHITECTURES = {"llama": "llama", "qwen2": "qwen2"}
@@ -39,19 +40,19 @@ class ShapeSource:
 def find_shape(model: DictConfig, root: Path, base_dir: Path | None) -> ShapeSource:
     """The shape of `model` (a composed `model` config group); `base_dir` is this configuration's
     base artifact folder in the store, built or not."""
-    path = resolve_model_path(model.path, root) if model.path else None
-    if path is not None and (path / "config.json").is_file():
-        return ShapeSource(from_hf_config(path / "config.json"), f"{path / 'config.json'}")
+    found = inspect_model_path(resolve_model_path(model.path, root)) if model.path else None
+    if found is not None and found.kind == HF_FOLDER:
+        return ShapeSource(from_hf_config(found.path / "config.json"), f"{found.path / 'config.json'}")
     if base_dir is not None and (base_dir / "config.json").is_file():
         return ShapeSource(from_hf_config(base_dir / "config.json"), f"{base_dir / 'config.json'} (built base model)")
-    if path is not None and path.is_file() and path.suffix == ".gguf":
-        return from_gguf(path)
+    if found is not None and found.kind == GGUF:
+        return from_gguf(found.path)
     if model.get("shape") is not None:
         return ShapeSource(from_config(model.shape), "model.shape in the model config")
-    if not model.path:
+    if found is None:
         where = f"model.path is unset (hub_id {model.hub_id!r})"
-    elif not path.exists():
-        where = f"model.path = {model.path!r} does not exist ({path})"
+    elif not found.exists:
+        where = f"model.path = {model.path!r} does not exist ({found.path})"
     else:
         where = f"model.path = {model.path!r} is neither an HF folder with config.json nor a .gguf file"
     raise ConfigError(

@@ -8,6 +8,7 @@ from ..adapters import hf_tokenizer, llama_cpp
 from ..adapters.llama_cpp_vocab import read_metadata
 from ..errors import StageError
 from ..facts import layout
+from . import ggufs
 from .context import StageContext
 
 
@@ -18,14 +19,15 @@ def run(ctx: StageContext) -> None:
     strips = hf_tokenizer.strips_after_special_tokens(hf_tokenizer.load_tokenizer(merged))
     name = llama_cpp.gguf_name(ctx.cfg.model.name, strips)
     progress = ctx.progress("converting")
-    llama_cpp.convert(merged, target, outtype, ctx.out / "convert.log", ctx.verbose,
+    llama_cpp.convert(merged, target, outtype, ctx.out / layout.CONVERT_LOG, ctx.verbose,
                       llama_cpp.tensor_progress(progress.update), name=name)
     progress.close()
+    ggufs.record(ctx.record, gguf=target)
     meta = read_metadata(target)
     expected = (ctx.inputs["merge"] / layout.CHAT_TEMPLATE).read_text(encoding="utf-8")
     if meta.get("tokenizer.chat_template") != expected:
         raise StageError("the GGUF's tokenizer.chat_template differs from the merged model's chat template; "
-                         "the converter did not carry it over (see convert.log)")
+                         f"the converter did not carry it over (see {layout.CONVERT_LOG})")
     ctx.say(f"{target.name}: pre-tokenizer '{meta.get('tokenizer.ggml.pre')}', chat template embedded"
             + (f"; named {name!r} so that llama.cpp drops the whitespace after special tokens as the tokenizer "
                f"does" if name != ctx.cfg.model.name else ""))

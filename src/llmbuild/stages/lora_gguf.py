@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..adapters import llama_cpp
 from ..errors import StageError
 from ..facts import layout
+from . import ggufs
 from .context import StageContext
 
 
@@ -17,14 +18,16 @@ def run(ctx: StageContext) -> None:
     name = cfg.model.name
     adapter = ctx.out / layout.lora_adapter_gguf(name)
     llama_cpp.convert_lora(ctx.inputs["train"] / layout.ADAPTER, ctx.inputs["base"], adapter,
-                           ctx.out / "convert_lora.log", ctx.verbose)
+                           ctx.out / layout.LORA_CONVERT_LOG, ctx.verbose)
     converted = ctx.out / layout.lora_base_gguf(name, cfg.quant.convert_type)
-    llama_cpp.convert(ctx.inputs["base"], converted, cfg.quant.convert_type, ctx.out / "convert_base.log",
+    llama_cpp.convert(ctx.inputs["base"], converted, cfg.quant.convert_type, ctx.out / layout.LORA_BASE_CONVERT_LOG,
                       ctx.verbose)
     base = ctx.out / layout.lora_base_gguf(name, cfg.quant.type)
     if base != converted:
-        llama_cpp.quantize(converted, base, cfg.quant.type, cfg.quant.nthread, log=ctx.out / "quantize_base.log")
+        llama_cpp.quantize(converted, base, cfg.quant.type, cfg.quant.nthread,
+                           log=ctx.out / layout.LORA_BASE_QUANTIZE_LOG)
         converted.unlink()
+    ggufs.record(ctx.record, gguf=base, lora=adapter)
     try:
         llm = llama_cpp.load_with_adapter(base, adapter)
     except Exception as err:  # llama.cpp reports a mismatched adapter as a plain failure

@@ -26,6 +26,7 @@ def run(ctx: StageContext) -> None:
     merged = ctx.out / layout.MERGED
     if not (merged / "config.json").is_file():
         raise StageError("llamafactory-cli export finished without a merged model; see export.log")
+    llamafactory.drop_export_modelfile(merged)
     family = setup.chat_family
     try:
         eos_ids = hf_tokenizer.set_chat_format(merged, setup.template, family.eos if family else None)

@@ -14,7 +14,7 @@ from ..errors import StageError
 from ..facts import layout
 from ..facts.chat_families import FAMILIES, builtin
 from ..files.links import link_or_copy
-from . import chat
+from . import chat, ggufs
 from .context import StageContext
 
 
@@ -27,7 +27,7 @@ def run(ctx: StageContext) -> None:
                          f"({', '.join(FAMILIES)}), so an Ollama Modelfile cannot prompt it as it was trained. "
                          f"Build without the ollama target (e.g. target=[llamacpp] or target=[vllm]), or set "
                          f"prompt.template to one of {', '.join(builtin())} to train with llmbuild's template.")
-    merged = layout.quantized_gguf(ctx.inputs["quantize"], cfg.model.name, cfg.quant.type)
+    merged = ggufs.gguf(ctx.inputs["quantize"])
     meta = read_metadata(merged)  # the trained chat template and end tokens, whichever file Ollama loads
     template_text = meta.get("tokenizer.chat_template") or ""
     reference = llama_cpp.chat_formatter(template_text, meta.bos_token, meta.end_tokens[0] if meta.end_tokens else "")
@@ -35,8 +35,7 @@ def run(ctx: StageContext) -> None:
     system = setup.system if setup.system is not None else default_system(reference)
     gguf, adapter = merged, None
     if "lora_gguf" in ctx.inputs:  # target.ollama.adapter: FROM the base, ADAPTER the LoRA
-        gguf = ctx.inputs["lora_gguf"] / layout.lora_base_gguf(cfg.model.name, cfg.quant.type)
-        adapter = ctx.inputs["lora_gguf"] / layout.lora_adapter_gguf(cfg.model.name)
+        gguf, adapter = ggufs.gguf(ctx.inputs["lora_gguf"]), ggufs.gguf(ctx.inputs["lora_gguf"], "lora")
         link_or_copy(adapter, ctx.out / adapter.name)
     link_or_copy(gguf, ctx.out / gguf.name)
     end_tokens = list(meta.end_tokens)

@@ -17,16 +17,15 @@ from ..chat.conversation import turn_pieces
 from ..chat.setup import OWN
 from ..errors import StageError
 from ..facts import layout
-from . import chat
+from . import chat, ggufs
 from .context import StageContext
 
 
 def run(ctx: StageContext) -> None:
-    cfg = ctx.cfg
     setup = chat.recorded(ctx.inputs["merge"])
     family = setup.chat_family
     merged = ctx.inputs["merge"] / layout.MERGED
-    gguf = layout.converted_gguf(ctx.inputs["convert"], cfg.model.name, cfg.quant.convert_type)
+    gguf = ggufs.gguf(ctx.inputs["convert"])
     tokenizer = hf_tokenizer.load_tokenizer(merged)
     with open_vocab(gguf) as vocab:  # one llama.cpp load for the metadata and the token ids
         meta = vocab.metadata()
@@ -57,8 +56,8 @@ def run(ctx: StageContext) -> None:
     })
     conversations = parity.suite(family.tools, family.reasoning) if family else parity.SUITE
     results = parity.compare(conversations, renderers)
-    (ctx.out / "parity.md").write_text(parity.report(results), encoding="utf-8")
-    (ctx.out / "parity.json").write_text(json.dumps([r.__dict__ for r in results], ensure_ascii=False, indent=1),
+    (ctx.out / layout.PARITY_REPORT).write_text(parity.report(results), encoding="utf-8")
+    (ctx.out / layout.PARITY_RECORD).write_text(json.dumps([r.__dict__ for r in results], ensure_ascii=False, indent=1),
                                          encoding="utf-8")
     compared = [r for r in results if r.renderings]
     differing = [r for r in compared if not r.agrees]
@@ -66,8 +65,8 @@ def run(ctx: StageContext) -> None:
     if differing:
         first = differing[0]
         raise StageError(f"the {name} prompt format differs between renderings for {len(differing)} of "
-                         f"{len(compared)} conversations ({setup.source}; report: parity.md). First difference, "
-                         f"'{first.conversation}':\n{first.diff()}")
+                         f"{len(compared)} conversations ({setup.source}; report: {layout.PARITY_REPORT}). First "
+                         f"difference, '{first.conversation}':\n{first.diff()}")
     accepted = [c for c, r in zip(conversations, results, strict=True) if r.renderings]
     unstopped = parity.trained_answer_problems(accepted, pieces, stops)
     if unstopped:

@@ -9,6 +9,7 @@ import time
 from ..adapters import llama_cpp
 from ..errors import StageError
 from ..facts import layout
+from . import ggufs
 from .context import StageContext
 
 DEFAULT_QUESTIONS = ("Hello! Who are you?",)
@@ -16,7 +17,7 @@ DEFAULT_QUESTIONS = ("Hello! Who are you?",)
 
 def run(ctx: StageContext) -> None:
     cfg = ctx.cfg
-    gguf = layout.quantized_gguf(ctx.inputs["quantize"], cfg.model.name, cfg.quant.type)
+    gguf = ggufs.gguf(ctx.inputs["quantize"])
     llm = llama_cpp.load(gguf, n_ctx=cfg.smoke.n_ctx)
     system = [{"role": "system", "content": cfg.prompt.system}] if cfg.prompt.system else []
     results = []

@@ -5,14 +5,14 @@ them from the first file; `ollama create` takes the folder (FROM .) in releases 
 from __future__ import annotations
 
 from ..adapters import gguf_split
-from ..facts import layout
 from ..facts.gguf_files import parse_size
+from . import ggufs
 from .context import StageContext
 
 
 def run(ctx: StageContext) -> None:
     cfg = ctx.cfg
-    source = layout.quantized_gguf(ctx.inputs["quantize"], cfg.model.name, cfg.quant.type)
+    source = ggufs.gguf(ctx.inputs["quantize"])
     shards = gguf_split.split(source, ctx.out, parse_size(cfg.quant.split_max_size))
     ctx.say(f"{source.name} -> {len(shards)} file(s) of at most {cfg.quant.split_max_size}: "
             + ", ".join(f"{p.name} ({p.stat().st_size / 2**20:.1f} MiB)" for p in shards))

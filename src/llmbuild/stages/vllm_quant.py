@@ -36,7 +36,7 @@ def run(ctx: StageContext) -> None:
     progress = ctx.progress(f"llm-compressor {scheme.preset}")
     record = llm_compressor.quantize(
         python, merged, out, preset=scheme.preset, method=scheme.method, ignore=list(IGNORED_LAYERS),
-        calibration=texts, max_len=settings.calibration_max_len, seed=SEED, log=ctx.out / "llmcompressor.log",
+        calibration=texts, max_len=settings.calibration_max_len, seed=SEED, log=ctx.out / layout.LLMCOMPRESSOR_LOG,
         verbose=ctx.verbose, on_progress=lambda done, total, what: progress.update(done, total, what))
     progress.close()
     for name in CARRIED:
