@@ -222,6 +222,64 @@ def test_a_check_fails_the_build_while_it_is_planned_when_the_model_is_on_disk(t
         "no stage ran: no base, no data"
 
 
+def fake_hf_folder(folder: Path) -> Path:
+    """An HF folder as planning and the checks read it (config.json, the weights' headers, a
+    tokenizer file), written without torch."""
+    import json
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 8}))
+    weights = {f"model.layers.0.{name}.weight": np.zeros((8, 8), dtype=np.float32)
+               for name in ("self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj")}
+    save_file(weights, str(folder / "model.safetensors"))
+    (folder / "tokenizer.json").write_text("{}")
+    return folder
+
+
+def test_the_checks_run_while_planning_for_each_training_stage_still_to_build(tmp_path):
+    """cli/tasks.py: a train node not built yet, on a model already on disk, is checked with the
+    train stage's message; in a pipeline each training stage on a model on disk is, under its slot.
+    A built train node is not checked again."""
+    from llmbuild.cli.tasks import check_before_building
+    from llmbuild.errors import StageError
+    from llmbuild.plan.graph import build_plan
+
+    model = fake_hf_folder(tmp_path / "model")
+    local = [f"store={tmp_path / 'store'}", "model=local", f"model.path={model}", "model.name=X"]
+    plan = build_plan(compose(ROOT, [*local, "lora.target=[qproj]"]), ROOT)
+    with pytest.raises(StageError, match=r"^train: lora.target = \['qproj'\]: this model has no module named "
+                                         r"qproj; did you mean q_proj\?"):
+        check_before_building([plan])
+    check_before_building([build_plan(compose(ROOT, local), ROOT)])
+    pipeline = build_plan(compose(ROOT, [*local, "recipe=demo-dpo", "pipeline.sft.lora.target=[qproj]"]), ROOT)
+    with pytest.raises(StageError, match=r"^train@sft: lora.target = \['qproj'\]"):
+        check_before_building([pipeline])
+    built = tmp_path / "store" / "train" / plan.nodes["train"].key
+    built.mkdir(parents=True)
+    (built / "manifest.json").write_text("{}")
+    check_before_building([plan])   # built already
+
+
+def test_planning_a_build_whose_model_is_not_on_disk_yet_loads_no_check(tmp_path):
+    """The demo's base is a GGUF to import: nothing to check while planning, and nothing imported for it."""
+    code = (
+        "import sys; from pathlib import Path; from llmbuild.config.compose import compose;"
+        "from llmbuild.plan.graph import build_plan; from llmbuild.cli.tasks import check_before_building;"
+        f"root = Path({str(ROOT)!r}); check_before_building([build_plan(compose(root, ['store={tmp_path}']), root)]);"
+        "loaded = [m for m in ('llmbuild.stages.preflight', 'torch', 'transformers', 'safetensors')"
+        " if m in sys.modules];"
+        "print(loaded); sys.exit(1 if loaded else 0)"
+    )
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 @pytest.mark.slow
 def test_a_model_built_during_the_run_is_checked_by_the_train_stage(tmp_path, tiny_base, monkeypatch):
     """A GGUF to import or a hub model is on disk only once the base stage has run: the train stage

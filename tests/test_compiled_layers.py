@@ -128,45 +128,34 @@ def test_a_model_type_liger_does_not_know_keeps_pytorchs_loss(tmp_path):
         llamafactory_compiled.apply_fused_loss(tmp_path)
 
 
-def test_the_train_stage_runs_the_launcher_and_the_yaml_says_so(tmp_path, monkeypatch):
+def test_the_train_stage_runs_the_launcher_and_the_yaml_says_so():
     """train=gpu-bf16 (compile=layers, Liger): the train stage runs this module with --fused-loss, and the
     YAML's "Run by hand" line names the same command and variables; compile=none runs llamafactory-cli."""
-    from llmbuild.facts.train_methods import method
-    from llmbuild.stages import train
+    ddp = STRATEGIES["ddp"]
 
-    said = []
+    def launch(method="sft", compile="layers", rounding="eager", bf16=True, liger=True):
+        return llamafactory_launch.launch(ddp, 1, compile, rounding, bf16, liger, method, environ={})
 
-    class Context:
-        def __init__(self, **train_cfg):
-            from omegaconf import OmegaConf
-            self.cfg = OmegaConf.create({"train": {"compile": "layers", "compile_rounding": "eager",
-                                                   "liger_kernel": True, "bf16": True, **train_cfg}})
-
-        def say(self, line):
-            said.append(line)
-
-    from llmbuild.facts.compile_modes import environment
-
-    def hand(program, rounding="eager", mode="layers"):   # the YAML's line, as the train stage writes it
-        return llamafactory_launch.hand_command(STRATEGIES["ddp"], 1, program, environment(mode, rounding))
-
-    program, by_hand = train._program(Context(), method("sft"))
-    assert program == llamafactory_compiled.program(True)
-    assert hand(by_hand) == "CUDA_VISIBLE_DEVICES=0 TORCHINDUCTOR_EMULATE_PRECISION_CASTS=1 python -m " \
+    chosen = launch()
+    assert chosen.program == llamafactory_compiled.program(True)
+    assert chosen.hand == "CUDA_VISIBLE_DEVICES=0 TORCHINDUCTOR_EMULATE_PRECISION_CASTS=1 python -m " \
         "llmbuild.adapters.llamafactory_compiled --fused-loss llamafactory.yaml", \
         "by hand as llmbuild runs it: inductor rounding as eager PyTorch does"
-    assert any("train.compile=layers: each decoder layer compiled" in line for line in said)
-    program, by_hand = train._program(Context(), method("dpo"))
-    assert program == llamafactory_compiled.program(False)
-    assert any("Liger's fused loss does not apply to dpo (it needs the logits)" in line for line in said)
-    assert any("train.compile_rounding=eager: round to bf16 after every operation" in line for line in said)
-    said.clear()
-    assert train._program(Context(bf16=False), method("sft"))[0] == llamafactory_compiled.program(True)
-    assert not any("compile_rounding" in line for line in said), "fp32 training rounds nothing to bf16"
-    assert train._program(Context(compile="none"), method("sft")) == (None, "llamafactory-cli train")
-    program, by_hand = train._program(Context(compile="model", liger_kernel=False, compile_rounding="kernel"),
-                                      method("sft"))
-    assert program is None and hand(by_hand, "kernel", "model") == \
+    assert chosen.env["TORCHINDUCTOR_EMULATE_PRECISION_CASTS"] == "1" and chosen.env["FORCE_TORCHRUN"] == "0"
+    assert any("train.compile=layers: each decoder layer compiled" in line for line in chosen.notes)
+    chosen = launch("dpo")
+    assert chosen.program == llamafactory_compiled.program(False)
+    assert any("Liger's fused loss does not apply to dpo (it needs the logits)" in line for line in chosen.notes)
+    assert any("train.compile_rounding=eager: round to bf16 after every operation" in line for line in chosen.notes)
+    chosen = launch(bf16=False)
+    assert chosen.program == llamafactory_compiled.program(True)
+    assert not any("compile_rounding" in line for line in chosen.notes), "fp32 training rounds nothing to bf16"
+    chosen = launch(compile="none")
+    assert (chosen.program, chosen.notes) == (None, ())
+    assert chosen.hand == "CUDA_VISIBLE_DEVICES=0 llamafactory-cli train llamafactory.yaml"
+    assert "TORCHINDUCTOR_EMULATE_PRECISION_CASTS" not in chosen.env
+    chosen = launch(compile="model", liger=False, rounding="kernel")
+    assert chosen.program is None and chosen.hand == \
         "CUDA_VISIBLE_DEVICES=0 TORCHINDUCTOR_EMULATE_PRECISION_CASTS=0 llamafactory-cli train llamafactory.yaml"
 
 

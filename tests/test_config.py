@@ -188,7 +188,7 @@ def test_an_edited_recipe_is_composed_anew_not_taken_from_the_cache(tmp_path):
 def test_gpu_recipe_writes_liger_packing_and_the_chosen_batch(tmp_path):
     """train=gpu-bf16: compiled decoder layers with Liger's fused loss, which llmbuild's launcher applies
     (LLaMA-Factory's enable_liger_kernel would add Liger's other kernels inside the compiled layers); the
-    batch the train stage chose (stages/train.py, choose) replaces the configured split; packing only once
+    batch the train stage chose (sizing/choice.py, train_choice) replaces the configured split; packing only once
     resolved to true; LLaMA-Factory's Liger or torch_compile when compile is none or model."""
     composed = compose(ROOT, ["model=qwen2.5-7b-instruct", "train=gpu-bf16", f"store={tmp_path}"])
     assert composed.cfg.train.compile == "layers" and composed.cfg.train.liger_kernel

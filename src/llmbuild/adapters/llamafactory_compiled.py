@@ -77,7 +77,8 @@ def compile_layers(model) -> str:
 
     if torch._dynamo.config.disable or os.environ.get("TORCHDYNAMO_DISABLE") == "1":   # how torch reads them
         raise ToolError("train.compile=layers: TorchDynamo is disabled in this environment (TORCHDYNAMO_DISABLE or "
-                        "TORCH_COMPILE_DISABLE), so the layers would run uncompiled under a compiled key. Unset it, "
+                        "TORCH_COMPILE_DISABLE), so the layers would run uncompiled in an adapter whose key says they "
+                        "were compiled. Unset it, "
                         "or build with train.compile=none.")
     layers, names = decoder_layers(model)
     if not layers:

@@ -7,6 +7,8 @@ environment; every process runs the same YAML in the same folder, so the config 
 relative to it and the artifact runs by hand unchanged. The strategies' settings are written from
 the HF Trainer's DeepSpeed integration and FSDP arguments (transformers' training_args.py); "auto"
 values are filled in by the Trainer from the YAML (batch size, accumulation, clipping, bf16/fp16).
+`launch` chooses what runs the YAML (`llamafactory-cli train`, or llmbuild's launcher with compiled
+decoder layers), with the variables and the "Run by hand" line that go with it.
 """
 
 from __future__ import annotations
@@ -14,13 +16,19 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import ToolError
+from ..facts.compile_modes import LAYERS, MODES, NONE, ROUNDINGS, environment
 from ..facts.distributed import DEEPSPEED_DISTRIBUTION, MULTI_NODE_ENV, NO_MULTICAST, Strategy
 from ..facts.layout import LLAMAFACTORY_YAML
+from ..facts.train_methods import fused_loss
 from ..files.devices import first_visible_gpu, visible_gpus
+from . import llamafactory_compiled
+
+CLI_TRAIN = "llamafactory-cli train"
 
 
 def deepspeed_config(zero_stage: int) -> dict[str, Any]:
@@ -116,7 +124,7 @@ def no_multicast(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     return {name: value for name, value in NO_MULTICAST.items() if name not in environ}
 
 
-def hand_command(strategy: Strategy, devices: int, program: str = "llamafactory-cli train",
+def hand_command(strategy: Strategy, devices: int, program: str = CLI_TRAIN,
                  extra_env: Mapping[str, str] | None = None) -> str:
     """The launcher command for the YAML's "Run by hand" line, run inside the artifact. `program`:
     what runs the YAML (llmbuild's launcher with compiled decoder layers, for train.compile=layers);
@@ -128,6 +136,41 @@ def hand_command(strategy: Strategy, devices: int, program: str = "llamafactory-
         env = {**launch_env(strategy, devices), **NO_MULTICAST, **(extra_env or {})}
         several = f" (several hosts: set {', '.join(MULTI_NODE_ENV)} on each)"
     return " ".join(f"{k}={v}" for k, v in env.items()) + f" {program} {LLAMAFACTORY_YAML}{several}"
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How the train stage runs llamafactory.yaml."""
+
+    program: list[str] | None   # what runs it: None for `llamafactory-cli train`
+    hand: str                   # the same command run by hand inside the artifact (the YAML's header says it)
+    env: dict[str, str]         # the launcher's variables (`run_env`) and the training process's (train.compile)
+    notes: tuple[str, ...]      # what train.compile and train.liger_kernel do, for the log
+
+
+def launch(strategy: Strategy, devices: int, compile_mode: str, compile_rounding: str, bf16: bool,
+           liger_kernel: bool, method_name: str, environ: Mapping[str, str] | None = None) -> Launch:
+    """What runs the YAML for train.compile=`compile_mode` (with `compile_rounding`), train.bf16,
+    train.liger_kernel and the training method `method_name` (train.stage), on `devices` GPUs with
+    `strategy`: llmbuild's launcher with compiled decoder layers for train.compile=layers
+    (llamafactory_compiled.py, Liger's fused loss only where the method's loss is next-token),
+    else `llamafactory-cli train`."""
+    notes = []
+    if compile_mode != NONE:
+        notes.append(f"train.compile={compile_mode}: {MODES[compile_mode]}; the first steps compile")
+        if bf16:   # in fp32 nothing is rounded to bf16
+            notes.append(f"train.compile_rounding={compile_rounding}: {ROUNDINGS[compile_rounding]}")
+    program, by_hand = None, CLI_TRAIN
+    if compile_mode == LAYERS:
+        fused = fused_loss(liger_kernel, method_name)
+        if liger_kernel and not fused:
+            notes.append(f"train.liger_kernel: Liger's fused loss does not apply to {method_name} (it needs the "
+                         f"logits); the compiled layers fuse the rest")
+        program = llamafactory_compiled.program(fused)
+        by_hand = " ".join(llamafactory_compiled.program(fused, python="python"))
+    compiled = environment(compile_mode, compile_rounding)
+    return Launch(program, hand_command(strategy, devices, by_hand, compiled),
+                  {**run_env(strategy, devices, environ), **compiled}, tuple(notes))
 
 
 def multi_node(environ: Mapping[str, str] | None = None) -> int:

@@ -76,9 +76,9 @@ def cannot_run_here(plan: Plan) -> str | None:
         return "train.liger_kernel needs a CUDA GPU and this machine shows none"
     try:
         shape = find_shape(cfg.model, plan.root, _base_dir(plan)).shape
-    except ConfigError:
+        modules, trainable = trainable_parameters(cfg, shape)
+    except ConfigError:   # the build says what is wrong with the model or lora.target
         return None
-    modules, trainable = trainable_parameters(cfg, shape)
     need = train_memory(shape, modules, trainable, configured_setup(cfg)).total
     if gpus == 0:
         if not cfg.train.bf16:

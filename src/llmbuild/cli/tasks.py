@@ -1,5 +1,6 @@
-"""A plan -> doit task dicts. Planning stays light: stage modules (torch, transformers,
-LLaMA-Factory) are imported only inside actions, when a task really runs."""
+"""A plan -> doit task dicts, and the train stages' checks run before any task. Planning stays
+light: stage modules (torch, transformers, LLaMA-Factory) are imported only inside actions, when a
+task really runs, and the checks only when a train stage is to run."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from omegaconf import OmegaConf
 
 from ..errors import LlmbuildError
 from ..facts.secrets import TOOL_CREDENTIALS, redact
+from ..files.model_path import HF_FOLDER, inspect_model_path
 from ..files.templates import TemplateDir
 from ..plan import outputs, pipeline
 from ..plan.graph import Plan
+from ..plan.keys import input_files
 from ..plan.stages import STAGES
-from ..plan.view import MISSING_KEY_ERRORS, stage_inputs, uncovered
+from ..plan.view import MISSING_KEY_ERRORS, node_config, stage_config, stage_inputs, uncovered
 from ..stages.context import StageContext
 from ..store import collect, locks, published
 from ..store.artifacts import Store
@@ -143,6 +146,51 @@ def stage_context(plan: Plan, slot: str, out: Path) -> StageContext:
     return StageContext(cfg=given.cfg, key=node.key, inputs=inputs, out=out, files=given.files,
                         templates=TemplateDir(plan.root, given.templates), credentials=credentials(plan),
                         project=plan.root)
+
+
+def check_before_building(plans: list[Plan]) -> None:
+    """The train stage's checks (stages/preflight.py) for every train node not built yet whose
+    model is on disk already, with the config view the stage would get: a build they refuse fails
+    before any stage runs, with the stage's message. A model built during the run (a GGUF imported,
+    a hub download, an earlier training stage's merge) is checked by the train stage, first thing."""
+    checked: set[tuple[str, str]] = set()
+    for plan in plans:
+        store = Store(plan.store)
+        for slot, node in plan.nodes.items():
+            if node.stage != "train" or store.is_complete(node.stage, node.key):
+                continue
+            base = _model_on_disk(plan, node.inputs["base"], store)
+            if base is None:
+                continue
+            cfg = stage_config(plan, slot)
+            seen = (str(base), OmegaConf.to_yaml(cfg))   # variants of a sweep that share the node and the checks
+            if seen in checked:
+                continue
+            checked.add(seen)
+            # imported here: the checks read the model's files, only when a train stage is to run
+            from ..stages import preflight
+
+            try:
+                preflight.check_before_training(cfg, base)
+            except MISSING_KEY_ERRORS as err:
+                raise uncovered(node.stage, err) from None
+            except LlmbuildError as err:   # said as the stage says it when it runs
+                where = slot if len(plans) == 1 else f"{slot} [{plan.variant}]"
+                raise type(err)(f"{where}: {err}") from None
+
+
+def _model_on_disk(plan: Plan, slot: str, store: Store) -> Path | None:
+    """The HF folder that the artifact of `slot` gives a training stage, if it is there before
+    anything runs: the artifact when it is built, or for the base stage, a model.path that names an
+    HF folder (the stage links its files)."""
+    node = plan.nodes[slot]
+    if store.is_complete(node.stage, node.key):
+        return pipeline.model_input("base", node.stage, store.path(node.stage, node.key))
+    model = input_files(node.stage, node_config(plan, slot), plan.root).get("model")
+    if model is None:
+        return None
+    source = inspect_model_path(model)
+    return source.path if source.kind == HF_FOLDER and source.problem is None else None
 
 
 def credentials(plan: Plan) -> dict[str, str]:
