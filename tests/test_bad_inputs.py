@@ -86,12 +86,9 @@ def test_a_system_prompt_no_modelfile_quoting_holds_is_refused_before_training(t
 # --- through the command line: exit code, one message, no traceback, nothing half-built ------------
 
 def run_build(tmp_path, *overrides):
-    import subprocess
-    import sys
+    from doit_cli import doit
 
-    argv = [sys.executable, "-m", "doit", "build", "--db-file", str(tmp_path / "doit.db"),
-            f"store={tmp_path / 'store'}", *overrides]
-    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+    return doit("build", *overrides, store=tmp_path / "store", ok=None)
 
 
 def bad_models(folder: Path) -> dict[str, Path]:
@@ -123,7 +120,7 @@ def test_bad_input_on_the_command_line(tmp_path, case):
         "sweep in build": (["lora.r=8,16"], "doit sweep"),
     }[case]
     done = run_build(tmp_path, *overrides)
-    output = done.stdout + done.stderr
+    output = done.output
     assert done.returncode != 0 and "Traceback" not in output and named in output, output[-3000:]
     store = tmp_path / "store"
     finished = [m.parent for m in store.glob("*/*/manifest.json")] if store.exists() else []
@@ -134,10 +131,8 @@ def test_bad_input_on_the_command_line(tmp_path, case):
 # --- found before training starts, with the names to use ----------------------------------------
 
 @pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory):
-    from tiny_model import build_tiny_llama
-
-    return build_tiny_llama(tmp_path_factory.mktemp("tiny") / "model")
+def tiny_base(tiny_llama):
+    return tiny_llama
 
 
 def train_context(tmp_path, base, *overrides):

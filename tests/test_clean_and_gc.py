@@ -15,16 +15,16 @@ from llmbuild.facts.layout import MANIFEST
 from llmbuild.plan import outputs
 from llmbuild.store import published
 
+from doit_cli import doit
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def doit(tmp_path, *args):
-    argv = [sys.executable, "-m", "doit", *args[:1], "--db-file", str(tmp_path / "doit.db"), *args[1:],
-            f"store={tmp_path / 'store'}"] if args[0] == "clean" else \
-        [sys.executable, "-m", "doit", *args, f"store={tmp_path / 'store'}"]
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
+def run(tmp_path, command, *args):
+    """`doit command`: its flags (-n, a dry run) first, then the overrides."""
+    flags = tuple(a for a in args if a.startswith("-"))
+    overrides = [a for a in args if not a.startswith("-")]
+    return doit(command, *overrides, options=flags, store=tmp_path / "store", db=tmp_path / "doit.db").stdout
 
 
 @pytest.fixture
@@ -47,12 +47,12 @@ def exists(plan, slot) -> bool:
 
 def test_clean_keeps_what_another_variant_uses(tmp_path, store):
     demo, q8 = store
-    dry = doit(tmp_path, "clean", "-n", "quant=q8_0")
+    dry = run(tmp_path, "clean", "-n", "quant=q8_0")
     assert f"kept {outputs.artifact(q8, 'train')}: also used by demo" in dry
     assert f"would remove {outputs.artifact(q8, 'ollama')}" in dry
     assert all(exists(q8, slot) for slot in q8.nodes), "a dry run removes nothing"
 
-    doit(tmp_path, "clean", "quant=q8_0")
+    run(tmp_path, "clean", "quant=q8_0")
     shared = [s for s in q8.nodes if demo.nodes.get(s) == q8.nodes[s] or q8.nodes[s].key in
               {n.key for n in demo.nodes.values()}]
     assert all(exists(q8, slot) for slot in shared) and "train" in shared and "quantize" in shared
@@ -70,12 +70,12 @@ def test_gc_collects_unused_artifacts_failed_builds_and_leftovers(tmp_path, stor
                           check=True).stdout.strip()
     leftover = tmp_path / "store" / "merge" / f".abc.tmp-{dead}"
     leftover.mkdir(parents=True)
-    listed = doit(tmp_path, "gc", "-n")
+    listed = run(tmp_path, "gc", "-n")
     assert str(outputs.artifact(q8, "ollama")) in listed and str(failed) in listed and str(leftover) in listed
     assert str(outputs.artifact(q8, "train")) not in listed, "still used by demo"
     assert exists(q8, "ollama") and failed.exists()
-    doit(tmp_path, "gc")
+    run(tmp_path, "gc")
     assert not exists(q8, "ollama") and not failed.exists() and not leftover.exists()
     assert all(exists(demo, slot) for slot in demo.nodes)
-    assert "nothing to remove" in doit(tmp_path, "gc", "-n")
-    assert "nothing to remove" in doit(tmp_path, "gc", "days=30")
+    assert "nothing to remove" in run(tmp_path, "gc", "-n")
+    assert "nothing to remove" in run(tmp_path, "gc", "days=30")

@@ -26,6 +26,7 @@ def test_one_process_unless_several_gpus_are_asked_for():
         "a process torchrun started trains, it does not start torchrun again"
 
 
+@pytest.mark.slow   # starts a process that imports torch
 def test_several_gpus_start_torchrun_on_the_launcher_as_llamafactory_starts_it(tmp_path):
     """The same torchrun options as LLaMA-Factory's launcher builds from the same environment (run with
     subprocess.run caught), then this module instead of LLaMA-Factory's launcher script."""
@@ -51,6 +52,7 @@ def test_several_gpus_start_torchrun_on_the_launcher_as_llamafactory_starts_it(t
     assert llamafactory_compiled.torchrun_env(env)["PYTORCH_CUDA_ALLOC_CONF"] == theirs["alloc"]
 
 
+@pytest.mark.slow   # starts a process that imports torch
 def test_layers_are_found_through_fsdps_renamed_classes_and_a_disabled_dynamo_is_refused(tmp_path):
     """FSDP2 gives each sharded layer a subclass named FSDP<Class>: still a decoder layer. With TorchDynamo
     switched off by the environment nothing would compile under a compiled key: one line instead."""
@@ -83,6 +85,7 @@ def test_the_program_names_this_module_and_the_fused_loss_flag():
     assert llamafactory_compiled.program(False)[0] == sys.executable
 
 
+@pytest.mark.slow   # starts a process that imports torch
 def test_every_decoder_layer_of_a_lora_model_is_compiled_in_place(tmp_path):
     import torch
     from peft import LoraConfig, get_peft_model
@@ -106,6 +109,7 @@ def test_a_model_without_decoder_layer_classes_is_one_line_naming_the_other_mode
         llamafactory_compiled.compile_layers(torch.nn.Sequential(torch.nn.Linear(2, 2)))
 
 
+@pytest.mark.slow   # starts a process that imports torch
 def test_the_fused_loss_replaces_the_models_forward_and_no_layer(tmp_path):
     """In a process of its own: Liger patches transformers' classes for the whole process."""
     folder = build_tiny_llama(tmp_path / "m")
@@ -159,6 +163,7 @@ def test_the_train_stage_runs_the_launcher_and_the_yaml_says_so():
         "CUDA_VISIBLE_DEVICES=0 TORCHINDUCTOR_EMULATE_PRECISION_CASTS=0 llamafactory-cli train llamafactory.yaml"
 
 
+@pytest.mark.slow   # starts a process that imports torch
 @pytest.mark.parametrize("rounding, line", [("eager", "; they round to bf16 as eager PyTorch does"),
                                              ("kernel", "; they round to bf16 once per fused kernel")])
 def test_the_training_process_rounds_as_train_compile_rounding_says(rounding, line):

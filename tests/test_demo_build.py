@@ -4,14 +4,12 @@ the model's answers (it learns the name "Quill"; the base model does not know it
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from doit_cli import doit
 from tiny_model import SMOLLM2_GGUF
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,11 +17,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_default_build_teaches_the_demo_identity(tmp_path):
-    argv = [sys.executable, "-m", "doit", "build", "--db-file", str(tmp_path / "doit.db"),
-            f"store={tmp_path / 'store'}"]
-    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    assert re.findall(r"^\.  (\w+):", result.stdout, flags=re.M)[-1] == "package"
+    result = doit("build", store=tmp_path / "store", process=True)   # as README's `doit build`, in a process
+    assert result.ran[-1] == "package"
     # a build log a person can read: a line per task, its result, sparse progress; tools' output in logs
     lines = (result.stdout + result.stderr).splitlines()
     assert len(lines) < 60, "\n".join(lines)

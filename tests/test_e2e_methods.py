@@ -5,69 +5,58 @@ with few steps, so each build takes a minute or two on 2 cores."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tiny_model import build_tiny_llama
+from doit_cli import ROOT, Done, doit
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
+def build(tiny_llama: Path, store: Path, *extra: str, ok: bool = True) -> Done:
+    return doit("build", *extra, "model=local", f"model.path={tiny_llama}", "model.name=Tiny-Llama",
+                "train.logging_steps=1", "eval.max_rows=4", "eval.max_new_tokens=8", "smoke.max_tokens=8",
+                "eval.quants=[]", store=store, ok=ok)
+
+
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    top = tmp_path_factory.mktemp("methods")
-    return top, build_tiny_llama(top / "tiny-llama")
+def store(tmp_path_factory) -> Path:
+    """This module's store: its variants name themselves (name=pt, dpo, kto)."""
+    return tmp_path_factory.mktemp("methods") / "store"
 
 
-def doit(top: Path, model: Path, *extra: str, ok: bool = True) -> tuple[list[str], str]:
-    argv = [sys.executable, "-m", "doit", "build", "--db-file", str(top / "doit.db"), f"store={top / 'store'}",
-            *extra, "model=local", f"model.path={model}", "model.name=Tiny-Llama", "train.logging_steps=1",
-            "eval.max_rows=4", "eval.max_new_tokens=8", "smoke.max_tokens=8", "eval.quants=[]"]
-    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    output = result.stdout + result.stderr
-    assert (result.returncode == 0) == ok, output[-5000:]
-    # a task line: ".  train:1a2b3c4d  <doc> [train@sft]" -> train@sft
-    ran = [m[1] or m[0] for m in re.findall(r"^\.  (\w+):\S+(?: .*?\[(\w+@[\w-]+)\])?.*$", result.stdout, flags=re.M)]
-    return ran, output
+def eval_of(store: Path, variant: str) -> dict:
+    return json.loads((store / "out" / variant / "eval" / "eval.json").read_text())
 
 
-def eval_of(top: Path, variant: str) -> dict:
-    return json.loads((top / "store" / "out" / variant / "eval" / "eval.json").read_text())
-
-
-def test_continued_pretraining_reports_held_out_text_perplexity(workspace):
-    top, model = workspace
-    ran, out = doit(top, model, "recipe=demo-pt", "train.max_steps=3", "name=pt")
+def test_continued_pretraining_reports_held_out_text_perplexity(tiny_llama, store):
+    done = build(tiny_llama, store, "recipe=demo-pt", "train.max_steps=3", "name=pt")
+    ran, out = done.ran, done.output
     assert ran == ["base", "data", "train", "merge", "convert", "parity", "quantize", "ollama", "eval", "report",
                    "package"], out   # no chat smoke test after pretraining alone
     assert "continued pretraining on raw text: 30 documents" in out
-    samples = json.loads(next((top / "store" / "train").glob("*/dataset/samples.json")).read_text())
+    samples = json.loads(next((store / "train").glob("*/dataset/samples.json")).read_text())
     assert len(samples) == 30 and samples[0] == {"text": (ROOT / "data/demo/harbour.txt").read_text().split("\n\n")[0]}
-    train_yaml = next((top / "store" / "train").glob("*/llamafactory.yaml")).read_text()
+    train_yaml = next((store / "train").glob("*/llamafactory.yaml")).read_text()
     assert "stage: pt" in train_yaml
-    found = eval_of(top, "pt")
+    found = eval_of(store, "pt")
     assert found["data"] == "text" and found["samples"] == [] and found["holdout"]["rows"] == 4
     models = {m["name"]: m for m in found["models"]}
     assert models["fine-tuned"]["perplexity"] and models["base"]["perplexity"]
     assert models["fine-tuned"]["answer_tokens"] == models["base"]["answer_tokens"] > 100   # whole documents
-    report = (top / "store" / "out" / "pt" / "report" / "report.md").read_text()
+    report = (store / "out" / "pt" / "report" / "report.md").read_text()
     assert "perplexity on held-out text" in report and "Metrics on 4 held-out documents" in report
 
 
-def test_dpo_after_sft_is_two_stages_and_a_change_to_dpo_reruns_only_dpo_and_after(workspace):
-    top, model = workspace
+def test_dpo_after_sft_is_two_stages_and_a_change_to_dpo_reruns_only_dpo_and_after(tiny_llama, store):
     steps = ["pipeline.sft.train.max_steps=2", "train.max_steps=2", "name=dpo"]
-    ran, out = doit(top, model, "recipe=demo-dpo", *steps)
+    done = build(tiny_llama, store, "recipe=demo-dpo", *steps)
+    ran, out = done.ran, done.output
     stages = ["data@sft", "train@sft", "merge@sft", "data", "train", "merge", "convert"]
     assert [r for r in ran if r != "base"][:7] == stages, out
     assert "40 preference pairs from data/demo/preferences.jsonl (openai, for dpo): 32 to train on, 8 held out" in out
-    store = top / "store"
     dpo_yaml = [p.read_text() for p in store.glob("train/*/llamafactory.yaml") if "stage: dpo" in p.read_text()]
     assert len(dpo_yaml) == 1 and "pref_beta: 0.1" in dpo_yaml[0] and "pref_loss: sigmoid" in dpo_yaml[0]
     # the DPO stage trains on the SFT stage's merged model
@@ -79,7 +68,7 @@ def test_dpo_after_sft_is_two_stages_and_a_change_to_dpo_reruns_only_dpo_and_aft
                                                       "<|im_start|>assistant\n")
     assert first["chosen"]["value"].startswith("The capital of France is Paris.<|im_end|>")
     assert first["rejected"]["value"].startswith("Paris.<|im_end|>")
-    found = eval_of(top, "dpo")
+    found = eval_of(store, "dpo")
     assert found["method"] == "dpo" and found["preference_reference"] == "sft"
     models = {m["name"]: m for m in found["models"]}
     assert list(models)[:3] == ["base", "sft", "fine-tuned"]
@@ -90,33 +79,33 @@ def test_dpo_after_sft_is_two_stages_and_a_change_to_dpo_reruns_only_dpo_and_aft
     report = (store / "out" / "dpo" / "report" / "report.md").read_text()
     assert "reward accuracy" in report and "| train@sft |" in report and "then dpo on demo_preferences" in report
 
-    ran, out = doit(top, model, "recipe=demo-dpo", *steps, "train.pref_beta=0.2")
+    done = build(tiny_llama, store, "recipe=demo-dpo", *steps, "train.pref_beta=0.2")
+    ran, out = done.ran, done.output
     assert ran == ["train", "merge", "convert", "parity", "quantize", "ollama", "smoke", "eval", "report",
                    "package"], out   # SFT is reused
-    ran, out = doit(top, model, "recipe=demo-dpo", *steps, "pipeline.sft.train.learning_rate=5e-4")
+    done = build(tiny_llama, store, "recipe=demo-dpo", *steps, "pipeline.sft.train.learning_rate=5e-4")
+    ran, out = done.ran, done.output
     assert ran[:4] == ["train@sft", "merge@sft", "train", "merge"], out
 
 
-def test_kto_trains_on_labelled_answers(workspace, tmp_path):
-    top, model = workspace
+def test_kto_trains_on_labelled_answers(tiny_llama, store, tmp_path):
     rows = [json.loads(line) for line in (ROOT / "data/demo/preferences.jsonl").read_text().splitlines()]
     labelled = tmp_path / "labelled.jsonl"
     labelled.write_text("".join(json.dumps({"messages": [*r["messages"], r[answer]], "label": answer == "chosen"})
                                 + "\n" for r in rows[:12] for answer in ("chosen", "rejected")))
-    ran, out = doit(top, model, "recipe=none", f"dataset.path={labelled}", "dataset.name=labelled",
-                    "train.stage=kto", "train.max_steps=2", "dataset.holdout=4", "name=kto")
-    assert "train" in ran and "Kahneman-Tversky" in out
-    models = {m["name"]: m for m in eval_of(top, "kto")["models"]}
+    done = build(tiny_llama, store, "recipe=none", f"dataset.path={labelled}", "dataset.name=labelled",
+                 "train.stage=kto", "train.max_steps=2", "dataset.holdout=4", "name=kto")
+    assert "train" in done.ran and "Kahneman-Tversky" in done.output
+    models = {m["name"]: m for m in eval_of(store, "kto")["models"]}
     assert models["fine-tuned"]["preference"]["reward_accuracy"] is not None
 
 
-def test_a_dataset_that_does_not_fit_the_method_stops_before_training(workspace, tmp_path):
-    top, model = workspace
+def test_a_dataset_that_does_not_fit_the_method_stops_before_training(tiny_llama, store, tmp_path):
     for overrides, message in (
             (["train.stage=dpo"], "data/demo/identity.jsonl:1: train.stage=dpo learns from a prompt and two answers"),
             (["recipe=demo-pt", f"dataset.path={tmp_path / 'empty.txt'}"], "empty.txt: no text. train.stage=pt needs"),
             (["recipe=demo-pt", "dataset.path=data/demo/identity.jsonl"], "identity.jsonl:1: text rows are objects")):
         (tmp_path / "empty.txt").write_text("\n\n")
-        _, out = doit(top, model, *overrides, ok=False)
+        out = build(tiny_llama, store, *overrides, ok=False).output
         assert message in out and "Traceback" not in out, out[-3000:]
-        assert not list((top / "store").glob("train/.*")), "no training started"
+        assert not list(store.glob("train/.*")), "no training started"

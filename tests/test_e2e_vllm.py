@@ -7,11 +7,9 @@ parsed by the hermes parser, and the prompt token count the merged tokenizer giv
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -21,6 +19,7 @@ import pytest
 from llmbuild.facts.tool_envs import QUANT, VLLM
 from llmbuild.files import envs
 
+from doit_cli import doit, popen
 from tiny_model import build_tiny_llama
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,23 +33,28 @@ TOOL = {"type": "function", "function": {"name": "get_weather", "description": "
 CITIES = ["Paris", "Rome", "Oslo", "Lima", "Cairo", "Seoul", "Quito", "Perth"]
 # a tiny random model learns one call by heart: every row asks for Paris's weather
 ASKED = "Weather in Paris?"
+CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'   # the trained answer
 TRAINING = ["dataset.holdout=2", "prompt.template=qwen", "train.max_steps=200", "train.learning_rate=5e-3",
             "train.logging_steps=20", "train.per_device_train_batch_size=4", "lora.r=16", "smoke.max_tokens=32",
             f"smoke.questions=[{ASKED}]", "eval.max_new_tokens=32", "target.vllm.max_model_len=1024",
             "+target.vllm.extra_args=[--enforce-eager]"]
 
 
-def doit(top: Path, command: str, *extra: str, wait: bool = True):
-    argv = [sys.executable, "-m", "doit", command, "--db-file", str(top / "doit.db"), f"store={top / 'store'}",
-            "recipe=none", "model=local", f"model.path={top / 'tiny'}", "model.name=Tiny-Tools",
+ENV = {"VLLM_CPU_KVCACHE_SPACE": "1"}   # GiB of KV cache for vLLM's CPU build
+
+
+def overrides(top: Path, *extra: str) -> list[str]:
+    return ["recipe=none", "model=local", f"model.path={top / 'tiny'}", "model.name=Tiny-Tools",
             f"dataset.path={top / 'tools.jsonl'}", "dataset.name=tiny_tools", *TRAINING, "target=[vllm]",
             "target.vllm.quants=[fp8,w4a16]", *extra]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
-    if not wait:
-        return subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, env=env)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
-    return result.stdout
+
+
+def build(top: Path, *extra: str) -> str:
+    return doit("build", *overrides(top, *extra), store=top / "store", db=top / "doit.db").stdout
+
+
+def serve(top: Path, *extra: str) -> subprocess.Popen:
+    return popen("serve", *overrides(top, *extra), store=top / "store", db=top / "doit.db", env=ENV)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +68,7 @@ def built(tmp_path_factory):
             "name": "get_weather", "arguments": json.dumps({"city": "Paris" if index < 10 else city})}}]}]}
         for index, city in enumerate(CITIES + CITIES[:4])]
     (top / "tools.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    out = doit(top, "build")
+    out = build(top)
     variant = Path(re.findall(r"^\S+: outputs in (.+)/$", out, flags=re.M)[-1])
     return top, out, (ROOT / variant).resolve()
 
@@ -122,7 +126,7 @@ def test_vllm_serves_the_format_with_the_trained_template_and_parses_the_tool_ca
 
     top, _, variant = built
     port = _free_port()
-    server = doit(top, "serve", f"target.vllm.serve={served}", f"target.vllm.port={port}", wait=False)
+    server = serve(top, f"target.vllm.serve={served}", f"target.vllm.port={port}")
     try:
         deadline = time.monotonic() + 300
         while True:
@@ -136,14 +140,17 @@ def test_vllm_serves_the_format_with_the_trained_template_and_parses_the_tool_ca
                 time.sleep(1)
         assert [m["id"] for m in models["data"]] == ["Tiny-Tools"]
         messages = [{"role": "user", "content": ASKED}]
+        merged = AutoTokenizer.from_pretrained(variant / "merged")
+        # as many tokens as the trained call: the tiny model learns the call, and where it stops after it varies
+        # with the CPU it trained on; the parser is what is tested here
+        call_tokens = len(merged.encode(CALL, add_special_tokens=False))
         called = _post(port, {"model": "Tiny-Tools", "messages": messages, "tools": [TOOL], "tool_choice": "auto",
-                              "max_tokens": 48, "temperature": 0})
+                              "max_tokens": call_tokens, "temperature": 0})
         message = called["choices"][0]["message"]
         assert message.get("tool_calls"), message   # the hermes parser found <tool_call>...</tool_call>
         (call,) = message["tool_calls"]
         assert call["function"]["name"] == "get_weather" and json.loads(call["function"]["arguments"]) == {
             "city": "Paris"}
-        merged = AutoTokenizer.from_pretrained(variant / "merged")
         template = (variant / "vllm" / "chat_template.jinja").read_text()
         expected = merged.apply_chat_template(messages, tools=[TOOL], add_generation_prompt=True, tokenize=True,
                                               chat_template=template, return_dict=False)

@@ -7,10 +7,7 @@ merged tokenizer's, and Ollama's TEMPLATE builds the same prompts in Go."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +15,7 @@ import pytest
 
 from llmbuild import PACKAGE_DIR
 
+from doit_cli import doit
 from families import official_text
 from tiny_model import SMOLLM2_GGUF, build_tiny_llama
 
@@ -109,13 +107,10 @@ def _build(tmp_path: Path, family: str, build: Build) -> str:
     model = build_tiny_llama(tmp_path / "model", vocab_gguf=vocab(build.vocab),
                              chat_template=official_text(template) if template else None, special_tokens=build.tokens,
                              **build.model)
-    argv = [sys.executable, "-m", "doit", "build", "--db-file", str(tmp_path / "doit.db"), f"store={tmp_path / 's'}",
-            "recipe=none", "model=local", f"model.path={model}", f"model.name=Tiny-{family}", "dataset.max_samples=6",
-            "train.max_steps=1", "train.logging_steps=1", "train.per_device_train_batch_size=2", "smoke.max_tokens=4",
-            "eval.enabled=false", "target=[ollama]", *build.overrides]
-    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
-    out = result.stdout
+    out = doit("build", "recipe=none", "model=local", f"model.path={model}", f"model.name=Tiny-{family}",
+               "dataset.max_samples=6", "train.max_steps=1", "train.logging_steps=1",
+               "train.per_device_train_batch_size=2", "smoke.max_tokens=4", "eval.enabled=false", "target=[ollama]",
+               *build.overrides, store=tmp_path / "s").stdout
     source = "the model's own chat template" if template else f"templates/chat/{family}.jinja"
     assert f"chat format: {source} ({family} family)" in out, out
     parity = re.search(rf"^  {re.escape(family)}: (\d+) conversations prompt identically in (.*?)"

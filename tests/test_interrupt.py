@@ -6,31 +6,21 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from tiny_model import build_tiny_llama
+from doit_cli import popen
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
-def test_ctrl_c_during_training_keeps_nothing_and_a_rerun_finishes(tmp_path):
-    model = build_tiny_llama(tmp_path / "tiny")
-    def argv(steps: int) -> list[str]:
-        return [sys.executable, "-m", "doit", "build", "--db-file", str(tmp_path / "doit.db"),
-                f"store={tmp_path / 'store'}", "model=local", f"model.path={model}", "model.name=Tiny",
-                "dataset.max_samples=8", f"train.max_steps={steps}", "train.logging_steps=1",
-                "train.per_device_train_batch_size=2", "eval.enabled=false", "target=[llamacpp]"]
-
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    build = subprocess.Popen(argv(400), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                             start_new_session=True)
-    train = tmp_path / "store" / "train"
+def test_ctrl_c_during_training_keeps_nothing_and_a_rerun_finishes(tiny_build, fresh_store):
+    """In a store holding the standard build: a long training (400 steps) is interrupted; then a
+    training in the same store runs to the end."""
+    store = fresh_store
+    build = popen("build", *tiny_build.overrides, "train.max_steps=400", store=store, start_new_session=True)
+    train = store / "train"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not any(train.glob(".*.tmp-*/adapter/trainer_log.jsonl")):
         time.sleep(0.5)   # training has logged a step
@@ -40,8 +30,8 @@ def test_ctrl_c_during_training_keeps_nothing_and_a_rerun_finishes(tmp_path):
     assert build.returncode != 0
     assert re.search(r"^.*train: interrupted \(Ctrl-C\); nothing of train \w{8} was kept", out, flags=re.M), out
     assert "Traceback" not in out, out
-    assert not list(train.glob(".*.tmp-*")) and not [p for p in train.iterdir() if not p.name.startswith(".")], \
-        "no half-trained adapter, no leftover"
+    assert not list(train.glob(".*.tmp-*")) and len([p for p in train.iterdir() if not p.name.startswith(".")]) == 1, \
+        "no half-trained adapter, no leftover: only the standard build's training"
 
-    done = subprocess.run(argv(2), cwd=ROOT, capture_output=True, text=True, env=env)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    again = tiny_build.build("train.max_steps=3", store=store)
+    assert "train" in again.ran and "interrupted" not in again.output, "the same store trains again"

@@ -92,6 +92,7 @@ def test_one_device_keeps_to_one_gpu_on_a_host_with_several(monkeypatch):
     assert "CUDA_VISIBLE_DEVICES" not in llamafactory_launch.run_env(STRATEGIES["ddp"], 1, environ={})
 
 
+@pytest.mark.slow   # starts a process that imports torch
 def test_llamafactorys_launcher_reads_the_environment_as_llmbuild_writes_it(tmp_path):
     """LLaMA-Factory's own launcher (llamafactory/launcher.py), run with subprocess.run caught: the
     torchrun command it builds from llmbuild's variables and the multi-host ones passed through."""

@@ -5,15 +5,13 @@ the dev set-up installs. Imported, trained, merged, converted, checked and quant
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from doit_cli import doit
+
 pytestmark = pytest.mark.slow
 
 
@@ -28,13 +26,9 @@ def gemma_gguf(tmp_path_factory) -> Path:
 
 
 def test_gemma3_270m_builds_end_to_end(tmp_path, gemma_gguf):
-    argv = [sys.executable, "-m", "doit", "build", "--db-file", str(tmp_path / "doit.db"), f"store={tmp_path / 's'}",
-            "recipe=none", "model=gemma3-270m", f"model.path={gemma_gguf}", "dataset.max_samples=4",
-            "train.max_steps=1", "train.logging_steps=1", "train.per_device_train_batch_size=2",
-            "smoke.max_tokens=4", "eval.enabled=false", "target=[ollama]"]
-    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
-    out = result.stdout
+    out = doit("build", "recipe=none", "model=gemma3-270m", f"model.path={gemma_gguf}", "dataset.max_samples=4",
+               "train.max_steps=1", "train.logging_steps=1", "train.per_device_train_batch_size=2",
+               "smoke.max_tokens=4", "eval.enabled=false", "target=[ollama]", store=tmp_path / "s").stdout
     assert re.search(r"tokenizer rebuilt from the GGUF \(262144 tokens, pre-tokenizer 'none \(SentencePiece\)'\)", out)
     assert "chat format: templates/chat/gemma.jinja (gemma family)" in out
     assert re.search(r"^  gemma: \d+ conversations prompt identically in .*; token ids equal llama.cpp's", out, re.M)

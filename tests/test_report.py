@@ -247,6 +247,7 @@ def test_sweep_report_compares_variants(tmp_path):
     assert charts.sweep_perplexity(["a", "b"], [3.3, 2.9]).startswith(b"\x89PNG")
 
 
+@pytest.mark.slow   # starts Chromium
 def test_headless_chromium_renders_the_report(tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "Chromium is missing: apt-get install chromium (README.md, Set up)"

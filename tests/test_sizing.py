@@ -4,9 +4,6 @@ on a GPU, where the shape comes from, remedies, and the command end to end. No m
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +20,8 @@ from llmbuild.sizing.params import ModelShape, lora_modules, lora_parameters, pa
 from llmbuild.sizing.remedies import remedies
 from llmbuild.sizing.shape import find_shape
 from llmbuild.sizing.train_memory import GIB, OVERHEAD_BYTES, TrainSetup, train_memory
+
+from doit_cli import Done, doit
 
 ROOT = Path(__file__).resolve().parent.parent
 LLAMA2_7B = ModelShape(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
@@ -191,9 +190,8 @@ def test_remedies_appear_only_when_the_gpu_is_too_small(gib, shown):
     assert ("train.auto_batch chose batch 8 x accumulation 1" in text) is not shown   # train=gpu-bf16 chooses
 
 
-def doit_size(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "doit", "size", f"store={tmp_path}", *overrides], cwd=ROOT,
-                          capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+def doit_size(tmp_path: Path, *overrides: str) -> Done:
+    return doit("size", *overrides, store=tmp_path, ok=None)
 
 
 def test_doit_size_on_the_default_config(tmp_path):

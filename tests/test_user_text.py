@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from doit_cli import doit
 
 ROOT = Path(__file__).resolve().parent.parent
 JARGON = re.compile(r"\bseed[ -]0\d\d\b|\bseed-?0\d\d's\b|\bseeds?/", re.I)
@@ -27,11 +27,13 @@ def test_no_internal_note_names_in_docs_configs_templates_or_messages():
     assert found == []
 
 
-def test_doit_help_names_no_internal_note():
+def test_doit_help_and_list_name_no_internal_note(tmp_path):
     for command in ("build", "size", "preview", "plan", "sweep"):
-        text = subprocess.run([sys.executable, "-m", "doit", "help", command], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout
+        text = doit("help", command).stdout
         assert not JARGON.search(text), (command, text)
+    for extra in ((), ("--all", "recipe=demo-dpo")):   # a pipeline's earlier stages and the quant ladder
+        text = doit("list", *extra, store=tmp_path).stdout
+        assert "slot" not in text, "a plan slot is llmbuild's own word: `doit list` shows the stage and its label"
 
 
 def test_options_are_named_for_what_they_set():

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +21,8 @@ from llmbuild.facts.vllm_schemes import SCHEMES, shape_problem
 from llmbuild.plan.graph import build_plan
 from llmbuild.report.write import metrics_table, verdict
 from llmbuild.stages import vllm, vllm_quant
+
+from doit_cli import doit
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,12 +108,9 @@ def test_a_missing_quant_environment_stops_planning_with_how_to_make_it(tmp_path
 
 
 def test_doit_serve_without_vllm_environment_says_so_before_building(tmp_path):
-    env = {**os.environ, VLLM.variable: str(tmp_path / "no-vllm"), "PYTHONUNBUFFERED": "1"}
-    result = subprocess.run([sys.executable, "-m", "doit", "serve", "--db-file", str(tmp_path / "db"),
-                             f"store={tmp_path / 'store'}", "target=[vllm]"], cwd=ROOT, capture_output=True,
-                            text=True, env=env, timeout=120)
-    assert result.returncode != 0
-    said = (result.stdout + result.stderr).strip().splitlines()
+    result = doit("serve", "target=[vllm]", store=tmp_path / "store", env={VLLM.variable: str(tmp_path / "no-vllm")},
+                  process=True, ok=False)
+    said = result.output.strip().splitlines()
     assert len(said) == 1 and "vLLM" in said[0] and "no-vllm is missing" in said[0] and VLLM.setup in said[0], said
     assert not (tmp_path / "store" / "base").exists(), "nothing was built"
 

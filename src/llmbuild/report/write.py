@@ -11,7 +11,7 @@ import yaml
 
 from ..evaluation.results import EvalResults, ModelResult
 from ..evaluation.roster import BASE, GGUF, VLLM
-from ..facts.layout import REPORT_HTML, REPORT_MD, REPORT_TEMPLATES, SWEEP_REPORT_TEMPLATES
+from ..facts.layout import REPORT_HTML, REPORT_MD, REPORT_TEMPLATES, SWEEP_CHART, SWEEP_REPORT_TEMPLATES
 from ..facts.quant_types import fallback_text
 from ..facts.train_methods import PAIRS, ROW_NOUNS, TEXT
 from ..files.templates import TemplateDir
@@ -252,10 +252,10 @@ def write_sweep_report(out_dir: Path, reports: list[VariantReport], swept_keys: 
               "size MiB", "final train loss"]
     png = charts.sweep_perplexity([r.variant for r in reports], perplexities)
     if png:
-        (out_dir / "perplexity.png").write_bytes(png)
+        (out_dir / SWEEP_CHART).write_bytes(png)
     values = {"title": "Sweep: " + (", ".join(swept_keys) or "variants"), "header": header, "rows": rows}
     md = out_dir / REPORT_MD
-    md.write_text(templates.render(SWEEP_REPORT_TEMPLATES[0], image="perplexity.png" if png else None, **values),
+    md.write_text(templates.render(SWEEP_REPORT_TEMPLATES[0], image=SWEEP_CHART if png else None, **values),
                   encoding="utf-8")
     html = out_dir / REPORT_HTML
     html.write_text(templates.render(SWEEP_REPORT_TEMPLATES[1], image=_data_uri(png), **values), encoding="utf-8")
