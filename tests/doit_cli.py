@@ -65,6 +65,10 @@ def argv(command: str, *args: str, options: tuple[str, ...] = (), store: Path | 
 WITH_DB = {"build", "sweep", "serve", "report", "preview", "plan", "list", "info", "clean", "forget", "run"}
 
 
+# the commands whose -n is a dry run, not parallel tasks
+DRY_RUN_N = {"clean", "gc"}
+
+
 def _db(command: str, store: Path | None, db: Path | None) -> Path | None:
     """doit's database: `db`, else one next to the store, so that tests never share the project's."""
     if command not in WITH_DB:
@@ -83,6 +87,9 @@ def doit(command: str, *args: str, options: tuple[str, ...] = (), store: Path | 
         result = Done(done.returncode, done.stdout, done.stderr)
     else:
         assert not env, "an environment of its own needs process=True"
+        # doit's -n (parallel tasks) forks this process, which holds torch's threads: a fork can deadlock
+        # on their locks (`clean -n` and `gc -n` are dry runs)
+        assert command in DRY_RUN_N or "-n" not in options, "doit -n needs process=True"
         result = _in_process(line, cwd)
     if ok is not None:
         assert (result.returncode == 0) == ok, result.tail()

@@ -21,6 +21,9 @@ STANDARD = ["base", "data", "train", "merge", "convert", "parity", "quantize", "
 # the standard build's two logged losses: the tiny model is seeded and so is training (LLaMA-Factory's
 # seed 42), so they repeat on any CPU to within rounding
 STANDARD_LOSSES = [10.8136, 10.8895]
+# the data stage's files: its held-out split is seeded (dataset.holdout_seed), so they repeat byte for byte
+STANDARD_DATA = {"train.jsonl": "6c9fd0f80b67b32c487dc72422f9a14ede7bdad5fc41a44779ed0d1ddcfca716",
+                 "heldout.jsonl": "e06202a8b31a7a0c8e7b744b0a0e2d08c892ce62f9fea64bba6524a6ce7abb10"}
 
 
 def test_build_rebuild_and_one_key_changes(tiny_build, fresh_store):
@@ -51,6 +54,10 @@ def test_build_rebuild_and_one_key_changes(tiny_build, fresh_store):
 
     manifest = json.loads((variant / "merged").resolve().parent.joinpath("manifest.json").read_text())
     assert manifest["tools"]["llamafactory"] and manifest["upstream"]["train"] and manifest["seconds"] > 0
+
+    (data,) = fresh_store.glob("data/*/manifest.json")
+    files = json.loads(data.read_text())["files"]
+    assert {name: files[name]["sha256"] for name in STANDARD_DATA} == STANDARD_DATA
 
     # in a store of its own, seeded with that build: the variant's links are made for this store
     assert tiny_build.build(store=fresh_store).ran == ["package"]
@@ -155,7 +162,7 @@ def test_parallel_sweep_shares_stages_and_trains_one_at_a_time(tiny_llama, tmp_p
     cheap_eval = ("eval.enabled=true", "eval.quants=[]", "eval.base=false", "eval.max_new_tokens=4")
     store = tmp_path / "sweep"
     doit("sweep", *TINY, "jobs.train_at_once=1", f"model.path={tiny_llama}", "lora.r=2,4", "quant=q4_k_m,q8_0",
-         *cheap_eval, options=("-n", "2"), store=store)
+         *cheap_eval, options=("-n", "2"), store=store, process=True)
     # counted in the store: with -n 2, doit's per-task lines can interleave in stdout
     counts = {stage.name: len(list(stage.glob("*/manifest.json"))) for stage in store.iterdir()
               if stage.is_dir() and any(stage.glob("*/manifest.json"))}
@@ -399,8 +406,9 @@ def test_compiled_training_trains_the_same_adapter_as_eager(tiny_build, mode, ex
     where inductor rounds nothing differently) the same losses as the eager run."""
     from llmbuild.adapters.llamafactory import logged_losses
 
-    eager = logged_losses((tiny_build.build(*extra).out / "adapter").resolve())
-    done = tiny_build.build(f"train.compile={mode}", *extra)
+    # the HF folder as the only target: the train stage and what the merged model needs, no GGUF
+    eager = logged_losses((tiny_build.build(*extra, "target=[hf]").out / "adapter").resolve())
+    done = tiny_build.build(f"train.compile={mode}", *extra, "target=[hf]")
     adapter = (done.out / "adapter").resolve()
     text = (adapter.parent / "llamafactory.yaml").read_text()
     log = (adapter.parent / "train.log").read_text()
