@@ -101,10 +101,10 @@ def bad_models(folder: Path) -> dict[str, Path]:
     return {name: folder / name for name in ("truncated.gguf", "text.gguf", "only-config")}
 
 
-@pytest.mark.slow   # each runs doit; the dataset cases import the demo model first
+@pytest.mark.slow   # each runs doit in a process of its own
 @pytest.mark.parametrize("case", ["truncated.gguf", "text.gguf", "only-config", "missing", "no key",
                                   "folder as dataset", "latin-1 dataset", "unknown group option", "sweep in build"])
-def test_bad_input_on_the_command_line(tmp_path, case):
+def test_bad_input_on_the_command_line(tmp_path, case, tiny_llama):
     models = bad_models(tmp_path)
     latin = tmp_path / "latin1.jsonl"
     latin.write_bytes(b'{"messages": [{"role": "user", "content": "caf\xe9"}]}\n')
@@ -115,7 +115,9 @@ def test_bad_input_on_the_command_line(tmp_path, case):
         "missing": (["model=local", f"model.path={tmp_path / 'nowhere'}", "model.name=X"], "nowhere"),
         "no key": (["=5"], "'=5' has no key"),
         "folder as dataset": ([f"dataset.path={tmp_path}"], "is a folder"),
-        "latin-1 dataset": ([f"dataset.path={latin}", "dataset.holdout=0", "eval.enabled=false"], "latin1.jsonl:1"),
+        # the tiny model: the demo's GGUF would be imported first
+        "latin-1 dataset": (["model=local", f"model.path={tiny_llama}", "model.name=Tiny", f"dataset.path={latin}",
+                             "dataset.holdout=0", "eval.enabled=false"], "latin1.jsonl:1"),
         "unknown group option": (["quant=q4_k_n"], "q4_k_n"),
         "sweep in build": (["lora.r=8,16"], "doit sweep"),
     }[case]

@@ -538,31 +538,86 @@ def test_unknown_pre_tokenizer_is_one_clear_error():
         gguf_import.build_tokenizer(dataclasses.replace(vocab, pre="tekken"))
 
 
+WRITTEN_BACK = sorted(n for n, kind in SUPPORTED.items() if kind != "default")
+
+# convert_hf_to_gguf.py run as its command line does, once per folder, in one process for all of them:
+# the converter's imports (torch, transformers) take seconds, its work on a vocabulary less
+_CONVERTER_RUNS = textwrap.dedent("""
+    import json, logging, os, runpy, sys, traceback
+    converter, jobs = sys.argv[1], json.loads(sys.argv[2])
+    sys.path.insert(0, os.path.dirname(converter))   # as `python convert_hf_to_gguf.py` puts it first
+    for job in jobs:
+        with open(job["log"], "w", encoding="utf-8") as log:
+            logging.basicConfig(level=logging.INFO, stream=log, force=True)   # the converter's own is then a no-op
+            sys.argv = [converter, *job["args"]]
+            try:
+                runpy.run_path(converter, run_name="__main__")
+                code = 0
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+            except Exception:
+                traceback.print_exc(file=log)
+                code = 1
+            logging.getLogger().handlers.clear()
+        print(json.dumps({"name": job["name"], "code": code}), flush=True)
+""")
+
+
+@dataclass
+class WrittenBack:
+    vocab: object          # gguf_import's reading of the original GGUF
+    tokenizer: object      # the HF tokenizer rebuilt from it, saved into the folder the converter read
+    outfile: Path          # the converter's --vocab-only GGUF
+    code: int              # the converter's exit status
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def written_back(tmp_path_factory) -> dict[str, WrittenBack]:
+    """Each vocabulary rebuilt as an HF folder and written back by convert_hf_to_gguf.py --vocab-only."""
+    top = tmp_path_factory.mktemp("written-back")
+    found, jobs = {}, []
+    for name in WRITTEN_BACK:
+        path = VOCAB_DIR / f"ggml-vocab-{name}.gguf"
+        if not path.is_file():
+            continue
+        folder = top / name
+        vocab = gguf_import.read_vocab(path)
+        tokenizer = gguf_import.build_tokenizer(vocab)
+        gguf_tokenizer.save_tokenizer(vocab, tokenizer, folder)
+        architecture, model_type = ARCHITECTURES.get(name, ("LlamaForCausalLM", "llama"))
+        config = {"architectures": [architecture], "model_type": model_type,
+                  "vocab_size": len(vocab.tokens), "hidden_size": 64, "intermediate_size": 128,
+                  "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2,
+                  "max_position_embeddings": 2048, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+                  "tie_word_embeddings": True, **(GEMMA4_CONFIG if name == "gemma-4" else {})}
+        (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+        outfile = top / f"{name}.gguf"
+        # llama.cpp strips whitespace after Phi-3's special tokens only when general.name says Phi-3
+        original_name = gguf_header.read_fields(path, lambda key: key == "general.name").get("general.name", name)
+        found[name] = WrittenBack(vocab, tokenizer, outfile, -1, top / f"{name}.log")
+        jobs.append({"name": name, "log": str(found[name].log), "args": [
+            str(folder), "--vocab-only", "--outtype", "f32", "--outfile", str(outfile), "--model-name", original_name]})
+    result = subprocess.run([sys.executable, "-c", _CONVERTER_RUNS, str(converter()), json.dumps(jobs)],
+                            capture_output=True, text=True, timeout=1200, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-5000:]
+    for line in result.stdout.splitlines():
+        if line.startswith("{"):
+            done = json.loads(line)
+            found[done["name"]].code = done["code"]
+    return found
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(n for n, kind in SUPPORTED.items() if kind != "default"))
-def test_converter_writes_the_vocabulary_back(name, tmp_path):
+@pytest.mark.parametrize("name", WRITTEN_BACK)
+def test_converter_writes_the_vocabulary_back(name, written_back):
     """convert_hf_to_gguf.py --vocab-only on the saved folder: llama.cpp tokenizes the new GGUF as the
     original, and tokens, merges, scores and types survive (the converter gives the tokens the HF folder
     lists as added tokens a score of -1000 and types them CONTROL or USER_DEFINED itself)."""
     path = _vocab_path(name)
-    vocab = gguf_import.read_vocab(path)
-    tokenizer = gguf_import.build_tokenizer(vocab)
-    gguf_tokenizer.save_tokenizer(vocab, tokenizer, tmp_path)
-    architecture, model_type = ARCHITECTURES.get(name, ("LlamaForCausalLM", "llama"))
-    config = {"architectures": [architecture], "model_type": model_type,
-              "vocab_size": len(vocab.tokens), "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1,
-              "num_attention_heads": 2, "num_key_value_heads": 2, "max_position_embeddings": 2048,
-              "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": True,
-              **(GEMMA4_CONFIG if name == "gemma-4" else {})}
-    (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
-    outfile = tmp_path / "vocab.gguf"
-    # llama.cpp strips whitespace after Phi-3's special tokens only when general.name says Phi-3
-    original_name = gguf_header.read_fields(path, lambda key: key == "general.name").get("general.name", name)
-    argv = [sys.executable, str(converter()), str(tmp_path), "--vocab-only", "--outtype", "f32",
-            "--outfile", str(outfile), "--model-name", original_name]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert result.returncode == 0, result.stderr[-5000:]
+    written = written_back[name]
+    assert written.code == 0, written.log.read_text(encoding="utf-8")[-5000:]
+    vocab, tokenizer, outfile = written.vocab, written.tokenizer, written.outfile
 
     def tokenizer_fields(gguf: Path) -> dict:
         return gguf_header.read_fields(gguf, lambda key: key.startswith("tokenizer.ggml."))

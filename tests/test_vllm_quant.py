@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -253,9 +255,17 @@ def test_the_report_says_when_no_vllm_checkpoint_is_close_enough():
 
 
 def test_the_readme_set_up_makes_each_tool_environment_as_the_messages_say():
+    """README's set-up runs installer/setup with no environment named (all of them); a missing tool
+    environment's message names the same script with that environment, which the script makes."""
     setup = (ROOT / "README.md").read_text().split("\n## Set up\n", 1)[1].split("```sh\n", 1)[1].split("```")[0]
+    assert re.search(r"^installer/setup(?: &&|$)", setup, re.M), setup
+    script = (ROOT / "installer" / "setup").read_text()
     for env in (QUANT, VLLM):
-        assert env.setup in setup.splitlines(), f"README's set-up does not make {env.folder} as {env.name} says"
+        assert env.setup == f"installer/setup {env.name}", env.setup
+        assert re.search(rf"^{env.name}\(\) {{\n  \.venv-{env.name}/bin/pip install -r installer/{env.name}-env\.txt$",
+                         script, re.M), f"installer/setup makes no {env.folder}"
+    done = subprocess.run([str(ROOT / "installer" / "setup"), "cuda"], capture_output=True, text=True)
+    assert done.returncode == 2 and "choose from main, quant, vllm" in done.stderr
 
 
 def test_llm_compressors_progress_bars_become_progress_updates():

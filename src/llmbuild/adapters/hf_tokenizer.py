@@ -4,8 +4,9 @@ beside a re-saved tokenizer."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from ..chat.conversation import for_template
 from ..errors import StageError
@@ -18,10 +19,26 @@ class UnknownToken(ValueError):
     """A token text that is not in the tokenizer's vocabulary."""
 
 
+# Tokenizers this process loaded, by folder and the folder's files as they were (size, mtime): several
+# stages of one build read the same tokenizer, and a large vocabulary takes seconds to load
+_LOADED: OrderedDict[tuple, Any] = OrderedDict()
+_KEEP = 4
+
+
 def load_tokenizer(folder: Path):
+    """The tokenizer of a model folder, loaded once per process while the folder's files stay as
+    they are. Shared: change a copy (copy.deepcopy), never the tokenizer returned."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(folder)
+    folder = Path(folder).resolve()
+    key = (str(folder), tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                                     for p in folder.iterdir() if p.is_file())))
+    if key not in _LOADED:
+        _LOADED[key] = AutoTokenizer.from_pretrained(folder)
+        while len(_LOADED) > _KEEP:
+            _LOADED.popitem(last=False)
+    _LOADED.move_to_end(key)
+    return _LOADED[key]
 
 
 def own_chat_template(tokenizer) -> str | None:
@@ -55,10 +72,10 @@ def strips_after_special_tokens(tokenizer) -> bool:
     return any(token.special and token.rstrip for token in tokenizer.added_tokens_decoder.values())
 
 
-def set_chat_format(folder: Path, chat_template: str, eos: str | None) -> list[int]:
+def set_chat_format(folder: Path, chat_template: str, eos: str | None) -> tuple[list[int], Any]:
     """Write `chat_template` into the folder's tokenizer and make generation stop where the model's
     generation config says, at `eos` (the format's end of turn; None: the tokenizer's EOS) and at
-    the tokenizer's EOS. Returns the generation config's EOS ids."""
+    the tokenizer's EOS. Returns the generation config's EOS ids and the tokenizer as saved."""
     from transformers import AutoTokenizer, GenerationConfig
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -82,10 +99,10 @@ def set_chat_format(folder: Path, chat_template: str, eos: str | None) -> list[i
     tokenizer.save_pretrained(folder)
     generation.eos_token_id = eos_ids if len(eos_ids) > 1 else eos_ids[0]
     generation.save_pretrained(folder)
-    return eos_ids
+    return eos_ids, tokenizer
 
 
-def keep_sentencepiece_vocabulary(base: Path, merged: Path) -> list[str]:
+def keep_sentencepiece_vocabulary(base: Path, merged: Path, tokenizer=None) -> list[str]:
     """What a re-saved SentencePiece tokenizer lost that llama.cpp's converter needs, put back into
     `merged`; returns what was put back. The converter reads a SentencePiece vocabulary's scores and
     types only from tokenizer.model, and which tokens are added ones (after its pieces, or HF's added
@@ -95,7 +112,8 @@ def keep_sentencepiece_vocabulary(base: Path, merged: Path) -> list[str]:
     every token the same score (measured: 5 of 6 parity texts differ on Llama 2's vocabulary) and
     drops the added tokens (a chat format's markers become plain text). The base's tokenizer.model
     holds only if the merged tokenizer still has each of its pieces at the same id; any other change
-    of vocabulary fails here instead of giving a GGUF with wrong tokens."""
+    of vocabulary fails here instead of giving a GGUF with wrong tokens. `tokenizer`: the merged
+    folder's, when the caller has just saved it there (a large vocabulary takes seconds to load)."""
     import json
 
     source, target = Path(base) / SENTENCEPIECE_MODEL, Path(merged) / SENTENCEPIECE_MODEL
@@ -103,7 +121,7 @@ def keep_sentencepiece_vocabulary(base: Path, merged: Path) -> list[str]:
         return []
     kept = []
     pieces, kinds = _sentencepiece_pieces(target if target.exists() else source)
-    tokenizer = load_tokenizer(merged)
+    tokenizer = tokenizer or load_tokenizer(merged)
     vocab = tokenizer.get_vocab()
     for index, piece in enumerate(pieces):
         found = vocab.get(piece)

