@@ -72,6 +72,12 @@ CONFIG = [  # overrides, what the message names
     ("name=has space", "name"), ("recipe=nope", "nope"), ("model=nope", "nope"), ("=5", "'=5' has no key"),
     ("+train.extra.wandb_api_key=x", "train.extra.wandb_api_key"), ("lora.r=8,16", "doit sweep"),
     ("jobs.train_at_once=0", "jobs.train_at_once"),
+    ("+train.extra.lora_rank=4", "train.extra.lora_rank"), ("+train.extra.output_dir=x", "train.extra.output_dir"),
+    ("+train.extra.model_name_or_path=other", "train.extra.model_name_or_path"),
+    ("train.pref_ftx=-1", "train.pref_ftx"), ("train.simpo_gamma=-0.5", "train.simpo_gamma"),
+    ("train.kto_chosen_weight=-1", "train.kto_chosen_weight"),
+    ("train.kto_rejected_weight=0", "train.kto_rejected_weight"),
+    ("train.compile_rounding=kernel", "train.compile_rounding"),
 ]
 TARGETS = [
     ("target.llamacpp.port=99999", "target.llamacpp.port"), ("target.vllm.port=0", "target.vllm.port"),

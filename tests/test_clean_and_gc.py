@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from llmbuild.cli.session import make_plans
 from llmbuild.facts.layout import MANIFEST
 from llmbuild.plan import outputs
 from llmbuild.store import published
+from llmbuild.store.locks import LOCKS_DIR
 
 from doit_cli import doit
 
@@ -38,6 +40,7 @@ def store(tmp_path):
             folder.mkdir(parents=True, exist_ok=True)
             (folder / MANIFEST).write_text(json.dumps({"key": node.key, "stage": node.stage}))
         published.publish(outputs.out_dir(plan), {}, outputs.config_text(plan), outputs.record(plan))
+    (tmp_path / "store" / LOCKS_DIR).mkdir()   # as every build makes it
     return plans
 
 
@@ -79,3 +82,37 @@ def test_gc_collects_unused_artifacts_failed_builds_and_leftovers(tmp_path, stor
     assert all(exists(demo, slot) for slot in demo.nodes)
     assert "nothing to remove" in run(tmp_path, "gc", "-n")
     assert "nothing to remove" in run(tmp_path, "gc", "days=30")
+
+
+def test_gc_refuses_a_folder_that_is_not_a_store(tmp_path):
+    """store= pointing at a folder of something else (here: folders with a manifest.json of their own):
+    one line, nothing removed."""
+    other = tmp_path / "project"
+    for folder in ("docs/api", "packages/web"):
+        (other / folder).mkdir(parents=True)
+        (other / folder / MANIFEST).write_text("{}")
+    done = doit("gc", store=other, ok=False)
+    assert "is not an llmbuild store" in done.output and "Traceback" not in done.output, done.output
+    assert (other / "docs" / "api" / MANIFEST).is_file() and (other / "packages" / "web" / MANIFEST).is_file()
+    assert "nothing to remove" in doit("gc", store=tmp_path / "empty").stdout, "no store yet: nothing to do"
+
+
+def test_gc_removes_nothing_while_a_build_holds_the_store(tmp_path, store):
+    """A build in another process holds the store (as every stage and the linking of out/ do until the
+    doit command ends): gc refuses and removes nothing, then collects once that process has ended."""
+    demo, q8 = store
+    published.remove(outputs.out_dir(q8))       # q8_0's own artifacts are unused: what a live build has not linked yet
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from llmbuild.store import locks; from llmbuild.store.artifacts import Store; "
+        f"locks.building_in(Store({str(tmp_path / 'store')!r})); print('holding', flush=True); time.sleep(600)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        refused = doit("gc", store=tmp_path / "store", ok=False, process=True)
+        assert "a build is running on" in refused.output and "Traceback" not in refused.output, refused.output
+        assert exists(q8, "ollama"), "nothing removed while the build runs"
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    assert "removed" in run(tmp_path, "gc") and not exists(q8, "ollama")

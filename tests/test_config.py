@@ -100,6 +100,48 @@ def test_extra_llamafactory_arguments_pass_through(tmp_path):
     assert train_args(composed, base="b", dataset_dir="d", output_dir="a")["neftune_noise_alpha"] == 5
 
 
+@pytest.mark.parametrize("override, setting", [
+    ("+train.extra.lora_rank=4", "Set lora.r instead"),
+    ("+train.extra.model_name_or_path=other/model", "Set model.path or model.hub_id instead"),
+    ("+train.extra.learning_rate=1", "Set train.learning_rate instead"),
+    ("+train.extra.output_dir=elsewhere", "remove it"),
+    ("recipe=demo-dpo +pipeline.sft.train.extra.lora_rank=4", "Set lora.r instead"),
+])
+def test_train_extra_adds_arguments_but_never_replaces_llmbuilds(tmp_path, override, setting):
+    """An argument llmbuild writes itself would silently change the artifact under a key (and a report)
+    that says otherwise: one line naming the setting to use."""
+    with pytest.raises(ConfigError, match=r"config key '(pipeline\.sft\.)?train\.extra\.\w+' .*writes into "
+                                          r"llamafactory\.yaml itself.*" + setting):
+        compose(ROOT, [*override.split(), f"store={tmp_path}"])
+
+
+@pytest.mark.parametrize("overrides", [
+    (), ("train=gpu-bf16",), ("lora.alpha=16", "lora.quantization_bit=4", "train.max_steps=5", "train.warmup_steps=2",
+                              "train.preprocessing_num_workers=2", "train.packing=true"),
+    ("train.warmup_ratio=0.1", "train.neat_packing=true", "train.compile=model", "train.liger_kernel=false"),
+    ("recipe=demo-pt",), ("recipe=demo-dpo", "train.stage=simpo"),
+    ("recipe=demo-dpo", "train.dpo_label_smoothing=0.1"), ("train.stage=kto",),
+    ("train=gpu-bf16", "train.devices=2", "train.distributed=fsdp"), ("train=gpu-bf16", "train.devices=2",
+                                                                     "train.distributed=deepspeed-zero3"),
+])
+def test_every_argument_llmbuild_writes_is_one_train_extra_may_not_replace(tmp_path, overrides):
+    from llmbuild.facts.llamafactory_args import SET_BY_LLMBUILD
+
+    written = train_args(compose(ROOT, [*overrides, f"store={tmp_path}"]), base="b", dataset_dir="d", output_dir="a")
+    assert set(written) <= SET_BY_LLMBUILD.keys(), set(written) - SET_BY_LLMBUILD.keys()
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.pref_ftx=-0.1", "train.pref_ftx"), ("train.simpo_gamma=-1", "train.simpo_gamma"),
+    ("train.kto_chosen_weight=0", "train.kto_chosen_weight"),
+    ("train.kto_rejected_weight=-2", "train.kto_rejected_weight"),
+    ("train.compile_rounding=kernel", "train.compile_rounding"),
+])
+def test_meaningless_preference_weights_and_rounding_without_compiling_are_refused(tmp_path, override, key):
+    with pytest.raises(ConfigError, match=rf"config key '{key}'"):
+        compose(ROOT, [override, f"store={tmp_path}"])
+
+
 def test_unknown_key_names_key_source_and_nearest_valid_key():
     with pytest.raises(ConfigError) as err:
         compose(ROOT, ["lora.rank=4"])

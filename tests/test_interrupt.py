@@ -10,28 +10,51 @@ import time
 
 import pytest
 
-from doit_cli import popen
+from doit_cli import doit, popen
 
 pytestmark = pytest.mark.slow
 
 
+def as_a_shell_starts_it() -> None:
+    """Ctrl-C's signal at its default, unblocked, as a shell starts a command (the test process may
+    have inherited it ignored or blocked from a library an earlier test ran, and a child keeps that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def signal_state(pid: int) -> str:
+    """The process's blocked and ignored signal masks, for a failure's message."""
+    try:
+        status = open(f"/proc/{pid}/status", encoding="ascii").read()
+    except OSError:
+        return "gone"
+    return " ".join(line for line in status.splitlines() if line.startswith(("SigBlk", "SigIgn")))
+
+
 def test_ctrl_c_during_training_keeps_nothing_and_a_rerun_finishes(tiny_build, fresh_store):
-    """In a store holding the standard build: a long training (400 steps) is interrupted; then a
-    training in the same store runs to the end."""
+    """In a store holding the standard build: a long training (400 steps) runs; doit gc, in another
+    process, removes nothing meanwhile (the build's artifacts are not linked yet); the training is
+    interrupted; then a training in the same store runs to the end."""
     store = fresh_store
-    build = popen("build", *tiny_build.overrides, "train.max_steps=400", store=store, start_new_session=True)
+    build = popen("build", *tiny_build.overrides, "train.max_steps=400", store=store, start_new_session=True,
+                  preexec_fn=as_a_shell_starts_it)
     train = store / "train"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not any(train.glob(".*.tmp-*/adapter/trainer_log.jsonl")):
         time.sleep(0.5)   # training has logged a step
     assert build.poll() is None, build.stdout.read()
+    artifacts = sorted(store.glob("*/*/manifest.json"))
+    refused = doit("gc", store=store, ok=False, process=True)
+    assert "a build is running on" in refused.output and "Traceback" not in refused.output, refused.output
+    assert sorted(store.glob("*/*/manifest.json")) == artifacts, "gc removed nothing from the live build's store"
+    state = signal_state(build.pid)
     os.killpg(build.pid, signal.SIGINT)
     out, _ = build.communicate(timeout=120)
-    assert build.returncode != 0
+    assert build.returncode != 0, f"Ctrl-C did not stop the build ({state}):\n{out}"
     assert re.search(r"^.*train: interrupted \(Ctrl-C\); nothing of train \w{8} was kept", out, flags=re.M), out
     assert "Traceback" not in out, out
     assert not list(train.glob(".*.tmp-*")) and len([p for p in train.iterdir() if not p.name.startswith(".")]) == 1, \
         "no half-trained adapter, no leftover: only the standard build's training"
 
-    again = tiny_build.build("train.max_steps=3", store=store)
+    again = tiny_build.build("train.max_steps=3", "target=[hf]", store=store)   # training, and what the HF folder needs
     assert "train" in again.ran and "interrupted" not in again.output, "the same store trains again"

@@ -9,6 +9,7 @@ from doit.cmd_run import Run
 from doit.exceptions import InvalidCommand
 
 from ..facts import layout
+from ..store import locks
 from . import session
 from .doit_private import verbosity_given
 
@@ -40,4 +41,7 @@ class GraphCommand(Run):
             self.hydra_overrides = session.overrides(args)
         # `-v 2` on the command line: every tool's full output, not only the stages' progress and results
         self.verbose = verbosity_given(params) == 2
-        return super().execute(params, list(tasks))
+        try:
+            return super().execute(params, list(tasks))
+        finally:
+            locks.release_all()   # the stages took the stores' builders locks: doit gc may run again

@@ -8,7 +8,8 @@ from doit.exceptions import InvalidCommand
 from ..config.compose import compose
 from ..errors import LlmbuildError
 from ..files.paths import project_path
-from ..store import collect
+from ..store import collect, locks
+from ..store.artifacts import Store
 from . import session
 from .cmd_base import project_root
 
@@ -38,12 +39,22 @@ class Gc(Command):
             store = project_path(compose(root, given).cfg.store, root)
         except LlmbuildError as err:
             raise InvalidCommand(str(err)) from None
-        found = collect.garbage(store, older_than)
-        for item in found:
-            if not params["dryrun"]:
-                collect.remove(item.path)
-            print(f"  {'would remove' if params['dryrun'] else 'removed'} {item.path} "
-                  f"({item.size / 2**20:.1f} MiB): {item.why}")
+        if not store.is_dir() or not any(store.iterdir()):
+            print(f"nothing to remove in {store}")
+            return 0
+        if not collect.is_store(store):
+            raise InvalidCommand(f"store={store} is not an llmbuild store (no {locks.LOCKS_DIR}/ in it, which every "
+                                 f"build makes): gc removes nothing there. Check the store= path")
+        try:
+            with locks.collecting(Store(store)):
+                found = collect.garbage(store, older_than)
+                for item in found:
+                    if not params["dryrun"]:
+                        collect.remove(item.path)
+                    print(f"  {'would remove' if params['dryrun'] else 'removed'} {item.path} "
+                          f"({item.size / 2**20:.1f} MiB): {item.why}")
+        except locks.BuildRunning as err:
+            raise InvalidCommand(str(err)) from None
         total = sum(item.size for item in found) / 2**20
         verb = "would free" if params["dryrun"] else "freed"
         print(f"{len(found)} item(s), {verb} {total:.1f} MiB in {store}" if found else f"nothing to remove in {store}")

@@ -76,6 +76,7 @@ def is_published(plan: Plan) -> bool:
 
 def publish(plan: Plan) -> None:
     """doit action: link the variant's outputs under a readable name (one process at a time)."""
+    locks.building_in(Store(plan.store))
     with locks.artifact(Store(plan.store), PUBLISH, plan.variant):
         if not is_published(plan):
             published.publish(outputs.out_dir(plan), outputs.links(plan), outputs.config_text(plan),
@@ -115,6 +116,7 @@ def run_stage(plan: Plan, slot: str, verbose: bool = False):
     manifest = {"key": node.key, **node.payload, "config": redact(node.payload["config"]), "slot": slot,
                 "sources": node.inputs, "record": record}
     module = importlib.import_module(f"llmbuild.stages.{stage}")
+    locks.building_in(store)   # no doit gc on this store until the command ends (it links what it built then)
     try:
         with locks.artifact(store, stage, node.key), _slot(store, stage, plan):
             if store.is_complete(stage, node.key):

@@ -13,10 +13,11 @@ from ..chat.modelfile import MESSAGE_ROLES, ModelfileError, quote
 from ..chat.templates import hf_chat_template, ollama_template
 from ..errors import ConfigError, StageError
 from ..facts.chat_families import FAMILIES, builtin
-from ..facts.compile_modes import LAYERS, MODEL, ROUNDINGS
+from ..facts.compile_modes import EAGER, LAYERS, MODEL, NONE, ROUNDINGS
 from ..facts.compile_modes import MODES as COMPILE_MODES
 from ..facts.distributed import AUTO, STRATEGIES
 from ..facts.gguf_files import is_size
+from ..facts.llamafactory_args import SET_BY_LLMBUILD
 from ..facts.lora_targets import all_not_alone
 from ..facts.quant_types import CONVERT_TYPES, QUANT_TYPES, RECOMMEND_KLD
 from ..facts.secrets import MASK, TOOL_CREDENTIALS, is_secret
@@ -123,6 +124,22 @@ def _check_training(step, prefix: str, fail, one_of) -> None:
              "0.1 is a usual value for noisy preferences.")
     if step.train.pref_beta <= 0:
         fail(f"{prefix}train.pref_beta", step.train.pref_beta, "must be positive", "0.1 is usual for DPO.")
+    if step.train.pref_ftx < 0:
+        fail(f"{prefix}train.pref_ftx", step.train.pref_ftx, "the weight of the SFT loss added on the chosen answers "
+             "cannot be negative", "Use 0 (none, the default) or a positive weight such as 0.1.")
+    if step.train.simpo_gamma < 0:
+        fail(f"{prefix}train.simpo_gamma", step.train.simpo_gamma, "SimPO's target reward margin cannot be negative",
+             "0.5 to 1.5 is usual (default 0.5).")
+    for name in ("kto_chosen_weight", "kto_rejected_weight"):
+        if step.train[name] <= 0:
+            fail(f"{prefix}train.{name}", step.train[name], "a weight of KTO's loss must be positive",
+                 "Use 1.0 (the default), or weigh the rarer kind of answer up, e.g. 1.33.")
+    for name in sorted(set(step.train.extra or {}) & SET_BY_LLMBUILD.keys()):
+        setting = SET_BY_LLMBUILD[name]
+        fail(f"{prefix}train.extra.{name}", step.train.extra[name], "an argument llmbuild writes into "
+             "llamafactory.yaml itself; from train.extra it would replace llmbuild's value, and the adapter would "
+             "differ from the config its key and report show",
+             f"Set {setting} instead." if setting else "llmbuild sets it the same way for every build: remove it.")
     fmt = getattr(step.dataset.format, "value", step.dataset.format)
     if (fmt == "text") != (method.data == TEXT):
         wanted = "dataset.format=text" if method.data == TEXT else "dataset.format openai, sharegpt or alpaca"
@@ -171,6 +188,10 @@ def _check_training(step, prefix: str, fail, one_of) -> None:
              "set train.liger_kernel=false.")
     one_of(f"{prefix}train.compile", step.train.compile, list(COMPILE_MODES))
     one_of(f"{prefix}train.compile_rounding", step.train.compile_rounding, list(ROUNDINGS))
+    if step.train.compile == NONE and step.train.compile_rounding != EAGER:
+        fail(f"{prefix}train.compile_rounding", step.train.compile_rounding, "rounding of compiled code, and "
+             f"{prefix}train.compile is none: it would change the training's key and retrain for nothing",
+             f"Set train.compile=layers or model with it, or leave it at {EAGER}.")
     if step.train.liger_kernel and step.train.compile == MODEL:
         fail(f"{prefix}train.compile", MODEL, "Liger's Triton kernels fail inside a compiled model (a Triton "
              "compilation error, then an illegal memory access), and train.liger_kernel is on", "Use "

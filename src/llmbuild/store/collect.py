@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..facts.layout import MANIFEST, OUT_DIR, OUT_RECORD, stage_of
-from .artifacts import Store
+from .artifacts import Store, read_manifest
+from .locks import LOCKS_DIR
 
 DAY = 86400
 
@@ -44,15 +45,21 @@ def size_of(path: Path) -> int:
     return sum(p.stat().st_size for p in files)
 
 
+def is_store(root: Path) -> bool:
+    """Whether `root` is a store llmbuild has built in (every build holds its locks there)."""
+    return (Path(root) / LOCKS_DIR).is_dir()
+
+
 def garbage(root: Path, older_than_days: float = 0.0) -> list[Garbage]:
     """Everything `doit gc` removes: unreferenced artifacts finished more than `older_than_days`
-    ago, failed builds' folders, and leftovers of killed builds."""
+    ago, failed builds' folders, and leftovers of killed builds. Only folders whose manifest is an
+    artifact's of that very folder count (its key is the folder's name)."""
     store, used, now = Store(root), references(root), time.time()
     out: list[Garbage] = []
     for manifest_file in sorted(Path(root).glob(f"*/*/{MANIFEST}")):
         artifact = manifest_file.parent
         stage, key = artifact.parent.name, artifact.name
-        if stage == OUT_DIR or (stage, key) in used:
+        if stage == OUT_DIR or (stage, key) in used or (read_manifest(artifact) or {}).get("key") != key:
             continue
         age = (now - manifest_file.stat().st_mtime) / DAY
         if age >= older_than_days:
