@@ -147,6 +147,8 @@ def test_training_yaml_runs_by_hand_unchanged(tiny_build, fresh_store):
     args = yaml.safe_load((train_dir / "llamafactory.yaml").read_text())
     assert (train_dir / args["model_name_or_path"] / "config.json").exists()
     assert (train_dir / args["dataset_dir"] / "dataset_info.json").exists()
+    assert not list((train_dir / "adapter").glob("checkpoint-*")), "a finished adapter carries no Trainer checkpoint"
+    assert "checkpoint-2/" in (train_dir / "train.log").read_text(), "LLaMA-Factory saved one at the last step"
     before = (train_dir / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns
     cli = Path(sys.executable).with_name("llamafactory-cli")
     import os

@@ -181,6 +181,19 @@ def run(command: str, folder: Path, offline: bool, credentials: Mapping[str, str
                env=env, cwd=folder, quiet=not verbose, on_line=on_line)
 
 
+# the HF Trainer's intermediate saves in its output folder (`checkpoint-<step>`: adapter, optimizer and scheduler
+# state, for resuming a run); the finished adapter is the folder's own files
+CHECKPOINTS = "checkpoint-*"
+
+
+def drop_checkpoints(output_dir: Path) -> list[str]:
+    """Remove the Trainer's checkpoints from a finished training's output folder; returns their names."""
+    found = sorted(p for p in Path(output_dir).glob(CHECKPOINTS) if p.is_dir())
+    for folder in found:
+        shutil.rmtree(folder)
+    return [p.name for p in found]
+
+
 # `llamafactory-cli export` writes an Ollama Modelfile of its own into the merged folder (`FROM .`,
 # a TEMPLATE without the format's special tokens, num_ctx 4096): a model imported with it would be
 # prompted in no format it was trained on. The ollama stage's Modelfile is the one llmbuild checks.

@@ -57,6 +57,9 @@ def run(ctx: StageContext) -> None:
                      verbose=ctx.verbose, on_line=llamafactory.train_progress(progress.update),
                      launch=launch.env, program=launch.program)
     progress.close()
+    # a finished artifact holds the adapter, not the Trainer's resumable state (optimizer moments: twice the
+    # adapter's size and more per checkpoint)
+    llamafactory.drop_checkpoints(ctx.out / layout.ADAPTER)
     _report(ctx, packed=bool(args.get("neat_packing")))
 
 
