@@ -288,3 +288,11 @@ def test_a_model_built_during_the_run_is_checked_by_the_train_stage(tmp_path, ti
     ctx = train_context(tmp_path, tiny_base, "prompt.system=" + " ".join(["word"] * 400))
     with pytest.raises(StageError, match=r"prompt.system is \d+ tokens and train.cutoff_len is 256"):
         train.run(ctx)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "x"])
+def test_preview_needs_one_sample_or_more(tmp_path, value):
+    from doit_cli import doit
+
+    done = doit("preview", f"samples={value}", store=tmp_path / "store", ok=False)
+    assert "give a number of samples of 1 or more" in done.output and "Traceback" not in done.output, done.output

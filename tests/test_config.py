@@ -16,6 +16,8 @@ from llmbuild.plan.graph import build_plan
 from llmbuild.plan.view import stage_config
 from llmbuild.stages.train import arguments
 
+from doit_cli import doit
+
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = sorted(p.stem for p in (ROOT / "recipes").glob("*.yaml") if not p.stem.endswith(".lock"))
 
@@ -198,6 +200,19 @@ def test_unknown_key_in_a_recipe_file_names_that_file(project_copy):
     with pytest.raises(ConfigError) as err:
         compose(project_copy)
     assert "recipes/demo.yaml" in str(err.value) and "'lora.alpha'" in str(err.value)
+
+
+def test_a_recipe_that_includes_itself_is_one_line(project_copy):
+    """Hydra would follow the defaults list without end (a RecursionError of thousands of lines)."""
+    (project_copy / "recipes" / "loop.yaml").write_text("# @package _global_\ndefaults:\n  - /recipes@_here_: loop\n")
+    with pytest.raises(ConfigError, match=r"^a config file includes itself .*recipes/loop\.yaml \(recipe=loop\)"):
+        compose(project_copy, ["recipe=loop"])
+    for name in ("dodo.py", "pyproject.toml"):   # the command line in the copy
+        shutil.copy2(ROOT / name, project_copy / name)
+    for command in ("plan", "lock"):
+        done = doit(command, "recipe=loop", cwd=project_copy, ok=False, db=project_copy / "doit.db")
+        assert "includes itself" in done.output and "Traceback" not in done.output and len(done.output) < 2000, \
+            done.output[-2000:]
 
 
 def test_broken_yaml_names_file_and_line(project_copy):

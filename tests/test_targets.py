@@ -55,3 +55,46 @@ def test_targets_not_asked_for_have_no_stage(plan_for):
     assert {"vllm", "hf"}.isdisjoint(plan_for().nodes) and "ollama" in plan_for().nodes
     others = plan_for("target=[vllm,hf]").nodes
     assert {"vllm", "hf"} <= set(others) and "ollama" not in others
+
+
+def test_serve_on_a_busy_port_is_one_line_before_anything_is_built(tmp_path):
+    """Another server listens on the port: said before the build, not at the end of the server's output."""
+    import socket
+
+    from doit_cli import doit
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = doit("serve", f"target.llamacpp.port={port}", store=tmp_path / "store", ok=False)
+    assert f"port {port} on 127.0.0.1 is in use" in done.output and f"target.llamacpp.port={port + 1}" in done.output
+    assert "Traceback" not in done.output and not list((tmp_path / "store").glob("*/*/manifest.json")), done.output
+
+
+def test_a_server_never_outlives_doit_serve_even_when_it_is_killed():
+    """SIGKILL of the process serving (no handler runs) still stops the server it started."""
+    import subprocess
+    import sys
+    import time
+
+    serving = subprocess.Popen([sys.executable, "-c", (
+        "import sys; from llmbuild.adapters.process import run_in_foreground; "
+        "run_in_foreground([sys.executable, '-c', "
+        "'import os, time; print(os.getpid(), flush=True); time.sleep(600)'])")],
+        stdout=subprocess.PIPE, text=True)
+    server = int(serving.stdout.readline())
+    serving.kill()
+    serving.wait()
+
+    def running(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/status").read_text().split("State:", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        return state != "Z"
+
+    deadline = time.monotonic() + 10
+    while running(server) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running(server), "the server outlived the killed `doit serve`"

@@ -112,6 +112,12 @@ def test_text_files_split_into_documents(tmp_path):
     (["recipe=demo-dpo", "pipeline.sft.train.stage=pt"], r"'pipeline.sft.dataset.format' = 'openai'.*train.stage=pt"),
     (["recipe=demo-dpo", "pipeline.sft.lora.r=0"], r"'pipeline.sft.lora.r' = 0"),
     (["recipe=demo-dpo", "+pipeline.sft.train.bogus=1"], r"pipeline.sft.train.bogus"),
+    (["recipe=demo-dpo", "pipeline.sfx.train.learning_rate=1e-4"],
+     r"^config key 'pipeline.sfx' in the command-line override .*: the pipeline has no stage 'sfx'\. Did you mean "
+     r"'pipeline.sft'\? Its stages: pipeline.sft\.$"),
+    (["recipe=demo-dpo", "pipeline.sft.train.learnin_rate=1e-4"],
+     r"'pipeline.sft.train.learnin_rate'.*Did you mean 'pipeline.sft.train.learning_rate'\?"),
+    (["pipeline.sft.lora.r=4"], r"'pipeline.sft'.*This recipe has no pipeline"),
     (["recipe=demo-dpo", "train.stage=sft", "dataset=demo-identity"], r"a stage of the pipeline has this name too"),
 ])
 def test_bad_training_settings_are_one_message_naming_the_key(tmp_path, overrides, message):

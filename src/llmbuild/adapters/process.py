@@ -66,10 +66,25 @@ def last_error(lines: list[str]) -> str:
     return stripped[-1][:500] if stripped else "no output"
 
 
+_PR_SET_PDEATHSIG = 1   # linux/prctl.h: the signal a process gets when the thread that started it ends
+
+
+def _dies_with_this_process():
+    """For Popen's preexec_fn: the child gets SIGTERM when this process dies, even by SIGKILL, which no
+    handler here sees (Linux; elsewhere nothing)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl   # resolved here: the forked child only calls it
+    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def run_in_foreground(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
     """Run a server in the foreground until it exits, the user presses Ctrl-C, or this process is
-    told to stop (SIGTERM: a service manager, `kill`); the server never outlives it."""
-    process = subprocess.Popen(argv, env={**os.environ, **env} if env else None, cwd=cwd)
+    told to stop (SIGTERM: a service manager, `kill`) or killed (SIGKILL); the server never outlives it."""
+    process = subprocess.Popen(argv, env={**os.environ, **env} if env else None, cwd=cwd,
+                               preexec_fn=_dies_with_this_process())
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: process.terminate())
     try:
         return process.wait()

@@ -27,8 +27,8 @@ class Preview(GraphCommand):
     def execute(self, params, args):
         given = session.overrides(args)
         count = session.take(given, "samples") or "3"
-        if not count.isdigit():
-            raise InvalidCommand(f"samples={count!r}: give a number of samples, e.g. samples=5")
+        if not count.isdigit() or int(count) == 0:
+            raise InvalidCommand(f"samples={count!r}: give a number of samples of 1 or more, e.g. samples=5")
         self.hydra_overrides = given
         # the preview needs what the (last) training stage reads: the base model and its data, and in a
         # pipeline the earlier stages' merged model it trains on

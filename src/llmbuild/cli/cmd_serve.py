@@ -3,8 +3,9 @@ own environment) when target.vllm is configured, else the GGUF in llama-cpp-pyth
 
 from __future__ import annotations
 
-from ..adapters import llama_cpp_server, tool_env, vllm_server
+from ..adapters import llama_cpp_server, ports, tool_env, vllm_server
 from ..config.schema import LlamacppTarget
+from ..errors import ToolError
 from ..facts.tool_envs import VLLM
 from ..plan import outputs
 from .cmd_base import GraphCommand
@@ -38,10 +39,18 @@ class Serve(GraphCommand):
             gguf, alias, settings.host, settings.port, settings.n_ctx, settings.n_gpu_layers))
 
     def check_plans(self, plans) -> None:
-        """vLLM's environment is there before anything is built for it."""
+        """vLLM's environment is there, and the server's port is free, before anything is built for it."""
         for plan in plans:
-            if plan.composed.cfg.target.vllm is not None:
+            cfg = plan.composed.cfg
+            if cfg.target.vllm is not None:
                 tool_env.python(VLLM, plan.root)
+                where, setting = ("127.0.0.1", cfg.target.vllm.port), "target.vllm.port"
+            else:
+                settings = cfg.target.llamacpp or LlamacppTarget()
+                where, setting = (settings.host, settings.port), "target.llamacpp.port"
+            if ports.in_use(*where):
+                raise ToolError(f"port {where[1]} on {where[0]} is in use (another server listens there): stop it, "
+                                f"or serve on another port, e.g. {setting}={where[1] + 1}")
 
     def _vllm(self, plan) -> int:
         cfg = plan.composed.cfg

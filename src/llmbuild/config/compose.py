@@ -105,9 +105,12 @@ def compose_many(root: Path, variants: list[tuple[str, ...]]) -> list[Composed]:
                     base, choices = by_groups[groups]
                     cfg = copy.deepcopy(base)
                     for override in (o for o in parsed if not selects_group(o, loader)):
+                        _check_pipeline_stage(override, cfg)
                         _apply(override, cfg)
                 except (HydraException, OmegaConfBaseException) as err:
                     raise messages.explain(err, root, overrides) from None
+                except RecursionError:   # Hydra follows a defaults list that names its own file without end
+                    raise ConfigError(messages.include_loop(overrides)) from None
                 results.append(_finish(cfg, choices, overrides, root))
     except yaml.YAMLError as err:
         raise messages.explain_yaml(err, root) from None
@@ -162,6 +165,17 @@ class _Expanded:
 
     def get_value_element_as_str(self) -> str:
         return self._values[0]
+
+
+def _check_pipeline_stage(override, cfg: DictConfig) -> None:
+    """`pipeline.<stage>.<key>=...` sets a key of a stage the recipe declares; a mistyped stage name
+    is one message naming the stages (Hydra would report the schema's keys of a stage instead)."""
+    parts = (override.key_or_group or "").split(".")
+    if parts[0] != "pipeline" or len(parts) < 2:
+        return
+    stages = list(cfg.pipeline.keys()) if OmegaConf.is_dict(cfg.get("pipeline")) else []
+    if parts[1] not in stages:
+        raise messages.no_pipeline_stage(parts[1], stages, override.input_line)
 
 
 def _apply(override, cfg: DictConfig) -> None:

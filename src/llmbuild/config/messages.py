@@ -177,14 +177,28 @@ def first_line(text: str) -> str:
 
 def _schema_fields(dotted_parent: str) -> list[str]:
     node: Any = schema.BuildConfig
-    for part in [p for p in dotted_parent.split(".") if p]:
+    parts = [p for p in dotted_parent.split(".") if p]
+    while parts:
+        part = parts.pop(0)
         if not is_dataclass(node):
             return []
         match = {f.name: f for f in fields(node)}.get(part)
         if match is None:
             return []
+        if typing.get_origin(typing.get_type_hints(node)[part]) in (dict, typing.Dict) and parts:
+            parts.pop(0)   # a map of groups (pipeline.<stage>): the entry's name, then its schema's keys
         node = _field_type(node, match.name)
     return [f.name for f in fields(node)] if is_dataclass(node) else []
+
+
+def no_pipeline_stage(stage: str, stages: list[str], override: str) -> ConfigError:
+    """A command-line override under `pipeline.<stage>` that names no stage of the recipe's pipeline."""
+    close = difflib.get_close_matches(stage, stages, n=1)
+    known = (f" Its stages: {', '.join(f'pipeline.{s}' for s in stages)}." if stages else
+             " This recipe has no pipeline: its stages come from the recipe (pipeline: in recipes/<name>.yaml).")
+    return ConfigError(f"config key 'pipeline.{stage}' in the command-line override '{redact_override(override)}': "
+                       f"the pipeline has no stage '{stage}'." + (f" Did you mean 'pipeline.{close[0]}'?" if close
+                                                                   else "") + known)
 
 
 def _field_type(cls: type, name: str) -> Any:
@@ -193,3 +207,12 @@ def _field_type(cls: type, name: str) -> Any:
         if is_dataclass(arg):
             return arg
     return hint
+
+
+def include_loop(overrides: tuple[str, ...]) -> str:
+    """The message for a defaults list that includes its own file (directly or through others)."""
+    recipe = next((o.split("=", 1)[1] for o in overrides if o.startswith(f"{RECIPE_GROUP}=")), None)
+    where = (f"{RECIPE_GROUP}/{recipe}.yaml (recipe={recipe})" if recipe
+             else f"the recipe {layout.CONF_DIR}/config.yaml selects")
+    return (f"a config file includes itself through its defaults list: {where}, or a file its defaults name, "
+            f"names itself again, so Hydra would include it without end. Remove that entry from the defaults list")
