@@ -4,6 +4,7 @@ beside a re-saved tokenizer."""
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
@@ -31,8 +32,8 @@ def load_tokenizer(folder: Path):
     from transformers import AutoTokenizer
 
     folder = Path(folder).resolve()
-    key = (str(folder), tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
-                                     for p in folder.iterdir() if p.is_file())))
+    key = (str(folder), tuple(sorted((entry.name, entry.stat().st_size, entry.stat().st_mtime_ns)
+                                     for entry in os.scandir(folder) if entry.is_file())))   # scandir caches stat
     if key not in _LOADED:
         _LOADED[key] = AutoTokenizer.from_pretrained(folder)
         while len(_LOADED) > _KEEP:

@@ -31,19 +31,21 @@ class BuildRunning(LlmbuildError):
     """doit gc found a build running on the store."""
 
 
-def artifact(store: Store, stage: str, key: str) -> FileLock:
+def _folder(store: Store) -> Path:
     folder = store.root / LOCKS_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(folder / f"{stage}-{key}.lock"))
+    return folder
+
+
+def artifact(store: Store, stage: str, key: str) -> FileLock:
+    return FileLock(str(_folder(store) / f"{stage}-{key}.lock"))
 
 
 @contextmanager
 def one_of(store: Store, stage: str, count: int, setting: str) -> Iterator[None]:
     """Hold one of `count` slots for `stage` (`setting` is the config key that sets `count`, for
     the message shown while waiting)."""
-    folder = store.root / LOCKS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    candidates = [FileLock(str(folder / f"{stage}-slot-{i}.lock")) for i in range(count)]
+    candidates = [FileLock(str(_folder(store) / f"{stage}-slot-{i}.lock")) for i in range(count)]
     announced = False
     while True:
         for lock in candidates:
@@ -62,19 +64,13 @@ def one_of(store: Store, stage: str, count: int, setting: str) -> Iterator[None]
         time.sleep(1.0)
 
 
-def _builders_file(store: Store) -> Path:
-    folder = store.root / LOCKS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / BUILDERS
-
-
 def building_in(store: Store) -> None:
     """Hold `store`'s builders lock shared until `release_all` (or this process's end); waits while
     doit gc runs on the store."""
     root = store.root.resolve()
     if root in _held:
         return
-    fd = os.open(_builders_file(store), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(_folder(store) / BUILDERS, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -94,7 +90,7 @@ def release_all() -> None:
 def collecting(store: Store) -> Iterator[None]:
     """Hold `store`'s builders lock exclusively: no build runs on it meanwhile. A build that holds
     it (in any process) is one BuildRunning error, never a wait."""
-    fd = os.open(_builders_file(store), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(_folder(store) / BUILDERS, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
