@@ -130,6 +130,22 @@ def test_bad_input_on_the_command_line(tmp_path, case, tiny_llama):
     assert not list(store.glob("*/.*.tmp-*")) if store.exists() else True, "no half-written folder left"
 
 
+@pytest.mark.slow   # doit in a process of its own: the hub library reads HF_HUB_OFFLINE when imported
+def test_a_hub_model_that_cannot_be_fetched_is_one_line_and_no_stored_base(tmp_path):
+    """Offline, the hub hands back the empty download folder as if it were the model: it used to be stored
+    as a finished base, trusted by every rerun, and training died on it with a traceback."""
+    from doit_cli import doit
+
+    for _ in range(2):   # the rerun fails the same way: nothing was stored
+        done = doit("build", "model=llama3.1-8b-instruct", store=tmp_path / "store", ok=None, process=True,
+                    env={"HF_HUB_OFFLINE": "1"})
+        assert done.returncode != 0 and "Traceback" not in done.output, done.output[-3000:]
+        assert "model.hub_id = 'meta-llama/Llama-3.1-8B-Instruct': the hub gave no usable model" in done.output
+        assert "point model.path at it" in done.output
+    assert not list((tmp_path / "store").glob("*/*/manifest.json")), "no artifact from an empty download"
+    assert not list((tmp_path / "store").glob("*/.*.tmp-*")), "no half-written folder left"
+
+
 # --- found before training starts, with the names to use ----------------------------------------
 
 @pytest.fixture(scope="module")
@@ -188,6 +204,9 @@ def test_a_system_prompt_longer_than_cutoff_len_stops_before_training(tmp_path, 
     with pytest.raises(StageError, match=r"prompt.system is \d+ tokens and train.cutoff_len is 256"):
         check(tmp_path, tiny_base, f"prompt.system={long.strip()}")
     check(tmp_path, tiny_base, "prompt.system=Be brief.")
+    # a cutoff that holds no conversation is the cutoff's fault, not a 3-token system prompt's
+    with pytest.raises(StageError, match=r"^train.cutoff_len = 32 leaves no room for a conversation"):
+        check(tmp_path, tiny_base, "prompt.system=Be brief.", "train.cutoff_len=32")
 
 
 @pytest.mark.slow
@@ -226,14 +245,79 @@ def fake_hf_folder(folder: Path) -> Path:
 
     import numpy as np
     from safetensors.numpy import save_file
+    from tokenizers import Tokenizer, models, pre_tokenizers
 
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 8}))
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 8,
+                                                    "num_attention_heads": 2, "num_key_value_heads": 2}))
     weights = {f"model.layers.0.{name}.weight": np.zeros((8, 8), dtype=np.float32)
                for name in ("self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj")}
     save_file(weights, str(folder / "model.safetensors"))
-    (folder / "tokenizer.json").write_text("{}")
+    vocab = {token: index for index, token in enumerate(["<unk>", "<|im_start|>", "<|im_end|>", "Hi"])}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.save(str(folder / "tokenizer.json"))
+    chatml = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+              "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast", "unk_token": "<unk>", "eos_token": "<|im_end|>",
+        "chat_template": chatml}))
     return folder
+
+
+def _tokenizer_config(folder: Path, **changes) -> Path:
+    import json
+
+    path = folder / "tokenizer_config.json"
+    config = {**json.loads(path.read_text()), **changes}
+    path.write_text(json.dumps({k: v for k, v in config.items() if v is not None}))
+    return folder
+
+
+def test_the_prompt_format_is_decided_before_training(tmp_path):
+    """No template and no model.chat_format, a template that does not parse, a format whose end-of-turn
+    token the tokenizer lacks: each used to be found by the train or merge stage, after base and data
+    (or after training)."""
+    import json
+
+    from llmbuild.errors import StageError
+
+    def local(model: Path) -> tuple[str, ...]:
+        return "model=local", f"model.path={model}", "model.name=X"
+
+    chatml = fake_hf_folder(tmp_path / "chatml")
+    plain = _tokenizer_config(fake_hf_folder(tmp_path / "plain"), chat_template=None)
+    config = json.loads((plain / "config.json").read_text())
+    (plain / "config.json").write_text(json.dumps({**config, "model_type": "gemma3_text"}))
+    with pytest.raises(StageError, match=r"the model ships no chat template, so llmbuild cannot tell its prompt "
+                                         r"format; its architecture \(gemma3_text\) is that of Gemma 2, Gemma 3, "
+                                         r"whose format is model.chat_format=gemma"):
+        check(tmp_path, plain, *local(plain))
+    broken = _tokenizer_config(fake_hf_folder(tmp_path / "broken"),
+                               chat_template="{% for m in messages %}\n{{ m.content }\n{% endfor %}")
+    with pytest.raises(StageError, match=r"the model's chat template \(tokenizer_config.json \(its chat_template\) "
+                                         r"in .*broken\) line 2: .*Fix the template there, or set prompt.template"):
+        check(tmp_path, broken, *local(broken))
+    check(tmp_path, broken, *local(broken), "prompt.template=chatml")   # llmbuild's own replaces it
+    with pytest.raises(StageError, match=r"prompt.template: the llama3 format ends each turn with '<\|eot_id\|>', "
+                                         r"which is not a token of this model's tokenizer"):
+        check(tmp_path, chatml, *local(chatml), "prompt.template=llama3")
+    check(tmp_path, chatml, *local(chatml))
+
+
+def test_a_vllm_context_beyond_the_models_stops_before_training(tmp_path):
+    import json
+
+    from llmbuild.errors import StageError
+
+    model = fake_hf_folder(tmp_path / "model")
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 1024}))
+    local = ("model=local", f"model.path={model}", "model.name=X", "target=[vllm]")
+    with pytest.raises(StageError, match=r"target.vllm.max_model_len = 4096 is beyond the model's context \(1024 "
+                                         r"tokens, config.json max_position_embeddings\).*Set it to 1024 or less"):
+        check(tmp_path, model, *local, "target.vllm.max_model_len=4096")
+    check(tmp_path, model, *local, "target.vllm.max_model_len=1024")
 
 
 def test_the_checks_run_while_planning_for_each_training_stage_still_to_build(tmp_path):

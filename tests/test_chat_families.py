@@ -49,3 +49,28 @@ def test_a_template_file_without_a_family_is_rejected_at_composition(tmp_path):
     (tmp_path / "templates" / "ollama" / "vicuna.gotmpl").write_text("{{ .Prompt }}")
     with pytest.raises(ConfigError, match=r"model.chat_format.*'vicuna'.*not a valid choice.*Valid: deepseek-r1"):
         compose(tmp_path, ["model.chat_format=vicuna"])
+
+
+def test_each_familys_vllm_tool_parser_is_one_vllm_has_and_a_mistyped_one_is_refused(tmp_path):
+    from llmbuild.facts.chat_families import VLLM_TOOL_PARSERS
+
+    assert {f.vllm_tool_parser for f in FAMILIES.values() if f.vllm_tool_parser} <= set(VLLM_TOOL_PARSERS)
+    with pytest.raises(ConfigError, match=r"target.vllm.tool_call_parser' = 'hermez'.*Did you mean 'hermes'\?"):
+        compose(ROOT, [f"store={tmp_path}", "target=[vllm]", "target.vllm.tool_call_parser=hermez"])
+    compose(ROOT, [f"store={tmp_path}", "target=[vllm]", "target.vllm.tool_call_parser=pythonic"])
+
+
+def test_the_tool_parsers_are_those_of_the_pinned_vllm():
+    """The list is written down (llmbuild's environment has no vLLM); the vLLM environment checks it."""
+    import re
+
+    from llmbuild.facts.chat_families import VLLM_TOOL_PARSERS
+    from llmbuild.facts.tool_envs import VLLM
+    from llmbuild.files import envs
+
+    if not envs.available(VLLM, ROOT):
+        pytest.skip("the vLLM environment is missing: run README's set-up")
+    found = sorted(ROOT.glob(".venv-vllm/lib/python*/site-packages/vllm/tool_parsers/__init__.py"))
+    assert found, "vLLM moved its tool parsers: find their registry and update VLLM_TOOL_PARSERS"
+    registered = re.findall(r'^    "([\w-]+)": \(', found[0].read_text(), re.M)
+    assert sorted(registered) == sorted(VLLM_TOOL_PARSERS)

@@ -142,22 +142,32 @@ def test_verbosity_2_streams_the_tools_own_output(tiny_build):
     assert "convert" in loud.ran and "INFO:hf-to-gguf:" in loud.output, "-v 2: the converter's output on the terminal"
 
 
-def test_training_yaml_runs_by_hand_unchanged(tiny_build, fresh_store):
-    (train_dir,) = list((fresh_store / "train").iterdir())   # a copy: training by hand rewrites it
-    args = yaml.safe_load((train_dir / "llamafactory.yaml").read_text())
+def test_training_yaml_runs_by_hand_unchanged_and_leaves_the_artifact_as_built(tiny_build, fresh_store, tmp_path):
+    """The YAML header's "Run by hand" line, run as a shell runs it: the same training (losses), its
+    adapter in the user's folder, the store's adapter untouched."""
+    (train_dir,) = list((fresh_store / "train").iterdir())
+    text = (train_dir / "llamafactory.yaml").read_text()
+    args = yaml.safe_load(text)
     assert (train_dir / args["model_name_or_path"] / "config.json").exists()
     assert (train_dir / args["dataset_dir"] / "dataset_info.json").exists()
     assert not list((train_dir / "adapter").glob("checkpoint-*")), "a finished adapter carries no Trainer checkpoint"
     assert "checkpoint-2/" in (train_dir / "train.log").read_text(), "LLaMA-Factory saved one at the last step"
-    before = (train_dir / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns
-    cli = Path(sys.executable).with_name("llamafactory-cli")
+    line = re.search(r"Run by hand \(the adapter goes to (\S+); this artifact stays as built\): (cd .*)$",
+                     text.splitlines()[0])
+    assert line, text.splitlines()[0]
+    before = {p.name: p.read_bytes() for p in (train_dir / "adapter").iterdir() if p.is_file()}
     import os
-    result = subprocess.run([str(cli), "train", "llamafactory.yaml"], cwd=train_dir, capture_output=True, text=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1", "DISABLE_VERSION_CHECK": "1"})
+    bin_dir = Path(sys.executable).parent   # llamafactory-cli as the user's activated environment has it
+    result = subprocess.run(["bash", "-c", line[2]], cwd=fresh_store, capture_output=True, text=True,
+                            env={**os.environ, "HOME": str(tmp_path), "PATH": f"{bin_dir}:{os.environ['PATH']}",
+                                 "HF_HUB_OFFLINE": "1", "DISABLE_VERSION_CHECK": "1"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert (train_dir / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns != before
+    assert {p.name: p.read_bytes() for p in (train_dir / "adapter").iterdir() if p.is_file()} == before
+    rerun = Path(line[1].replace("$HOME", str(tmp_path)))
+    assert rerun == tmp_path / "llmbuild-by-hand" / f"train-{train_dir.name}"
     from llmbuild.adapters.llamafactory import logged_losses
-    assert logged_losses(train_dir / "adapter") == pytest.approx(STANDARD_LOSSES, abs=2e-3), "the same training"
+    assert logged_losses(rerun) == pytest.approx(STANDARD_LOSSES, abs=2e-3), "the same training"
+    assert logged_losses(train_dir / "adapter") == pytest.approx(STANDARD_LOSSES, abs=2e-3)
 
 
 def test_parallel_sweep_shares_stages_and_trains_one_at_a_time(tiny_llama, tmp_path):
@@ -191,6 +201,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _post_raw(port: int, path: str, body: bytes) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
 
 
 def test_doit_serve_answers_the_official_openai_client(tiny_build):
@@ -227,6 +250,23 @@ def test_doit_serve_answers_the_official_openai_client(tiny_build):
         (call,) = called.choices[0].message.tool_calls
         assert call.type == "function" and call.function.name == "get_weather"
         assert json.loads(call.function.arguments)["city"] in ("Paris", "Rome")
+
+        # requests OpenAI's API refuses get its 4xx and error object; no answer shows the server's internals
+        for body, status, param in ((b"{not json", 400, None), (b"", 400, None), (b"[1]", 400, None),
+                                    (json.dumps({"model": served.id}).encode(), 400, "messages"),
+                                    (json.dumps({"messages": []}).encode(), 400, "messages"),
+                                    (json.dumps({"messages": [{"content": "Hi"}]}).encode(), 400, "messages[0].role"),
+                                    (json.dumps({"messages": [{"role": "user", "content": 5}]}).encode(), 400,
+                                     "messages[0].content"),
+                                    (json.dumps({"model": "gpt-4o", "messages": messages}).encode(), 404, "model"),
+                                    (json.dumps({"messages": messages, "max_tokens": "many"}).encode(), 400, None)):
+            answer = _post_raw(port, "/v1/chat/completions", body)
+            assert answer[0] == status, (body, answer)
+            error = json.loads(answer[1])["error"]
+            assert error["type"] == "invalid_request_error" and error["message"], (body, error)
+            assert param is None or error["param"] == param, (body, error)
+            assert "/site-packages/" not in answer[1] and "Traceback" not in answer[1], answer[1]
+        assert _post_raw(port, "/v1/completions", b"{}")[0] == 400, "a completion needs its prompt"
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -415,9 +455,9 @@ def test_compiled_training_trains_the_same_adapter_as_eager(tiny_build, mode, ex
     text = (adapter.parent / "llamafactory.yaml").read_text()
     log = (adapter.parent / "train.log").read_text()
     if mode == "layers":
-        assert "Run by hand: cd train/" in text and \
+        assert "this artifact stays as built): cd train/" in text and \
             "&& CUDA_VISIBLE_DEVICES=0 TORCHINDUCTOR_EMULATE_PRECISION_CASTS=1 python -m " \
-            "llmbuild.adapters.llamafactory_compiled llamafactory.yaml" in text
+            "llmbuild.adapters.llamafactory_compiled llamafactory.yaml output_dir=$HOME/llmbuild-by-hand/train-" in text
         assert "torch_compile" not in yaml.safe_load(text)
         assert "llmbuild: 2 decoder layers (LlamaDecoderLayer) compiled with torch.compile; the first steps " \
             "compile them\n" in log, "in fp32 (this CPU run) nothing is said of bf16 rounding"
@@ -429,3 +469,26 @@ def test_compiled_training_trains_the_same_adapter_as_eager(tiny_build, mode, ex
     compiled = logged_losses(adapter)
     assert len(compiled) == len(eager) == 2
     assert compiled == pytest.approx(eager, abs=1e-3)
+
+
+def test_a_sweep_builds_every_variant_it_can_and_lists_the_failed_ones(tiny_build, monkeypatch):
+    """The first variant fails in its smoke stage: the second is still built, the summary shows it, and
+    the failure is listed with the folder its logs were kept in; the command exits non-zero."""
+    from llmbuild.errors import StageError
+    from llmbuild.stages import smoke
+
+    built = smoke.run
+
+    def fail_the_first(ctx):
+        if ctx.cfg.smoke.max_tokens == 6:
+            raise StageError("this variant's smoke test fails")
+        built(ctx)
+
+    monkeypatch.setattr(smoke, "run", fail_the_first)
+    done = tiny_build.build("smoke.max_tokens=6,7", command="sweep", ok=None)
+    assert done.returncode != 0 and "Traceback" not in done.output, done.output[-3000:]
+    assert "smoke: this variant's smoke test fails" in done.output
+    summary = done.stdout[done.stdout.index("| variant"):]
+    assert "smoke.max_tokens" in summary and "| 7 |" in summary and "| 6 |" not in summary.split("summary:")[0]
+    failed = re.search(r"^1 of 2 variants not built:\n  (\S+): smoke failed; its logs: (\S+)/$", done.stdout, re.M)
+    assert failed and Path(failed[2]).is_dir() and (Path(failed[2]) / "stage.log").is_file(), done.stdout[-2000:]

@@ -58,3 +58,22 @@ def test_ctrl_c_during_training_keeps_nothing_and_a_rerun_finishes(tiny_build, f
 
     again = tiny_build.build("train.max_steps=3", "target=[hf]", store=store)   # training, and what the HF folder needs
     assert "train" in again.ran and "interrupted" not in again.output, "the same store trains again"
+
+
+def test_evals_scratch_with_held_out_text_lives_in_the_unfinished_artifact(tiny_build, monkeypatch):
+    """The requests eval hands its workers hold held-out rows: where a killed eval leaves them, the
+    rerun and `doit gc` clean (the artifact's unfinished folder), never a folder of the system's."""
+    from llmbuild.errors import StageError
+    from llmbuild.stages import eval as eval_stage
+
+    def stop(ctx, name, request, scratch, *rest):
+        raise StageError(f"scratch at {scratch}")   # the stage runs in a copy of this process: say it
+
+    monkeypatch.setattr(eval_stage, "_run_worker", stop)
+    done = tiny_build.build("eval.enabled=true", "eval.base=false", "eval.max_rows=2", ok=None)
+    found = re.search(r"scratch at (\S+)", done.output)
+    assert found, done.output[-3000:]
+    scratch = found[1]
+    # (a failed build's folder is kept as <key>.failed, its logs to read; messages name it so)
+    assert re.search(r"/eval/(\.[0-9a-f]+\.tmp-\d+|[0-9a-f]+\.failed)/\.scratch-", scratch), scratch
+    assert not os.path.exists(scratch) and not list((tiny_build.store / "eval").glob(".*.tmp-*"))

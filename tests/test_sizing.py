@@ -289,5 +289,9 @@ def test_padding_shares_and_the_packing_choice():
     assert not fixed.pack and fixed.padded == 0 and round(fixed.packed, 3) == round(1 - 1472 / 2048, 3)
     varied = packing_choice([150, 2400, 300, 900, 1200, 600, 200, 1800] * 8, 4, 3072, 42, None)
     assert varied.pack and varied.packed < 0.1 < varied.padded
-    too_long = packing_choice([100, 3000], 2, 2048, 42, None)
-    assert not too_long.pack and too_long.dropped == 1 and "drops them" in too_long.reason
+    # LLaMA-Factory cuts a long sample to the row (cutoff_len - 1 tokens when packed) and drops none
+    assert packed_share([7, 1, 20], 9) == 1 - 16 / 18
+    long = packing_choice([100, 3000, 200, 150] * 4, 2, 2048, 42, None)
+    assert long.truncated == 4 and long.pack and "4 of 16 samples are longer than train.cutoff_len and are " \
+        "trained on their first 2047 tokens" in long.reason
+    assert "first 2048 tokens" in packing_choice([100, 3000], 2, 2048, 42, False).reason

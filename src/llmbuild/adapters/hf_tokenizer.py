@@ -12,6 +12,7 @@ from typing import Any, Callable
 from ..chat.conversation import for_template
 from ..errors import StageError
 from ..facts.chat_families import TEMPLATE_VARIABLES
+from ..facts.layout import CHAT_TEMPLATE  # transformers' file name too: where a model folder keeps its template
 
 SENTENCEPIECE_MODEL = "tokenizer.model"   # a SentencePiece tokenizer's pieces, scores and types
 
@@ -40,6 +41,33 @@ def load_tokenizer(folder: Path):
             _LOADED.popitem(last=False)
     _LOADED.move_to_end(key)
     return _LOADED[key]
+
+
+def has_token(tokenizer, token: str) -> bool:
+    """Whether `token` is one token of the tokenizer's vocabulary."""
+    index = tokenizer.convert_tokens_to_ids(token)
+    return index is not None and (index != tokenizer.unk_token_id or token == tokenizer.unk_token)
+
+
+def template_syntax_error(tokenizer, chat_template: str) -> Exception | None:
+    """The Jinja syntax error transformers' chat-template environment finds in `chat_template`
+    (its `lineno` and `message`), or None: the template parses."""
+    from jinja2 import TemplateSyntaxError
+
+    try:
+        tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], chat_template=chat_template,
+                                      tokenize=False, **TEMPLATE_VARIABLES)
+    except TemplateSyntaxError as err:
+        return err
+    except Exception:   # noqa: BLE001 - it parsed; what it does with this conversation is not asked here
+        return None
+    return None
+
+
+def own_chat_template_file(folder: Path) -> str:
+    """Where a model folder's own chat template is written, for messages."""
+    return CHAT_TEMPLATE if (Path(folder) / CHAT_TEMPLATE).is_file() else \
+        "tokenizer_config.json (its chat_template)"
 
 
 def own_chat_template(tokenizer) -> str | None:
@@ -90,9 +118,9 @@ def set_chat_format(folder: Path, chat_template: str, eos: str | None) -> tuple[
     for token in (eos, tokenizer.eos_token):
         if token is None:
             continue
-        index = tokenizer.convert_tokens_to_ids(token)
-        if index is None or index == tokenizer.unk_token_id and token != tokenizer.unk_token:
+        if not has_token(tokenizer, token):
             raise UnknownToken(token)
+        index = tokenizer.convert_tokens_to_ids(token)
         if index not in eos_ids:
             eos_ids.append(index)
     if eos:

@@ -6,6 +6,9 @@ from pathlib import Path
 
 from ..errors import StageError
 
+OFFLINE_REMEDY = ("Without network, put the model on disk and point model.path at it, e.g. "
+                  "`doit build model.path=/models/{name}`")
+
 
 def download(hub_id: str, revision: str | None, out: Path, token: str | None = None) -> None:
     from huggingface_hub import snapshot_download
@@ -14,8 +17,5 @@ def download(hub_id: str, revision: str | None, out: Path, token: str | None = N
     try:
         snapshot_download(repo_id=hub_id, revision=revision, local_dir=out, token=token)
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
-        raise StageError(
-            f"cannot download '{hub_id}' from the Hugging Face hub ({type(err).__name__}). Without network, put "
-            f"the model on disk and point model.path at it, e.g. "
-            f"`doit build model.path=/models/{hub_id.split('/')[-1]}`"
-        ) from None
+        raise StageError(f"cannot download '{hub_id}' from the Hugging Face hub ({type(err).__name__}). "
+                         + OFFLINE_REMEDY.format(name=hub_id.split("/")[-1])) from None

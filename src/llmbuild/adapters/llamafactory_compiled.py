@@ -120,11 +120,14 @@ def apply_fused_loss(model_path: Path) -> str:
     return f"llmbuild: Liger's fused linear cross-entropy for {model_type} (its other kernels off)"
 
 
-def train(yaml_path: Path, fused_loss: bool) -> None:
+def train(yaml_path: Path, fused_loss: bool, overrides: list[str] = ()) -> None:
     from llamafactory.train.tuner import run_exp
     from transformers import TrainerCallback
 
     args = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+    for setting in overrides:   # KEY=VALUE after the YAML replaces its value, as llamafactory-cli takes them
+        key, _, value = setting.partition("=")
+        args[key] = yaml.safe_load(value)
     if fused_loss:
         print(apply_fused_loss(Path(args["model_name_or_path"])), flush=True)
 
@@ -143,13 +146,15 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n\n")[0])
     parser.add_argument("yaml", type=Path, help="LLaMA-Factory's training YAML (llamafactory.yaml)")
     parser.add_argument(FUSED_LOSS, action="store_true", help="Liger's fused linear cross-entropy only")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="settings that replace the YAML's (output_dir=...), as llamafactory-cli takes them")
     options = parser.parse_args(argv)
     if torchrun_command(argv, os.environ, 0) is not None:
         from llamafactory.extras.misc import find_available_port
         return subprocess.run(torchrun_command(argv, os.environ, find_available_port()), env=torchrun_env(os.environ),
                               check=False).returncode
     try:
-        train(options.yaml, options.fused_loss)
+        train(options.yaml, options.fused_loss, options.overrides)
     except ToolError as err:   # the line llmbuild's train stage reports (adapters/process.py, last_error)
         print(f"ToolError: {err}", file=sys.stderr, flush=True)
         return 1

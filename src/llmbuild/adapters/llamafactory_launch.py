@@ -125,17 +125,19 @@ def no_multicast(environ: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def hand_command(strategy: Strategy, devices: int, program: str = CLI_TRAIN,
-                 extra_env: Mapping[str, str] | None = None) -> str:
+                 extra_env: Mapping[str, str] | None = None, output_dir: str | None = None) -> str:
     """The launcher command for the YAML's "Run by hand" line, run inside the artifact. `program`:
     what runs the YAML (llmbuild's launcher with compiled decoder layers, for train.compile=layers);
-    `extra_env`: the training process's other variables (facts/compile_modes.environment)."""
+    `extra_env`: the training process's other variables (facts/compile_modes.environment);
+    `output_dir`: the output folder it gives on the command line instead of the YAML's."""
     if devices == 1:   # one GPU even on a host with several
         env = {"CUDA_VISIBLE_DEVICES": "0", **(extra_env or {})}
         several = ""
     else:
         env = {**launch_env(strategy, devices), **NO_MULTICAST, **(extra_env or {})}
         several = f" (several hosts: set {', '.join(MULTI_NODE_ENV)} on each)"
-    return " ".join(f"{k}={v}" for k, v in env.items()) + f" {program} {LLAMAFACTORY_YAML}{several}"
+    output = f" output_dir={output_dir}" if output_dir else ""
+    return " ".join(f"{k}={v}" for k, v in env.items()) + f" {program} {LLAMAFACTORY_YAML}{output}{several}"
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,8 @@ class Launch:
 
 
 def launch(strategy: Strategy, devices: int, compile_mode: str, compile_rounding: str, bf16: bool,
-           liger_kernel: bool, method_name: str, environ: Mapping[str, str] | None = None) -> Launch:
+           liger_kernel: bool, method_name: str, environ: Mapping[str, str] | None = None,
+           by_hand_output: str | None = None) -> Launch:
     """What runs the YAML for train.compile=`compile_mode` (with `compile_rounding`), train.bf16,
     train.liger_kernel and the training method `method_name` (train.stage), on `devices` GPUs with
     `strategy`: llmbuild's launcher with compiled decoder layers for train.compile=layers
@@ -169,7 +172,7 @@ def launch(strategy: Strategy, devices: int, compile_mode: str, compile_rounding
         program = llamafactory_compiled.program(fused)
         by_hand = " ".join(llamafactory_compiled.program(fused, python="python"))
     compiled = environment(compile_mode, compile_rounding)
-    return Launch(program, hand_command(strategy, devices, by_hand, compiled),
+    return Launch(program, hand_command(strategy, devices, by_hand, compiled, by_hand_output),
                   {**run_env(strategy, devices, environ), **compiled}, tuple(notes))
 
 

@@ -21,13 +21,15 @@ _PROGRESS = re.compile(r"(?:\(\d+/\d+\): )?(?P<what>[A-Za-z][\w ]*?):\s+\d+%\|[^
 
 
 def quantize(python: Path, model: Path, out: Path, *, preset: str, method: str, ignore: list[str],
-             calibration: list[str], max_len: int, seed: int, log: Path, verbose: bool,
+             calibration: list[str], max_len: int, seed: int, log: Path, verbose: bool, scratch_in: Path,
              on_progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
     """Quantize `model` into `out`; returns the worker's record (seconds, calibration samples and tokens).
-    `on_progress(done, total, what)` follows llm-compressor's progress bars."""
+    `scratch_in`: where the request (with the calibration text) is written, the artifact's unfinished
+    folder, so that a killed run leaves it nowhere else. `on_progress(done, total, what)` follows
+    llm-compressor's progress bars."""
     request = {"model": str(model), "out": str(out), "preset": preset, "method": method, "ignore": ignore,
                "calibration": calibration, "max_len": max_len, "seed": seed}
-    with tempfile.TemporaryDirectory(prefix="llmbuild-quant-") as scratch:
+    with tempfile.TemporaryDirectory(prefix=".scratch-", dir=scratch_in) as scratch:
         request_file, result_file = Path(scratch) / "request.json", Path(scratch) / "result.json"
         request_file.write_text(json.dumps(request, ensure_ascii=False), encoding="utf-8")
         run_logged([str(python), "-m", WORKER, str(request_file), str(result_file)], log,

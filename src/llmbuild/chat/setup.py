@@ -52,11 +52,27 @@ def choose(own: str | None, chat_format: str | None, template_override: str | No
            builtin_text: Callable[[str], str]) -> ChatSetup:
     """`own`: the base model's chat template (None: it ships none); `chat_format`: model.chat_format;
     `template_override`: prompt.template; `builtin_text(relative)`: a file under templates/."""
+    family = family_of(own, chat_format, template_override)
+    if template_override or not own:
+        text = builtin_text(family.chat_template)
+        return ChatSetup(family.name, hf_chat_template(text, system or "", family.chat_template),
+                         f"templates/{family.chat_template}", system)
+    return ChatSetup(family.name if family else None, with_system(own, system), OWN, system)
+
+
+def family_of(own: str | None, chat_format: str | None, template_override: str | None,
+              model_type: str | None = None) -> ChatFamily | None:
+    """The family a build with these settings trains in (None: the model's own template, of no known
+    family), or the StageError that says which setting to change. `model_type`: the base model's
+    config.json model_type, to name the format a model that ships no template most likely has."""
     if template_override or not own:
         name = template_override or chat_format
         if not name:
-            raise StageError(f"the model ships no chat template, so llmbuild cannot tell its prompt format: set "
-                             f"model.chat_format to one of {', '.join(builtin())} (or prompt.template)")
+            fits = [f.name for f in FAMILIES.values() if f.builtin and model_type in f.model_types]
+            hint = f"; its architecture ({model_type}) is that of {FAMILIES[fits[0]].models}, whose format is " \
+                   f"model.chat_format={fits[0]}" if fits else ""
+            raise StageError(f"the model ships no chat template, so llmbuild cannot tell its prompt format{hint}. "
+                             f"Set model.chat_format to one of {', '.join(builtin())} (or prompt.template)")
         family = FAMILIES[name]
         if not family.builtin:
             key = "prompt.template" if template_override else "model.chat_format"
@@ -64,16 +80,14 @@ def choose(own: str | None, chat_format: str | None, template_override: str | No
             raise StageError(f"{key} = {name!r}: llmbuild has no template of its own for {family.models}{why}. "
                              f"Use a model folder or GGUF that includes its chat template, or one of "
                              f"{', '.join(builtin())}.")
-        text = builtin_text(family.chat_template)
-        return ChatSetup(name, hf_chat_template(text, system or "", family.chat_template),
-                         f"templates/{family.chat_template}", system)
+        return family
     detected = detect(own)
     if chat_format and (detected is None or detected.name != chat_format):
         seen = f"a {detected.name} template ({detected.models})" if detected else "a template of no known family"
         raise StageError(f"model.chat_format = {chat_format!r}, but the model ships {seen}. Remove "
                          f"model.chat_format to use the model's own template, or set prompt.template={chat_format} "
                          f"to replace it with llmbuild's.")
-    return ChatSetup(detected.name if detected else None, with_system(own, system), OWN, system)
+    return detected
 
 
 def with_system(template: str, system: str | None) -> str:

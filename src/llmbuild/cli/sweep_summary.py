@@ -19,6 +19,7 @@ from ..plan.graph import Plan
 from ..plan.view import stage_config
 from ..report import write_sweep_report
 from ..stages.report import variant_report
+from ..store.artifacts import Store
 
 
 def swept_values(plans: list[Plan]) -> list[dict[str, str]]:
@@ -30,9 +31,12 @@ def swept_values(plans: list[Plan]) -> list[dict[str, str]]:
     return [{k: row.get(k, "") for k in keys} for row in parsed]
 
 
-def rows(plans: list[Plan]) -> list[dict[str, object]]:
+def rows(plans: list[Plan], finished: set[str] | None = None) -> list[dict[str, object]]:
+    """A row per variant of the sweep (`finished`: only these variants, the swept keys still all of them)."""
     out = []
     for plan, values in zip(plans, swept_values(plans), strict=True):
+        if finished is not None and plan.variant not in finished:
+            continue
         quantized = outputs.quantized_gguf(plan)
         out.append({
             "variant": plan.variant,
@@ -62,6 +66,26 @@ def _tokens_per_second(answers: Path):
     return round(sum(values) / len(values), 1) if values else None
 
 
+def failures(plans: list[Plan]) -> list[tuple[str, str]]:
+    """(variant, why) for each variant the sweep did not finish: the stage that failed, with the
+    folder its logs were kept in, or the stage it waits for."""
+    found = []
+    for plan in plans:
+        store = Store(plan.store)
+        missing = [(slot, node) for slot, node in plan.nodes.items() if not store.is_complete(node.stage, node.key)]
+        if not missing:
+            continue
+        failed = [(slot, store.failed_path(node.stage, node.key)) for slot, node in missing
+                  if store.failed_path(node.stage, node.key).is_dir()]
+        if failed:
+            slot, logs = failed[0]
+            found.append((plan.variant, f"{slot} failed; its logs: {logs}/"))
+        else:
+            found.append((plan.variant, f"not built: {missing[0][0]} did not run (a stage it needs failed, or the "
+                                        f"run was stopped)"))
+    return found
+
+
 def markdown(table: list[dict[str, object]]) -> str:
     if not table:
         return ""
@@ -89,11 +113,13 @@ def write(store: Path, args: list[str], table: list[dict[str, object]]) -> Path:
     return folder
 
 
-def write_reports(plans: list[Plan], args: list[str]) -> Path:
-    """The sweep's report.md / report.html beside its summary: one row per variant, from the
-    variants' finished train, eval and smoke artifacts."""
+def write_reports(plans: list[Plan], args: list[str], finished: set[str] | None = None) -> Path:
+    """The sweep's report.md / report.html beside its summary: one row per variant (`finished`: only
+    these), from the variants' finished train, eval and smoke artifacts."""
     reports, swept = [], swept_values(plans)
     for plan, values in zip(plans, swept, strict=True):
+        if finished is not None and plan.variant not in finished:
+            continue
         upstream = plan.nodes["report"].payload["upstream"]
         artifacts = {slot: plan.store / plan.nodes[slot].stage / key for slot, key in upstream.items()}
         report = variant_report(stage_config(plan, "report"), artifacts, title=plan.variant)

@@ -120,8 +120,8 @@ class TrainConfig:
     # eager run's loss curve) or kernel (once per fused kernel: closer to fp32, another curve)
     compile_rounding: str = "eager"
     # LLaMA-Factory's neat_packing (sft only): samples packed into cutoff_len rows that attend only within
-    # themselves; samples longer than cutoff_len - 1 are dropped. None: packed when that pads less and
-    # drops nothing (sizing/padding.py, packing_choice; the train log says which)
+    # themselves; a sample longer than cutoff_len - 1 is cut to it. None: packed when that pads less
+    # (sizing/padding.py, packing_choice; the train log says which)
     neat_packing: Optional[bool] = False
     bf16: bool = False                  # Ampere or newer GPUs
     fp16: bool = False

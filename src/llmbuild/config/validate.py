@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..chat.modelfile import MESSAGE_ROLES, ModelfileError, quote
 from ..chat.templates import hf_chat_template, ollama_template
 from ..errors import ConfigError, StageError
-from ..facts.chat_families import FAMILIES, builtin
+from ..facts.chat_families import FAMILIES, VLLM_TOOL_PARSERS, builtin
 from ..facts.compile_modes import EAGER, LAYERS, MODEL, NONE, ROUNDINGS
 from ..facts.compile_modes import MODES as COMPILE_MODES
 from ..facts.distributed import AUTO, STRATEGIES
@@ -84,6 +84,8 @@ def validate(cfg: DictConfig, where: Callable[[str], str], root: Path | None = N
         for index, scheme in enumerate(cfg.target.vllm.quants):
             one_of(f"target.vllm.quants[{index}]", scheme, list(SCHEMES))
         one_of("target.vllm.serve", cfg.target.vllm.serve, [MERGED, *SCHEMES])
+        if cfg.target.vllm.tool_call_parser is not None:
+            one_of("target.vllm.tool_call_parser", cfg.target.vllm.tool_call_parser, list(VLLM_TOOL_PARSERS))
     if cfg.smoke.max_tokens <= 0:
         fail("smoke.max_tokens", cfg.smoke.max_tokens, "must be positive", "Use e.g. 96.")
     for key, allowed, rule, fix in RANGES:

@@ -29,6 +29,8 @@ class ChatFamily:
     vllm_tool_parser: str | None = None  # vLLM's --tool-call-parser for its calls (vLLM docs, "Tool Calling")
     builtin: bool = False        # llmbuild has its own templates/chat/<name>.jinja
     unlike: tuple[str, ...] = ()  # texts no template of the family contains (tells it from a more general one)
+    model_types: tuple[str, ...] = ()  # config.json model_types of the models whose format this is (a model
+                                       # that ships no template gets it suggested)
 
     @property
     def chat_template(self) -> str:
@@ -44,6 +46,18 @@ class ChatFamily:
         return all(m in template for m in self.markers) and not any(u in template for u in self.unlike)
 
 
+# vLLM's --tool-call-parser names in the vLLM that installer/vllm-env.txt pins (tests/test_chat_families.py
+# checks them against the installed one): target.vllm.tool_call_parser is one of them
+VLLM_TOOL_PARSERS = (
+    "apertus", "cohere_command3", "cohere_command4", "deepseek_v3", "deepseek_v31", "deepseek_v32", "deepseek_v4",
+    "deepseek_v41", "dots", "ernie45", "functiongemma", "gemma4", "gigachat3", "glm45", "glm47", "granite",
+    "granite-20b-fc", "granite4", "hermes", "hf", "hunyuan_a13b", "hy_v3", "hy_v4", "inkling", "internlm", "jamba",
+    "k2_horizon", "kimi_k2", "kimi_k3", "lfm2", "ling3", "llama3_json", "llama4_json", "llama4_pythonic", "longcat",
+    "mimo", "minicpm5", "minimax_m2", "minimax_m3", "mistral", "muse_glimmer", "olmo3", "openai", "phi4_mini_json",
+    "plamo3", "poolside_v1", "pythonic", "qwen3_coder", "qwen3_json", "qwen3_xml", "seed_oss", "step3", "step3p5",
+    "xlam",
+)
+
 _THINK = "</think>"
 # most specific first: the first family whose markers a template holds is its family
 FAMILIES = {f.name: f for f in (
@@ -55,7 +69,7 @@ FAMILIES = {f.name: f for f in (
     ChatFamily("glm4", "GLM-4.5, GLM-4.6", ("[gMASK]<sop>", "<|assistant|>"), ("<|user|>", "<|observation|>"),
                None, tools=True, reasoning=True, vllm_tool_parser="glm45"),
     ChatFamily("gemma", "Gemma 2, Gemma 3", ("<start_of_turn>", "<end_of_turn>"), ("<end_of_turn>",),
-               "<end_of_turn>", builtin=True),
+               "<end_of_turn>", builtin=True, model_types=("gemma", "gemma2", "gemma3", "gemma3_text")),
     ChatFamily("llama3.1", "Llama 3.1, 3.2, 3.3 Instruct", ("<|start_header_id|>", "Cutting Knowledge Date"),
                ("<|eot_id|>", "<|eom_id|>"), "<|eot_id|>", tools=True, vllm_tool_parser="llama3_json"),
     ChatFamily("llama3", "Llama 3 Instruct", ("<|start_header_id|>", "<|eot_id|>"), ("<|eot_id|>",), "<|eot_id|>",
@@ -72,7 +86,7 @@ FAMILIES = {f.name: f for f in (
     ChatFamily("qwen3", "Qwen3", ("<|im_start|>", _THINK, "<tool_call>"), ("<|im_end|>", "<|endoftext|>"),
                "<|im_end|>", tools=True, reasoning=True, vllm_tool_parser="hermes"),
     ChatFamily("qwen", "Qwen2, Qwen2.5 Instruct", ("<|im_start|>", "<tool_call>"), ("<|im_end|>", "<|endoftext|>"),
-               "<|im_end|>", tools=True, vllm_tool_parser="hermes", builtin=True),
+               "<|im_end|>", tools=True, vllm_tool_parser="hermes", builtin=True, model_types=("qwen2",)),
     ChatFamily("chatml", "ChatML models (SmolLM2, OpenHermes, ...)", ("<|im_start|>", "<|im_end|>"), ("<|im_end|>",),
                "<|im_end|>", builtin=True, unlike=("Reasoning Mode",)),
     ChatFamily("alpaca", "base models (Alpaca's instruction format)", ("### Instruction:",), (), None, builtin=True),

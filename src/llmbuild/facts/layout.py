@@ -23,6 +23,9 @@ SPLIT_RECORD = "split.json"          # which rows were held out, and the seed
 
 # train and merge: LLaMA-Factory runs on a YAML written into the artifact
 LLAMAFACTORY_YAML = "llamafactory.yaml"
+# where a "Run by hand" line (the YAML's header) has LLaMA-Factory write, so that the artifact stays as built
+# (its output folder replaced on the command line; a shell expands $HOME)
+BY_HAND_OUTPUT = "$HOME/llmbuild-by-hand/{stage}-{key}"
 DATASET_DIR = "dataset"              # train: LLaMA-Factory's dataset_dir (TRAIN_SAMPLES + DATASET_INFO)
 DATASET_INFO = "dataset_info.json"
 ADAPTER = "adapter"                  # train: the PEFT adapter folder (+ trainer_log.jsonl, train_results.json)

@@ -140,6 +140,6 @@ def train_choice(cfg: DictConfig, base_config: Path, lengths: list[int] | None) 
         values["neat_packing"] = packing.pack
         lines.append(f"padding: {packing.reason}")
         record["padding"] = {"neat_packing": packing.pack, "padded_share": round(packing.padded, 4),
-                             "packed_share": round(packing.packed, 4), "dropped": packing.dropped,
+                             "packed_share": round(packing.packed, 4), "truncated": packing.truncated,
                              "why": packing.reason}
     return TrainChoice(values, record, tuple(lines))

@@ -43,18 +43,17 @@ def greedy_knapsack(lengths: list[int], capacity: int) -> list[list[int]]:
     return rows
 
 
-def packed_rows(lengths: list[int], cutoff_len: int) -> tuple[int, int]:
-    """(rows, samples dropped) with packing: LLaMA-Factory packs into cutoff_len - 1 tokens and
-    drops, rather than truncates, the samples longer than that."""
+def packed_rows(lengths: list[int], cutoff_len: int) -> int:
+    """Rows with packing: LLaMA-Factory 0.9.5 packs into cutoff_len - 1 tokens (data_args.py: "avoid
+    pad_to_multiple_of"), each sample cut to that length first, as an unpacked one is cut to cutoff_len."""
     capacity = cutoff_len - 1
-    kept = [n for n in lengths if n <= capacity]
-    return len(greedy_knapsack(kept, capacity)), len(lengths) - len(kept)
+    return len(greedy_knapsack([min(n, capacity) for n in lengths], capacity))
 
 
 def packed_share(lengths: list[int], cutoff_len: int) -> float:
     """Padding over all tokens when the samples are packed into rows of cutoff_len tokens each."""
-    rows, _ = packed_rows(lengths, cutoff_len)
-    kept = sum(n for n in lengths if n <= cutoff_len - 1)
+    rows = packed_rows(lengths, cutoff_len)
+    kept = sum(min(n, cutoff_len - 1) for n in lengths)
     return 1 - kept / (rows * cutoff_len) if rows else 0.0
 
 
@@ -63,25 +62,24 @@ class PackingChoice:
     pack: bool
     padded: float            # share of padding tokens in padded batches
     packed: float            # ... in packed rows
-    dropped: int             # samples that packing would drop (longer than cutoff_len - 1)
+    truncated: int           # samples longer than train.cutoff_len, cut to it (packed or not; none is dropped)
     reason: str
 
 
 def packing_choice(lengths: list[int], batch_size: int, cutoff_len: int, seed: int,
                    wanted: bool | None) -> PackingChoice:
-    """Whether to pack (`wanted` None: when packing leaves less padding and drops no sample)."""
+    """Whether to pack (`wanted` None: when packing leaves less padding)."""
     padded = padded_share(lengths, batch_size, cutoff_len, seed)
     packed = packed_share(lengths, cutoff_len)
-    _, dropped = packed_rows(lengths, cutoff_len)
+    truncated = sum(n > cutoff_len - 1 for n in lengths)
     shares = (f"padding {padded:.1%} of the tokens in batches of {batch_size}, "
               f"{packed:.1%} packed into rows of {cutoff_len}")
     if wanted is not None:
         pack, why = wanted, f"train.neat_packing={str(wanted).lower()}"
-    elif dropped:
-        pack, why = False, f"not packed: {dropped} samples are longer than train.cutoff_len - 1 and packing drops them"
     else:
         pack = packed < padded
         why = "packed: less padding" if pack else "not packed: packing would not pad less"
-    if pack and dropped:
-        why += f"; {dropped} samples longer than train.cutoff_len - 1 are dropped"
-    return PackingChoice(pack, padded, packed, dropped, f"{why} ({shares})")
+    if truncated:
+        why += (f"; {truncated} of {len(lengths)} samples are longer than train.cutoff_len and are trained on "
+                f"their first {cutoff_len - 1 if pack else cutoff_len} tokens")
+    return PackingChoice(pack, padded, packed, truncated, f"{why} ({shares})")

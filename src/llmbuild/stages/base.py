@@ -23,7 +23,13 @@ def run(ctx: StageContext) -> None:
             _link_folder(source.path, ctx.out)
         return
     hub.download(model.hub_id, model.revision, ctx.out, token=ctx.credentials.get("HF_TOKEN"))
-
+    # without network the hub hands back whatever the folder holds (nothing): never store that as a model
+    problem = inspect_model_path(ctx.out).problem
+    if problem:
+        remedy = hub.OFFLINE_REMEDY.format(name=model.hub_id.split("/")[-1])
+        lacks = problem.split("; ")[0].replace(str(ctx.out), "the downloaded folder")
+        raise StageError(f"model.hub_id = {model.hub_id!r}: the hub gave no usable model ({lacks}: no network, "
+                         f"or the repository holds no HF model). {remedy}")
 
 def _import_gguf(ctx: StageContext, source: ModelPath) -> None:
     name = source.path.name

@@ -4,12 +4,18 @@ that makes llama.cpp do the same: llama_cpp.gguf_name)."""
 
 from __future__ import annotations
 
-from ..adapters import hf_tokenizer, llama_cpp
-from ..adapters.llama_cpp_vocab import read_metadata
-from ..errors import StageError
+from functools import partial
+
+from ..adapters import hf_tokenizer, llama_cpp, native
+from ..adapters.llama_cpp_vocab import read_metadata, token_ids
+from ..errors import StageError, ToolError
 from ..facts import layout
 from . import ggufs
 from .context import StageContext
+
+# ordinary text every tokenizer must take: a line break, accents, CJK and an emoji (characters outside a
+# vocabulary go to its byte tokens, which a SentencePiece vocabulary converted from byte-level BPE lacks)
+PROBE = "Hello,\nthis is café 中文 🙂"
 
 
 def run(ctx: StageContext) -> None:
@@ -24,6 +30,7 @@ def run(ctx: StageContext) -> None:
     progress.close()
     ggufs.record(ctx.record, gguf=target)
     meta = read_metadata(target)
+    _check_tokenizes(target, meta, ctx.out / layout.STAGE_LOG)
     expected = (ctx.inputs["merge"] / layout.CHAT_TEMPLATE).read_text(encoding="utf-8")
     if meta.get("tokenizer.chat_template") != expected:
         raise StageError("the GGUF's tokenizer.chat_template differs from the merged model's chat template; "
@@ -31,3 +38,16 @@ def run(ctx: StageContext) -> None:
     ctx.say(f"{target.name}: pre-tokenizer '{meta.get('tokenizer.ggml.pre')}', chat template embedded"
             + (f"; named {name!r} so that llama.cpp drops the whitespace after special tokens as the tokenizer "
                f"does" if name != ctx.cfg.model.name else ""))
+
+
+def _check_tokenizes(gguf, meta, log) -> None:
+    """llama.cpp tokenizes ordinary text with the GGUF's vocabulary (in a process of its own: where the
+    converter wrote a vocabulary of the wrong kind, llama.cpp's tokenizer aborts)."""
+    try:
+        native.run_contained(partial(token_ids, gguf, [PROBE]), what=f"tokenizing text with {gguf.name}", log=log)
+    except ToolError as err:
+        raise StageError(
+            f"llama.cpp cannot tokenize ordinary text with {gguf.name}'s vocabulary (tokenizer.ggml.model "
+            f"'{meta.get('tokenizer.ggml.model')}', pre-tokenizer '{meta.get('tokenizer.ggml.pre')}'): the "
+            f"converter did not recognise the merged model's tokenizer. Compare the base model's tokenizer.json "
+            f"and tokenizer_config.json with its publisher's ({err})") from None

@@ -83,7 +83,9 @@ def run(ctx: StageContext) -> None:
                             checkpoint=json.loads((path / layout.VLLM_QUANT_RECORD).read_text(encoding="utf-8"))))
     measured: list[tuple[Entry, Answer]] = []
     progress = ctx.progress(f"evaluating {len(rows)} held-out {ROW_NOUNS[learner.data]} with each model")
-    with tempfile.TemporaryDirectory(prefix="llmbuild-eval-") as scratch:
+    # inside the artifact's unfinished folder: a killed eval leaves its held-out text nowhere a rerun or
+    # `doit gc` does not clean
+    with tempfile.TemporaryDirectory(prefix=".scratch-", dir=ctx.out) as scratch:
         reference_logprobs, merged_logprobs = Path(scratch) / "reference", Path(scratch) / "merged"
         reference_logprobs.mkdir()
         merged_logprobs.mkdir()

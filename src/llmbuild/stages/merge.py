@@ -19,9 +19,11 @@ def run(ctx: StageContext) -> None:
     args = llamafactory.export_args(
         base=ctx.relative(ctx.inputs["base"]), adapter=ctx.relative(ctx.inputs["train"] / layout.ADAPTER),
         export_dir=layout.MERGED, trust_remote_code=cfg.model.trust_remote_code)
-    llamafactory.write_yaml(args, ctx.out, f"LLaMA-Factory merge, written by llmbuild ({ctx.key}). Run by hand: "
+    by_hand = layout.BY_HAND_OUTPUT.format(stage=ctx.out.parent.name, key=ctx.key)
+    llamafactory.write_yaml(args, ctx.out, f"LLaMA-Factory merge, written by llmbuild ({ctx.key}). Run by hand (the "
+                                           f"merged model goes to {by_hand}; this artifact stays as built): "
                                            f"cd {ctx.out.parent.name}/{ctx.key} && llamafactory-cli export "
-                                           f"{layout.LLAMAFACTORY_YAML}")
+                                           f"{layout.LLAMAFACTORY_YAML} export_dir={by_hand}")
     llamafactory.run("export", ctx.out, offline=True, verbose=ctx.verbose)
     merged = ctx.out / layout.MERGED
     if not (merged / "config.json").is_file():

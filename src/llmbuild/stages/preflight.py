@@ -12,12 +12,15 @@ them first thing too, for a model built during the same run (a GGUF imported, a 
 from __future__ import annotations
 
 import difflib
+import json
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from ..adapters import hf_tokenizer, hf_weights, llamafactory_launch
+from ..chat.setup import family_of
 from ..errors import StageError
+from ..facts.chat_families import builtin
 from ..facts.distributed import STRATEGIES
 from ..facts.train_methods import TEXT, method
 from ..facts.vllm_schemes import IGNORED_LAYERS, MERGED, SCHEMES, built, fit_problem
@@ -39,7 +42,28 @@ def check_before_training(cfg: DictConfig, base: Path) -> None:
     _check_vllm_schemes(cfg, base)
     if method(cfg.train.stage).data == TEXT:
         return   # raw text: no system prompt, no chat
+    _check_chat_format(cfg, base)
     _check_contexts(cfg, base)
+
+
+def _check_chat_format(cfg: DictConfig, base: Path) -> None:
+    """The prompt format is decided (the model's template, model.chat_format or prompt.template), the
+    model's own template parses, and the tokenizer has the token the format ends a turn with."""
+    tokenizer = hf_tokenizer.load_tokenizer(base)
+    own = hf_tokenizer.own_chat_template(tokenizer)
+    if own and not cfg.prompt.template:
+        error = hf_tokenizer.template_syntax_error(tokenizer, own)
+        if error is not None:
+            raise StageError(f"the model's chat template ({hf_tokenizer.own_chat_template_file(base)} in {base}) "
+                             f"line {error.lineno}: {error.message}. Fix the template there, or set "
+                             f"prompt.template to one of {', '.join(builtin())} to train with llmbuild's own.")
+    family = family_of(own, cfg.model.chat_format, cfg.prompt.template, model_type=_config(base).get("model_type"))
+    if family is not None and family.eos and not hf_tokenizer.has_token(tokenizer, family.eos):
+        key = "prompt.template" if cfg.prompt.template else "model.chat_format" if not own else \
+            "the model's own chat template"
+        raise StageError(f"{key}: the {family.name} format ends each turn with {family.eos!r}, which is not a "
+                         f"token of this model's tokenizer, so generation would never stop there. Pick a format "
+                         f"whose tokens the model has (prompt.template: {', '.join(builtin())}).")
 
 
 def check_devices(cfg: DictConfig) -> None:
@@ -74,6 +98,11 @@ def _check_lora_targets(cfg: DictConfig, base: Path) -> None:
 def _check_vllm_schemes(cfg: DictConfig, base: Path) -> None:
     """A vLLM checkpoint the model's layers cannot take (target.vllm.quants) fails now, not after training."""
     settings = cfg.target.vllm
+    context = _config(base).get("max_position_embeddings")
+    if settings and settings.max_model_len and isinstance(context, int) and settings.max_model_len > context:
+        raise StageError(f"target.vllm.max_model_len = {settings.max_model_len} is beyond the model's context "
+                         f"({context} tokens, config.json max_position_embeddings): vLLM refuses to start with it. "
+                         f"Set it to {context} or less (or leave it unset: vLLM takes the model's own).")
     names = built(settings.quants or [], settings.serve or MERGED) if settings else []
     if not names:
         return
@@ -84,10 +113,23 @@ def _check_vllm_schemes(cfg: DictConfig, base: Path) -> None:
             raise StageError(problem)
 
 
+def _config(model: Path) -> dict:
+    """The model's config.json ({} where it cannot be read: the checks that need it are skipped)."""
+    try:
+        found = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 def _check_contexts(cfg: DictConfig, base: Path) -> None:
     """The system prompt leaves room for an answer in training (train.cutoff_len), the smoke test
     (smoke.n_ctx) and eval (eval.n_ctx)."""
     system = cfg.prompt.system or ""
+    if cfg.train.cutoff_len <= 2 * ROOM:   # no room for a conversation, whatever the system prompt
+        raise StageError(f"train.cutoff_len = {cfg.train.cutoff_len} leaves no room for a conversation: LLaMA-Factory "
+                         f"cuts every sample at cutoff_len tokens, chat format, system prompt, question and answer "
+                         f"together. Raise train.cutoff_len (512 or more is usual; above your longest conversation).")
     if too_long(base, system, cfg.train.cutoff_len - ROOM):
         tokens = hf_tokenizer.count_tokens(base, system)
         raise StageError(f"prompt.system is {tokens} tokens and train.cutoff_len is {cfg.train.cutoff_len}: no "

@@ -43,12 +43,14 @@ def run(ctx: StageContext) -> None:
                      chosen=chosen.values)
     strategy, devices = STRATEGIES[cfg.train.distributed], cfg.train_devices
     llamafactory_launch.write_config(strategy, devices, ctx.out)
+    by_hand = layout.BY_HAND_OUTPUT.format(stage=ctx.out.parent.name, key=ctx.key)
     launch = llamafactory_launch.launch(strategy, devices, cfg.train.compile, cfg.train.compile_rounding,
-                                        cfg.train.bf16, cfg.train.liger_kernel, learner.name)
+                                        cfg.train.bf16, cfg.train.liger_kernel, learner.name, by_hand_output=by_hand)
     for note in launch.notes:
         ctx.say(note)
     llamafactory.write_yaml(args, ctx.out, f"LLaMA-Factory LoRA {learner.name.upper()}, written by llmbuild "
-                                           f"({ctx.key}). Run by hand: cd {ctx.out.parent.name}/{ctx.key} && "
+                                           f"({ctx.key}). Run by hand (the adapter goes to {by_hand}; this "
+                                           f"artifact stays as built): cd {ctx.out.parent.name}/{ctx.key} && "
                                            f"{launch.hand}")
     _say_devices(ctx, strategy, devices)
 

@@ -37,7 +37,8 @@ def run(ctx: StageContext) -> None:
     record = llm_compressor.quantize(
         python, merged, out, preset=scheme.preset, method=scheme.method, ignore=list(IGNORED_LAYERS),
         calibration=texts, max_len=settings.calibration_max_len, seed=SEED, log=ctx.out / layout.LLMCOMPRESSOR_LOG,
-        verbose=ctx.verbose, on_progress=lambda done, total, what: progress.update(done, total, what))
+        verbose=ctx.verbose, scratch_in=ctx.out,
+        on_progress=lambda done, total, what: progress.update(done, total, what))
     progress.close()
     for name in CARRIED:
         if (merged / name).is_file():

@@ -20,6 +20,8 @@ from ..errors import LlmbuildError, StageError
 from ..facts.layout import MANIFEST
 from .digests import file_sha256
 
+FAILED_SUFFIX = ".failed"
+
 
 class DiskFull(StageError):
     """The store's disk filled up during a build."""
@@ -31,6 +33,10 @@ class Store:
 
     def path(self, stage: str, key: str) -> Path:
         return self.root / stage / key
+
+    def failed_path(self, stage: str, key: str) -> Path:
+        """Where the last failed build of the key left what its tools wrote (no build trusts it)."""
+        return self.root / stage / f"{key}{FAILED_SUFFIX}"
 
     def is_complete(self, stage: str, key: str) -> bool:
         return (self.path(stage, key) / MANIFEST).is_file()
@@ -73,7 +79,7 @@ class Store:
                            f"or set store= to a larger disk, then run the same command again") from None
         except LlmbuildError as err:
             # keep what the tools wrote (logs) for inspection, under a name no build trusts
-            failed = final.parent / f"{key}.failed"
+            failed = self.failed_path(stage, key)
             shutil.rmtree(failed, ignore_errors=True)
             os.replace(tmp, failed)
             err.args = tuple(str(a).replace(str(tmp), str(failed)) for a in err.args)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..facts.layout import MANIFEST, OUT_DIR, OUT_RECORD, stage_of
-from .artifacts import Store, read_manifest
+from .artifacts import FAILED_SUFFIX, Store, read_manifest
 from .locks import LOCKS_DIR
 
 DAY = 86400
@@ -65,7 +65,7 @@ def garbage(root: Path, older_than_days: float = 0.0) -> list[Garbage]:
         if age >= older_than_days:
             out.append(Garbage(artifact, f"no variant in {OUT_DIR}/ uses it (built {age:.1f} days ago)",
                                size_of(artifact)))
-    for failed in sorted(Path(root).glob("*/*.failed")):
+    for failed in sorted(Path(root).glob(f"*/*{FAILED_SUFFIX}")):
         out.append(Garbage(failed, "logs of a failed build", size_of(failed)))
     for leftover in store.leftovers():
         out.append(Garbage(leftover, "left by a build that was killed", size_of(leftover)))

@@ -1,0 +1,125 @@
+"""Work that loads llama.cpp into this process (llama-cpp-python: GGUF metadata, tokenizing,
+quantizing, generating) runs in a forked copy of the process, so that a crash in the C++ library
+(an exception it does not catch, a failed GGML_ASSERT, a segfault) ends that copy only: the build
+gets one error naming the signal and llama.cpp's last words, instead of dying with no message and
+leaving a half-written folder behind.
+
+The copy shares everything the process had (the stage's context, its terminal and logs); what the
+work returns or raises comes back through a pipe."""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import pickle
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Callable, Iterable, TextIO, TypeVar
+
+from ..errors import ToolError
+
+T = TypeVar("T")
+
+# what llama.cpp and the C++ runtime print as they die: `terminate called after throwing an instance of
+# 'std::out_of_range'` / `  what():  unordered_map::at`, `GGML_ASSERT(...) failed`, `error: ...`
+_LAST_WORDS = ("what():", "GGML_ASSERT", "terminate called", "error", "Error")
+
+
+def run_contained(work: Callable[[], T], *, what: str, log: Path | None = None,
+                  streams: Iterable[TextIO] = ()) -> T:
+    """`work()` in a forked copy of this process: its result, or the exception it raised. A copy that
+    dies of a signal raises ToolError (`what`: what it was doing; `log`: where its stderr went).
+    `streams`: files the work writes to (the terminal), flushed before the copy ends."""
+    streams = (sys.stdout, sys.stderr, *streams)
+    _flush(streams)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:   # the copy: never returns into the caller's code
+        os.close(read)
+        _child(work, write, streams)
+    os.close(write)
+    try:
+        with os.fdopen(read, "rb") as pipe:
+            payload = pipe.read()
+        _, status = os.waitpid(pid, 0)
+    except BaseException:   # Ctrl-C (the copy got it too) or an error here: the copy does not outlive us
+        _end(pid)
+        raise
+    if payload:
+        outcome, value = pickle.loads(payload)
+        if outcome == "error":
+            raise value
+        return value
+    raise ToolError(_death(status, what, log))
+
+
+def _child(work: Callable[[], T], write: int, streams: tuple[TextIO, ...]) -> None:
+    code = 0
+    os.environ["GGML_NO_BACKTRACE"] = "1"   # ggml would attach gdb to print a backtrace as it aborts
+    faulthandler.disable()   # the parent reports the copy's crash; Python's dump of it says nothing more
+    try:
+        try:
+            payload = pickle.dumps(("ok", work()))
+        except BaseException as err:   # noqa: BLE001 - every outcome goes back to the parent
+            payload = pickle.dumps(("error", _portable(err)))
+        with os.fdopen(write, "wb") as pipe:
+            pipe.write(payload)
+    except BaseException:   # noqa: BLE001 - a result that cannot be sent: the parent reports the exit
+        code = 70
+    finally:
+        _flush(streams)
+        os._exit(code)
+
+
+def _portable(err: BaseException) -> BaseException:
+    """The exception itself where it survives pickling; else a RuntimeError with its text and traceback."""
+    try:
+        pickle.loads(pickle.dumps(err))
+        return err
+    except Exception:   # noqa: BLE001
+        text = "".join(traceback.format_exception(err)).rstrip()
+        return RuntimeError(f"{type(err).__name__}: {err}\n{text}")
+
+
+def _death(status: int, what: str, log: Path | None) -> str:
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        how = f"crashed ({name})" if number != signal.SIGKILL else "was killed (SIGKILL: out of memory?)"
+    else:
+        how = f"ended with exit status {os.WEXITSTATUS(status)} and no result"
+    cause = _last_words(log)
+    where = f"; see {log.name}" if log is not None else ""
+    return f"llama.cpp {how} while {what}" + (f": {cause}" if cause else "") + where
+
+
+def _last_words(log: Path | None) -> str:
+    if log is None or not log.is_file():
+        return ""
+    lines = [line.strip() for line in log.read_text(encoding="utf-8", errors="replace").splitlines()[-40:]]
+    found = [line for line in lines if line.startswith(_LAST_WORDS) or "GGML_ASSERT" in line]
+    return " ".join(found[-2:])[:300]
+
+
+def _end(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _flush(streams: Iterable[TextIO]) -> None:
+    for stream in streams:
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass

@@ -1,0 +1,94 @@
+"""llama.cpp runs where its crash is one error: every stage that loads it into its process runs in a
+forked copy of doit (adapters/native.py). A real crash: llama.cpp's SentencePiece tokenizer throws
+std::out_of_range (uncaught: SIGABRT) on a character outside a vocabulary that has no byte tokens, as
+a byte-level BPE vocabulary written as SentencePiece ('default' pre-tokenizer) has none."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from llmbuild import PACKAGE_DIR
+from llmbuild.adapters import native
+from llmbuild.adapters.llama_cpp_vocab import read_metadata, token_ids
+from llmbuild.errors import StageError, ToolError
+from llmbuild.stages import convert
+
+LLAMA_BPE = PACKAGE_DIR / "_llama_cpp" / "models" / "ggml-vocab-llama-bpe.gguf"
+
+
+def sentencepiece_from_byte_level(source: Path, target: Path) -> Path:
+    """`source`'s vocabulary (byte-level BPE, Llama 3's) declared SentencePiece with the 'default'
+    pre-tokenizer: what the converter writes when it takes such a tokenizer for a SentencePiece one."""
+    import gguf
+
+    reader = gguf.GGUFReader(source)
+    writer = gguf.GGUFWriter(target, reader.fields["general.architecture"].contents())
+    replaced = {"tokenizer.ggml.model": "llama", "tokenizer.ggml.pre": "default"}
+    for name, field in reader.fields.items():
+        if name.startswith("GGUF.") or name in ("general.architecture", "tokenizer.ggml.merges"):
+            continue
+        array = field.types[0] == gguf.GGUFValueType.ARRAY
+        writer.add_key_value(name, replaced.get(name, field.contents()), field.types[0],
+                             sub_type=field.types[-1] if array else None)
+    writer.add_array("tokenizer.ggml.scores", [0.0] * len(reader.fields["tokenizer.ggml.tokens"].contents()))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.close()
+    return target
+
+
+@pytest.fixture(scope="module")
+def broken_vocab(tmp_path_factory) -> Path:
+    if not LLAMA_BPE.is_file():
+        pytest.skip(f"{LLAMA_BPE} is missing: llama.cpp's vocab files are unpacked at install")
+    return sentencepiece_from_byte_level(LLAMA_BPE, tmp_path_factory.mktemp("vocab") / "broken.gguf")
+
+
+def test_the_work_returns_its_value_and_raises_its_error_through_the_copy():
+    assert native.run_contained(lambda: {"tokens": [1, 2]}, what="testing") == {"tokens": [1, 2]}
+    with pytest.raises(StageError, match="as it was raised"):
+        native.run_contained(lambda: (_ for _ in ()).throw(StageError("as it was raised")), what="testing")
+
+
+def test_a_crash_of_llama_cpp_is_one_error_naming_the_signal_and_its_last_words(broken_vocab, tmp_path):
+    log = tmp_path / "stage.log"
+
+    def tokenize() -> list:
+        with open(log, "w") as handle:   # the copy's C-level stderr, as a stage's goes to stage.log
+            os.dup2(handle.fileno(), 2)
+        return token_ids(broken_vocab, ["café 中文 🙂"])
+
+    with pytest.raises(ToolError) as err:
+        native.run_contained(tokenize, what="tokenizing text", log=log)
+    message = str(err.value)
+    assert message.startswith("llama.cpp crashed (SIGABRT) while tokenizing text: "), message
+    assert "std::out_of_range" in message and "see stage.log" in message, message
+    assert "\n" not in message
+    assert token_ids(LLAMA_BPE, ["café"]), "this process goes on, and llama.cpp with it"
+
+
+def test_the_convert_stage_reports_a_vocabulary_llama_cpp_cannot_tokenize_with(broken_vocab, tmp_path):
+    with pytest.raises(StageError) as err:
+        convert._check_tokenizes(broken_vocab, read_metadata(broken_vocab), tmp_path / "stage.log")
+    message = str(err.value)
+    assert "llama.cpp cannot tokenize ordinary text with broken.gguf's vocabulary (tokenizer.ggml.model " \
+           "'llama', pre-tokenizer 'default')" in message, message
+    assert "SIGABRT" in message
+    convert._check_tokenizes(LLAMA_BPE, read_metadata(LLAMA_BPE), tmp_path / "stage.log")   # the real one passes
+
+
+@pytest.mark.slow   # a build of the tiny model (its other stages are the shared store's)
+def test_a_stage_whose_llama_cpp_aborts_fails_alone_and_keeps_nothing(tiny_build, monkeypatch):
+    """doit goes on to report the failed task: no stage may take the command down with it."""
+    from llmbuild.stages import smoke
+
+    monkeypatch.setattr(smoke, "run", lambda ctx: os.abort())
+    done = tiny_build.build("smoke.max_tokens=5", ok=None)   # a smoke key of its own: only smoke runs
+    assert done.returncode != 0 and "Traceback" not in done.output, done.output[-3000:]
+    assert "smoke: llama.cpp crashed (SIGABRT) while building smoke " in done.output, done.output[-3000:]
+    assert not list(tiny_build.store.glob("smoke/.*.tmp-*")), "no half-written folder left"
+    monkeypatch.undo()
+    assert tiny_build.build("smoke.max_tokens=5").ran == ["smoke", "package"], "a rerun builds it (and links it)"
