@@ -6,6 +6,8 @@ A template that drifts between training and serving is caught with a diff."""
 
 from __future__ import annotations
 
+import copy
+import functools
 from pathlib import Path
 
 import pytest
@@ -25,11 +27,17 @@ SYSTEM = "You are a helpful assistant."
 pytestmark = pytest.mark.slow  # imports LLaMA-Factory
 
 
-def real_tokenizer(bos: str | None, eos: str):
-    """SmolLM2's real byte-level BPE tokenizer, with the family's BOS and EOS as special tokens."""
+@functools.cache
+def _smollm2_tokenizer():
     from llmbuild.adapters.gguf_import import build_tokenizer, read_vocab
 
-    tokenizer = build_tokenizer(read_vocab(SMOLLM2_GGUF))
+    return build_tokenizer(read_vocab(SMOLLM2_GGUF))
+
+
+def real_tokenizer(bos: str | None, eos: str):
+    """SmolLM2's real byte-level BPE tokenizer, with the family's BOS and EOS as special tokens (a copy
+    of the one built from the GGUF once per process)."""
+    tokenizer = copy.deepcopy(_smollm2_tokenizer())
     tokenizer.add_special_tokens({"eos_token": eos, **({"bos_token": bos} if bos else {})})
     return tokenizer
 
