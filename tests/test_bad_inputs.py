@@ -320,6 +320,23 @@ def test_a_vllm_context_beyond_the_models_stops_before_training(tmp_path):
     check(tmp_path, model, *local, "target.vllm.max_model_len=1024")
 
 
+def test_a_sentencepiece_tokenizer_without_its_tokenizer_model_stops_before_training(tmp_path):
+    """It used to train, then fail in convert ("Missing .../merged/tokenizer.model")."""
+    from tokenizers import Tokenizer, models
+
+    from llmbuild.errors import StageError
+
+    model = fake_hf_folder(tmp_path / "model")
+    vocab = [("<unk>", 0.0), ("<|im_start|>", 0.0), ("<|im_end|>", 0.0), ("▁Hi", -1.0)]
+    Tokenizer(models.Unigram(vocab, unk_id=0)).save(str(model / "tokenizer.json"))
+    local = ("model=local", f"model.path={model}", "model.name=X")
+    with pytest.raises(StageError, match=r"has a SentencePiece tokenizer \(a Unigram model in tokenizer.json\) but "
+                                         r"no tokenizer.model: llama.cpp's converter reads"):
+        check(tmp_path, model, *local)
+    (model / "tokenizer.model").write_bytes(b"")   # present: the converter takes it from here
+    check(tmp_path, model, *local)
+
+
 def test_the_checks_run_while_planning_for_each_training_stage_still_to_build(tmp_path):
     """cli/tasks.py: a train node not built yet, on a model already on disk, is checked with the
     train stage's message; in a pipeline each training stage on a model on disk is, under its slot.

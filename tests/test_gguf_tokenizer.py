@@ -414,8 +414,8 @@ def test_llama_cpp_test_cases(rebuilt_vocab):
 
 def test_corpus_and_special_tokens_match_llama_cpp(rebuilt_vocab):
     """The parity stage's check: the project's corpus, and text made of the special tokens."""
-    problems = parity.tokenizer_mismatches(rebuilt_vocab.ids,
-                                           lambda texts: [rebuilt_vocab.llama_ids(t) for t in texts],
+    texts = parity.tokenizer_texts(rebuilt_vocab.added)
+    problems = parity.tokenizer_mismatches(rebuilt_vocab.ids, [rebuilt_vocab.llama_ids(t) for t in texts],
                                            rebuilt_vocab.added)
     assert problems == []
 

@@ -43,6 +43,18 @@ def load_tokenizer(folder: Path):
     return _LOADED[key]
 
 
+def sentencepiece_kind(tokenizer) -> str | None:
+    """What makes the tokenizer a SentencePiece one (its tokenizer.json model: Unigram, or BPE with byte
+    fallback, as Llama 2's and Gemma's), or None (byte-level BPE, WordPiece, ...)."""
+    model = getattr(getattr(tokenizer, "backend_tokenizer", None), "model", None)
+    kind = type(model).__name__
+    if kind == "Unigram":
+        return "a Unigram model"
+    if kind == "BPE" and getattr(model, "byte_fallback", False):
+        return "a BPE model with byte fallback"
+    return None
+
+
 def has_token(tokenizer, token: str) -> bool:
     """Whether `token` is one token of the tokenizer's vocabulary."""
     index = tokenizer.convert_tokens_to_ids(token)
@@ -159,7 +171,7 @@ def keep_sentencepiece_vocabulary(base: Path, merged: Path, tokenizer=None) -> l
                 f"the merged tokenizer's vocabulary differs from {SENTENCEPIECE_MODEL}: piece {index} {piece!r} is "
                 + ("missing" if found is None else f"id {found}") + " in the merged tokenizer.json, so the GGUF "
                 "would be converted with wrong tokens. Train without changing the vocabulary (new tokens only "
-                "after the existing ones), or give the base model a tokenizer.json only")
+                "after the existing ones)")
     if not target.exists():
         target.write_bytes(source.read_bytes())
         kept.append(SENTENCEPIECE_MODEL)

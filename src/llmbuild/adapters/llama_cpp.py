@@ -8,6 +8,7 @@ import importlib.metadata
 import re
 import sys
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -16,6 +17,7 @@ from ..chat.conversation import for_template
 from ..errors import StageError, ToolError
 from ..facts.chat_families import TEMPLATE_VARIABLES
 from ..facts.quant_types import QUANT_TYPES, QuantizeRecord
+from . import native
 from .process import run_logged
 
 CONVERTER_DIR = PACKAGE_DIR / "_llama_cpp"
@@ -110,7 +112,14 @@ _QUANTIZED_TENSOR = re.compile(r"^\[\s*(\d+)/\s*(\d+)\]")
 def quantize(source: Path, target: Path, quant: str, nthread: int = 0, log: Path | None = None,
              progress: Callable[[int, int, str], None] | None = None) -> QuantizeRecord:
     """llama_model_quantize, its log (llama.cpp's log callback) written to `log` rather than the
-    terminal; `progress(tensor, tensors, "")` as it goes."""
+    terminal; `progress(tensor, tensors, "")` as it goes. In a forked copy of this process (native.py:
+    the quantizer's workers are threads of its own, no OpenMP), so that its crash is a ToolError."""
+    return native.run_contained(partial(_quantize, source, target, quant, nthread, log, progress),
+                                what=f"quantizing {source.name} to {quant}")
+
+
+def _quantize(source: Path, target: Path, quant: str, nthread: int, log: Path | None,
+              progress: Callable[[int, int, str], None] | None) -> QuantizeRecord:
     import llama_cpp
     import llama_cpp._logger
 

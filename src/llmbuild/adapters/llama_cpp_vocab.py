@@ -1,7 +1,9 @@
 """A GGUF as llama.cpp itself loads it (vocabulary only): its metadata in llama.cpp's string form,
 its end and BOS tokens as llama.cpp resolves them, and llama.cpp's token ids.
 
-The stages that check a built GGUF ask llama.cpp rather than read the header (gguf_header.py):
+Each read loads the GGUF in a forked copy of this process (native.py), where a crash of llama.cpp
+is an error rather than the end of the build. The stages that check a built GGUF ask llama.cpp
+rather than read the header (gguf_header.py):
 llama.cpp is what every consumer of the file (llama.cpp, Ollama) runs, its defaults fill in what the
 file leaves out (whether a BOS is added, which token ends a turn), and one load gives the metadata
 and the token ids.
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import ToolError
+from . import native
 
 
 @dataclass(frozen=True)
@@ -67,10 +70,20 @@ def open_vocab(path: Path) -> Iterator[LlamaVocab]:
 
 
 def read_metadata(path: Path) -> GgufMetadata:
-    with open_vocab(path) as vocab:
-        return vocab.metadata()
+    """The GGUF's metadata as llama.cpp loads it (in a copy of this process: adapters/native.py)."""
+    return metadata_and_token_ids(path, [])[0]
 
 
 def token_ids(path: Path, texts: list[str]) -> list[list[int]]:
-    with open_vocab(path) as vocab:
-        return vocab.token_ids(texts)
+    """llama.cpp's token ids for each text (in a copy of this process: adapters/native.py)."""
+    return metadata_and_token_ids(path, texts)[1]
+
+
+def metadata_and_token_ids(path: Path, texts: list[str]) -> tuple[GgufMetadata, list[list[int]]]:
+    """One load of the GGUF's vocabulary by llama.cpp, in a forked copy of this process: a crash of the
+    library there (its tokenizer throws on a vocabulary of the wrong kind) is a ToolError."""
+    def load() -> tuple[GgufMetadata, list[list[int]]]:
+        with open_vocab(path) as vocab:
+            return vocab.metadata(), vocab.token_ids(texts)
+
+    return native.run_contained(load, what=f"reading the vocabulary of {path.name}")

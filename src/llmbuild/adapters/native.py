@@ -1,11 +1,16 @@
-"""Work that loads llama.cpp into this process (llama-cpp-python: GGUF metadata, tokenizing,
-quantizing, generating) runs in a forked copy of the process, so that a crash in the C++ library
-(an exception it does not catch, a failed GGML_ASSERT, a segfault) ends that copy only: the build
-gets one error naming the signal and llama.cpp's last words, instead of dying with no message and
-leaving a half-written folder behind.
+"""llama.cpp work that runs inside this process (llama-cpp-python: a GGUF's vocabulary and metadata,
+tokenizing, quantizing) runs in a forked copy of the process, so that a crash in the C++ library (an
+exception it does not catch, a failed GGML_ASSERT, a segfault) ends that copy only: the build gets
+one error naming the signal and llama.cpp's last words instead of dying with no message and leaving
+a half-written folder behind.
 
-The copy shares everything the process had (the stage's context, its terminal and logs); what the
-work returns or raises comes back through a pipe."""
+Only work that runs no compute graph goes here: ggml computes with OpenMP, and GNU OpenMP in a
+forked child of a process that has used it waits forever for threads the child does not have.
+Generation (the smoke test) and evaluation run in processes of their own instead.
+
+The copy shares what the process had (its terminal, its logs); what the work returns or raises comes
+back through a pipe, and what it printed on stderr is passed on to this process's stderr.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +19,8 @@ import os
 import pickle
 import signal
 import sys
+import tempfile
 import traceback
-from pathlib import Path
 from typing import Callable, Iterable, TextIO, TypeVar
 
 from ..errors import ToolError
@@ -27,32 +32,38 @@ T = TypeVar("T")
 _LAST_WORDS = ("what():", "GGML_ASSERT", "terminate called", "error", "Error")
 
 
-def run_contained(work: Callable[[], T], *, what: str, log: Path | None = None,
-                  streams: Iterable[TextIO] = ()) -> T:
+def run_contained(work: Callable[[], T], *, what: str, streams: Iterable[TextIO] = ()) -> T:
     """`work()` in a forked copy of this process: its result, or the exception it raised. A copy that
-    dies of a signal raises ToolError (`what`: what it was doing; `log`: where its stderr went).
-    `streams`: files the work writes to (the terminal), flushed before the copy ends."""
+    dies of a signal raises ToolError naming `what` it was doing. `streams`: files the work writes to
+    (a terminal), flushed before the copy ends."""
     streams = (sys.stdout, sys.stderr, *streams)
     _flush(streams)
     read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:   # the copy: never returns into the caller's code
-        os.close(read)
-        _child(work, write, streams)
-    os.close(write)
-    try:
-        with os.fdopen(read, "rb") as pipe:
-            payload = pipe.read()
-        _, status = os.waitpid(pid, 0)
-    except BaseException:   # Ctrl-C (the copy got it too) or an error here: the copy does not outlive us
-        _end(pid)
-        raise
+    with tempfile.TemporaryFile() as stderr:
+        pid = os.fork()
+        if pid == 0:   # the copy: never returns into the caller's code
+            os.close(read)
+            os.dup2(stderr.fileno(), 2)
+            _child(work, write, streams)
+        os.close(write)
+        try:
+            with os.fdopen(read, "rb") as pipe:
+                payload = pipe.read()
+            _, status = os.waitpid(pid, 0)
+        except BaseException:   # Ctrl-C (the copy got it too) or an error here: the copy does not outlive us
+            _end(pid)
+            raise
+        stderr.seek(0)
+        said = stderr.read().decode("utf-8", errors="replace")
+    if said:
+        sys.stderr.write(said)   # the library's messages, where this process's own go (a stage's log)
+        sys.stderr.flush()
     if payload:
         outcome, value = pickle.loads(payload)
         if outcome == "error":
             raise value
         return value
-    raise ToolError(_death(status, what, log))
+    raise ToolError(_death(status, what, said))
 
 
 def _child(work: Callable[[], T], write: int, streams: tuple[TextIO, ...]) -> None:
@@ -83,7 +94,7 @@ def _portable(err: BaseException) -> BaseException:
         return RuntimeError(f"{type(err).__name__}: {err}\n{text}")
 
 
-def _death(status: int, what: str, log: Path | None) -> str:
+def _death(status: int, what: str, said: str) -> str:
     if os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)
         try:
@@ -93,17 +104,9 @@ def _death(status: int, what: str, log: Path | None) -> str:
         how = f"crashed ({name})" if number != signal.SIGKILL else "was killed (SIGKILL: out of memory?)"
     else:
         how = f"ended with exit status {os.WEXITSTATUS(status)} and no result"
-    cause = _last_words(log)
-    where = f"; see {log.name}" if log is not None else ""
-    return f"llama.cpp {how} while {what}" + (f": {cause}" if cause else "") + where
-
-
-def _last_words(log: Path | None) -> str:
-    if log is None or not log.is_file():
-        return ""
-    lines = [line.strip() for line in log.read_text(encoding="utf-8", errors="replace").splitlines()[-40:]]
-    found = [line for line in lines if line.startswith(_LAST_WORDS) or "GGML_ASSERT" in line]
-    return " ".join(found[-2:])[:300]
+    lines = [line.strip() for line in said.splitlines()[-40:]]
+    cause = " ".join([line for line in lines if line.startswith(_LAST_WORDS) or "GGML_ASSERT" in line][-2:])[:300]
+    return f"llama.cpp {how} while {what}" + (f": {cause}" if cause else "")
 
 
 def _end(pid: int) -> None:

@@ -85,12 +85,16 @@ TOKENIZER_CORPUS = (
 )
 
 
-def tokenizer_mismatches(hf_ids: Callable[[str], list[int]], gguf_ids: Callable[[list[str]], list[list[int]]],
+def tokenizer_texts(special_tokens: list[str]) -> list[str]:
+    """The texts whose token ids the parity stage compares: the corpus, and the special tokens in a row."""
+    return list(TOKENIZER_CORPUS) + ["".join(special_tokens) + " after specials " + "".join(special_tokens)]
+
+
+def tokenizer_mismatches(hf_ids: Callable[[str], list[int]], expected: list[list[int]],
                          special_tokens: list[str]) -> list[str]:
     """Texts whose HF token ids (`hf_ids(text)`, no special tokens added) differ from llama.cpp's
-    (`gguf_ids(texts)`), with both id lists."""
-    texts = list(TOKENIZER_CORPUS) + ["".join(special_tokens) + " after specials " + "".join(special_tokens)]
-    expected = gguf_ids(texts)
+    (`expected`, for tokenizer_texts(special_tokens)), with both id lists."""
+    texts = tokenizer_texts(special_tokens)
     problems = []
     for text, theirs in zip(texts, expected, strict=True):
         ours = hf_ids(text)

@@ -14,7 +14,6 @@ from typing import Iterator
 from doit.exceptions import TaskFailed
 from omegaconf import OmegaConf
 
-from ..adapters import native
 from ..errors import LlmbuildError
 from ..facts.secrets import TOOL_CREDENTIALS, redact
 from ..files.model_path import HF_FOLDER, inspect_model_path
@@ -125,14 +124,9 @@ def run_stage(plan: Plan, slot: str, verbose: bool = False):
                 return None
             with store.building(stage, node.key, manifest) as out:
                 with console.quiet_libraries(out / console.STAGE_LOG, enabled=not verbose) as terminal:
-                    ctx = replace(stage_context(plan, slot, out), terminal=terminal, verbose=verbose, record=record)
                     try:
-                        if STAGES[stage].native:   # a crash of llama.cpp ends a copy of this process only
-                            record.update(native.run_contained(
-                                partial(_run_for_record, module, ctx), what=f"building {stage} {node.key[:8]}",
-                                log=None if verbose else out / console.STAGE_LOG, streams=(terminal,)))
-                        else:
-                            module.run(ctx)
+                        module.run(replace(stage_context(plan, slot, out), terminal=terminal, verbose=verbose,
+                                           record=record))
                     except MISSING_KEY_ERRORS as err:
                         raise uncovered(stage, err) from None
     except LlmbuildError as err:
@@ -141,11 +135,6 @@ def run_stage(plan: Plan, slot: str, verbose: bool = False):
         return TaskFailed(f"{stage}: interrupted (Ctrl-C); nothing of {stage} {node.key[:8]} was kept. Run the same "
                           f"command to go on: finished artifacts are reused")
     return None
-
-
-def _run_for_record(module, ctx: StageContext) -> dict:
-    module.run(ctx)
-    return ctx.record
 
 
 def stage_context(plan: Plan, slot: str, out: Path) -> StageContext:

@@ -43,8 +43,6 @@ class StageSpec:
     earlier_models: bool = False            # also depends on the merged model of each earlier training stage
     per_scheme: bool = False                # one node per vLLM scheme built (vllm_quant@<scheme>), keyed with it
     vllm_schemes: str | None = None         # also depends on vLLM scheme nodes: "all" of them, or the "served" one
-    native: bool = False                    # loads llama.cpp into its process: runs in a forked copy of doit
-                                            # (adapters/native.py), where a crash of the library is one error
     tool_env: str | None = None             # an environment of its own (facts/tool_envs.py) whose versions enter
                                             # the key: always for a per_scheme stage, else when schemes are built
 
@@ -54,7 +52,6 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         "base", "Import the base model as an HF folder (local folder, hub id, or GGUF with its own tokenizer)",
         reads=("model.path", "model.hub_id", "model.revision", "model.trust_remote_code"),
         tools=("transformers", "gguf", "tokenizers", "torch"),
-        native=True,
     ),
     StageSpec(
         "data", "Check the dataset as the training method's kind of data; hold rows out for eval",
@@ -104,7 +101,6 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         upstream=("merge",),
         tools=("llama_cpp_python", "torch", "transformers", "numpy", "sentencepiece"),
         version="2",  # 2: general.name is model.name (Phi-3's whitespace rule: llama_cpp.gguf_name)
-        native=True,
     ),
     StageSpec(
         "parity", "Check that training, the merged model and the GGUF format a conversation suite identically",
@@ -112,7 +108,6 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         tools=("llamafactory", "transformers", "llama_cpp_python", "jinja2"),
         version="4",  # 2: emoji and rare scripts in the conversation suite; 3: the model's own template, reasoning;
                       # 4: training's tokens compared with the text's own
-        native=True,
     ),
     StageSpec(
         "quantize", "Quantize the GGUF with llama.cpp's quantizer (llama_model_quantize)",
@@ -122,7 +117,6 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         upstream=("convert",),
         tools=("llama_cpp_python",),
         version="2",  # 2: quantize.json and quantize.log
-        native=True,
     ),
     StageSpec(
         "vllm_quant", "Quantize the merged model for vLLM with llm-compressor (compressed-tensors FP8, INT8, INT4)",
@@ -140,7 +134,6 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         upstream=("quantize",),
         tools=("gguf",),
         enabled_by="quant.split_max_size",
-        native=True,
     ),
     StageSpec(
         "lora_gguf", "Convert the adapter to a LoRA GGUF and the base model to a GGUF, for Ollama's FROM + ADAPTER",
@@ -149,7 +142,6 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         upstream=("base", "train"),
         tools=("llama_cpp_python", "torch", "transformers", "numpy", "sentencepiece"),
         enabled_by="target.ollama.adapter",
-        native=True,
     ),
     StageSpec(
         "ollama", "Render the Ollama Modelfile (TEMPLATE, SYSTEM, PARAMETERs) beside the quantized GGUF",
@@ -166,7 +158,6 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
                       # 8: the BOS a template writes, when the tokenizer does not add it; 9: a BOS token
                       # that is the format's turn marker (SmolLM2's <|im_start|>) is no BOS
         target="ollama",
-        native=True,
     ),
     StageSpec(
         "vllm", "Write the vLLM serving folder: chat template file and the vLLM server's command line",
@@ -193,7 +184,6 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         upstream=("quantize",),
         tools=("llama_cpp_python",),
         chat=True,   # continued pretraining alone makes no chat model to chat with
-        native=True,
     ),
     StageSpec(
         "eval", "Evaluate base, fine-tuned, every GGUF and vLLM checkpoint on held-out rows: NLL, KLD, answers, speed",
@@ -209,7 +199,6 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         tool_env="quant",
         version="4",  # 2: each worker's own peak memory (VmHWM), quantize records; 3: text perplexity,
                       # preference accuracy and reward margins, earlier pipeline stages; 4: vLLM checkpoints
-        native=True,
     ),
     StageSpec(
         "report", "Write report.md and a self-contained report.html: config, timings, loss, quant ladder, answers",

@@ -4,9 +4,7 @@ that makes llama.cpp do the same: llama_cpp.gguf_name)."""
 
 from __future__ import annotations
 
-from functools import partial
-
-from ..adapters import hf_tokenizer, llama_cpp, native
+from ..adapters import hf_tokenizer, llama_cpp
 from ..adapters.llama_cpp_vocab import read_metadata, token_ids
 from ..errors import StageError, ToolError
 from ..facts import layout
@@ -30,7 +28,7 @@ def run(ctx: StageContext) -> None:
     progress.close()
     ggufs.record(ctx.record, gguf=target)
     meta = read_metadata(target)
-    _check_tokenizes(target, meta, ctx.out / layout.STAGE_LOG)
+    _check_tokenizes(target, meta)
     expected = (ctx.inputs["merge"] / layout.CHAT_TEMPLATE).read_text(encoding="utf-8")
     if meta.get("tokenizer.chat_template") != expected:
         raise StageError("the GGUF's tokenizer.chat_template differs from the merged model's chat template; "
@@ -40,11 +38,11 @@ def run(ctx: StageContext) -> None:
                f"does" if name != ctx.cfg.model.name else ""))
 
 
-def _check_tokenizes(gguf, meta, log) -> None:
-    """llama.cpp tokenizes ordinary text with the GGUF's vocabulary (in a process of its own: where the
-    converter wrote a vocabulary of the wrong kind, llama.cpp's tokenizer aborts)."""
+def _check_tokenizes(gguf, meta) -> None:
+    """llama.cpp tokenizes ordinary text with the GGUF's vocabulary (where the converter wrote a
+    vocabulary of the wrong kind, llama.cpp's tokenizer aborts: token_ids runs it in a copy of this process)."""
     try:
-        native.run_contained(partial(token_ids, gguf, [PROBE]), what=f"tokenizing text with {gguf.name}", log=log)
+        token_ids(gguf, [PROBE])
     except ToolError as err:
         raise StageError(
             f"llama.cpp cannot tokenize ordinary text with {gguf.name}'s vocabulary (tokenizer.ggml.model "

@@ -12,7 +12,7 @@ import copy
 import json
 
 from ..adapters import hf_tokenizer, llama_cpp, llamafactory
-from ..adapters.llama_cpp_vocab import open_vocab
+from ..adapters.llama_cpp_vocab import metadata_and_token_ids
 from ..chat import parity
 from ..chat.conversation import turn_pieces
 from ..chat.setup import OWN
@@ -28,10 +28,10 @@ def run(ctx: StageContext) -> None:
     merged = ctx.inputs["merge"] / layout.MERGED
     gguf = ggufs.gguf(ctx.inputs["convert"])
     tokenizer = hf_tokenizer.load_tokenizer(merged)
-    with open_vocab(gguf) as vocab:  # one llama.cpp load for the metadata and the token ids
-        meta = vocab.metadata()
-        mismatched = parity.tokenizer_mismatches(hf_tokenizer.token_ids(tokenizer), vocab.token_ids,
-                                                 list(tokenizer.all_special_tokens))
+    specials = list(tokenizer.all_special_tokens)
+    # one llama.cpp load for the metadata and the token ids
+    meta, ids = metadata_and_token_ids(gguf, parity.tokenizer_texts(specials))
+    mismatched = parity.tokenizer_mismatches(hf_tokenizer.token_ids(tokenizer), ids, specials)
     if mismatched:
         raise StageError("the GGUF tokenizes differently from the merged model (llama.cpp would see other tokens "
                          "than training did):\n" + "\n".join(mismatched))

@@ -47,9 +47,17 @@ def check_before_training(cfg: DictConfig, base: Path) -> None:
 
 
 def _check_chat_format(cfg: DictConfig, base: Path) -> None:
-    """The prompt format is decided (the model's template, model.chat_format or prompt.template), the
-    model's own template parses, and the tokenizer has the token the format ends a turn with."""
+    """A SentencePiece tokenizer comes with its tokenizer.model; the prompt format is decided (the model's
+    template, model.chat_format or prompt.template), the model's own template parses, and the tokenizer
+    has the token the format ends a turn with."""
     tokenizer = hf_tokenizer.load_tokenizer(base)
+    kind = hf_tokenizer.sentencepiece_kind(tokenizer)
+    if kind and not (base / hf_tokenizer.SENTENCEPIECE_MODEL).is_file():
+        raise StageError(f"{base} has a SentencePiece tokenizer ({kind} in tokenizer.json) but no "
+                         f"{hf_tokenizer.SENTENCEPIECE_MODEL}: llama.cpp's converter reads the pieces' scores and "
+                         f"types from that file, so the trained model could not become a GGUF that tokenizes as "
+                         f"training did. Put the model's {hf_tokenizer.SENTENCEPIECE_MODEL} (published with it) into "
+                         f"the folder.")
     own = hf_tokenizer.own_chat_template(tokenizer)
     if own and not cfg.prompt.template:
         error = hf_tokenizer.template_syntax_error(tokenizer, own)
