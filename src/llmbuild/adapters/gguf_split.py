@@ -5,10 +5,12 @@ own loader (llama_model_quantize in copy mode reads every shard)."""
 from __future__ import annotations
 
 import ctypes
+from functools import partial
 from pathlib import Path
 
 from ..errors import ConfigError, ToolError
 from ..facts.gguf_files import shards_of
+from . import native
 from .gguf_header import read_whole
 
 
@@ -35,13 +37,18 @@ def split(source: Path, out_dir: Path, max_bytes: int) -> list[Path]:
 
 
 def merge(first: Path, target: Path) -> None:
-    """One GGUF from a split one, through llama.cpp's loader (copy mode: tensors unchanged)."""
-    import llama_cpp
-
+    """One GGUF from a split one, through llama.cpp's loader (copy mode: tensors unchanged), in a forked
+    copy of this process (native.py), where a crash of the library is a ToolError."""
     missing = [p.name for p in shards_of(first) or [] if not p.is_file()]
     if missing:
         raise ConfigError(f"model.path = {first}: shards missing beside it: {', '.join(missing)}. "
                           f"Put every file of the split GGUF in one folder.")
+    native.run_contained(partial(_merge, first, target), what=f"merging the split GGUF {first.name}")
+
+
+def _merge(first: Path, target: Path) -> None:
+    import llama_cpp
+
     params = llama_cpp.llama_model_quantize_default_params()
     params.only_copy = True
     params.keep_split = False

@@ -28,9 +28,11 @@ load), Phi-3 differs on 45 of 46, and it builds SentencePiece merges in about tw
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from ..errors import StageError
+from . import native
 from .gguf_header import read_fields
 from .hf_tokenizer import SENTENCEPIECE_MODEL
 
@@ -96,7 +98,9 @@ def read_vocab(gguf_path: Path) -> GgufTokenizer:
                          f"download it again") from None
     tokens = [token or f"[EMPTY_{i}]" for i, token in enumerate(fields.get("tokenizer.ggml.tokens", []))]
     model = fields.get("tokenizer.ggml.model", "")
-    attrs, special, add_bos, add_eos = _llama_cpp_view(gguf_path, len(tokens))
+    # in a forked copy of this process (native.py): a vocabulary llama.cpp chokes on is an error, not the end
+    attrs, special, add_bos, add_eos = native.run_contained(partial(_llama_cpp_view, gguf_path, len(tokens)),
+                                                            what=f"reading the vocabulary of {gguf_path.name}")
     unk = fields.get("tokenizer.ggml.unknown_token_id", 0 if model == "llama" else None)   # llama.cpp's default
     if unk is not None and unk < len(tokens):
         special["unk"] = int(unk)
