@@ -14,7 +14,7 @@ import pytest
 
 from llmbuild import PACKAGE_DIR
 from llmbuild.adapters import native
-from llmbuild.adapters.llama_cpp_vocab import read_metadata, token_ids
+from llmbuild.adapters.llama_cpp_vocab import token_ids
 from llmbuild.errors import StageError, ToolError
 from llmbuild.stages import convert
 
@@ -67,12 +67,12 @@ def test_a_crash_of_llama_cpp_is_one_error_naming_the_signal_and_its_last_words(
 
 def test_the_convert_stage_reports_a_vocabulary_llama_cpp_cannot_tokenize_with(broken_vocab):
     with pytest.raises(StageError) as err:
-        convert._check_tokenizes(broken_vocab, read_metadata(broken_vocab))
+        convert._metadata_tokenizing(broken_vocab)
     message = str(err.value)
     assert "llama.cpp cannot tokenize ordinary text with broken.gguf's vocabulary (tokenizer.ggml.model " \
            "'llama', pre-tokenizer 'default')" in message, message
     assert "SIGABRT" in message
-    convert._check_tokenizes(LLAMA_BPE, read_metadata(LLAMA_BPE))   # the real one passes
+    assert convert._metadata_tokenizing(LLAMA_BPE).get("tokenizer.ggml.pre") == "llama-bpe"   # the real one passes
 
 
 @pytest.mark.slow   # a build of the tiny model (its other stages are the shared store's)

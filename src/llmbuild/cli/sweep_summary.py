@@ -75,11 +75,10 @@ def failures(plans: list[Plan]) -> list[tuple[str, str]]:
         missing = [(slot, node) for slot, node in plan.nodes.items() if not store.is_complete(node.stage, node.key)]
         if not missing:
             continue
-        failed = [(slot, store.failed_path(node.stage, node.key)) for slot, node in missing
-                  if store.failed_path(node.stage, node.key).is_dir()]
+        failed = next(((slot, logs) for slot, node in missing
+                       if (logs := store.failed_path(node.stage, node.key)).is_dir()), None)
         if failed:
-            slot, logs = failed[0]
-            found.append((plan.variant, f"{slot} failed; its logs: {logs}/"))
+            found.append((plan.variant, f"{failed[0]} failed; its logs: {failed[1]}/"))
         else:
             found.append((plan.variant, f"not built: {missing[0][0]} did not run (a stage it needs failed, or the "
                                         f"run was stopped)"))

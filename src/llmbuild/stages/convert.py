@@ -5,7 +5,7 @@ that makes llama.cpp do the same: llama_cpp.gguf_name)."""
 from __future__ import annotations
 
 from ..adapters import hf_tokenizer, llama_cpp
-from ..adapters.llama_cpp_vocab import read_metadata, token_ids
+from ..adapters.llama_cpp_vocab import metadata_and_token_ids, read_metadata
 from ..errors import StageError, ToolError
 from ..facts import layout
 from . import ggufs
@@ -27,8 +27,7 @@ def run(ctx: StageContext) -> None:
                       llama_cpp.tensor_progress(progress.update), name=name)
     progress.close()
     ggufs.record(ctx.record, gguf=target)
-    meta = read_metadata(target)
-    _check_tokenizes(target, meta)
+    meta = _metadata_tokenizing(target)
     expected = (ctx.inputs["merge"] / layout.CHAT_TEMPLATE).read_text(encoding="utf-8")
     if meta.get("tokenizer.chat_template") != expected:
         raise StageError("the GGUF's tokenizer.chat_template differs from the merged model's chat template; "
@@ -38,12 +37,14 @@ def run(ctx: StageContext) -> None:
                f"does" if name != ctx.cfg.model.name else ""))
 
 
-def _check_tokenizes(gguf, meta) -> None:
-    """llama.cpp tokenizes ordinary text with the GGUF's vocabulary (where the converter wrote a
-    vocabulary of the wrong kind, llama.cpp's tokenizer aborts: token_ids runs it in a copy of this process)."""
+def _metadata_tokenizing(gguf):
+    """The GGUF's metadata, from the same llama.cpp load that tokenizes ordinary text with its vocabulary
+    (where the converter wrote a vocabulary of the wrong kind, llama.cpp's tokenizer aborts; the load
+    runs in a copy of this process, and only then is the vocabulary read again, for the message)."""
     try:
-        token_ids(gguf, [PROBE])
+        return metadata_and_token_ids(gguf, [PROBE])[0]
     except ToolError as err:
+        meta = read_metadata(gguf)
         raise StageError(
             f"llama.cpp cannot tokenize ordinary text with {gguf.name}'s vocabulary (tokenizer.ggml.model "
             f"'{meta.get('tokenizer.ggml.model')}', pre-tokenizer '{meta.get('tokenizer.ggml.pre')}'): the "

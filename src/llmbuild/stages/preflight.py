@@ -39,14 +39,15 @@ def check_before_training(cfg: DictConfig, base: Path) -> None:
                          "train.liger_kernel=false (train=gpu-bf16 on a CPU: train.liger_kernel=false "
                          "train.bf16=false), or build on a GPU machine.")
     _check_lora_targets(cfg, base)
-    _check_vllm_schemes(cfg, base)
+    config = _config(base)
+    _check_vllm_schemes(cfg, base, config)
     if method(cfg.train.stage).data == TEXT:
         return   # raw text: no system prompt, no chat
-    _check_chat_format(cfg, base)
+    _check_chat_format(cfg, base, config.get("model_type"))
     _check_contexts(cfg, base)
 
 
-def _check_chat_format(cfg: DictConfig, base: Path) -> None:
+def _check_chat_format(cfg: DictConfig, base: Path, model_type: str | None) -> None:
     """A SentencePiece tokenizer comes with its tokenizer.model; the prompt format is decided (the model's
     template, model.chat_format or prompt.template), the model's own template parses, and the tokenizer
     has the token the format ends a turn with."""
@@ -65,7 +66,7 @@ def _check_chat_format(cfg: DictConfig, base: Path) -> None:
             raise StageError(f"the model's chat template ({hf_tokenizer.own_chat_template_file(base)} in {base}) "
                              f"line {error.lineno}: {error.message}. Fix the template there, or set "
                              f"prompt.template to one of {', '.join(builtin())} to train with llmbuild's own.")
-    family = family_of(own, cfg.model.chat_format, cfg.prompt.template, model_type=_config(base).get("model_type"))
+    family = family_of(own, cfg.model.chat_format, cfg.prompt.template, model_type=model_type)
     if family is not None and family.eos and not hf_tokenizer.has_token(tokenizer, family.eos):
         key = "prompt.template" if cfg.prompt.template else "model.chat_format" if not own else \
             "the model's own chat template"
@@ -103,10 +104,11 @@ def _check_lora_targets(cfg: DictConfig, base: Path) -> None:
                          f"(or [all] for every linear layer).")
 
 
-def _check_vllm_schemes(cfg: DictConfig, base: Path) -> None:
-    """A vLLM checkpoint the model's layers cannot take (target.vllm.quants) fails now, not after training."""
+def _check_vllm_schemes(cfg: DictConfig, base: Path, config: dict) -> None:
+    """A vLLM checkpoint the model's layers cannot take (target.vllm.quants), or a context beyond the
+    model's (config.json), fails now, not after training."""
     settings = cfg.target.vllm
-    context = _config(base).get("max_position_embeddings")
+    context = config.get("max_position_embeddings")
     if settings and settings.max_model_len and isinstance(context, int) and settings.max_model_len > context:
         raise StageError(f"target.vllm.max_model_len = {settings.max_model_len} is beyond the model's context "
                          f"({context} tokens, config.json max_position_embeddings): vLLM refuses to start with it. "
