@@ -4,6 +4,7 @@ On a store of stand-in artifacts (manifests and links, no model): nothing is bui
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from llmbuild.cli.session import make_plans
 from llmbuild.facts.layout import MANIFEST
 from llmbuild.plan import outputs
 from llmbuild.store import published
+from llmbuild.store.artifacts import HOST
 from llmbuild.store.locks import LOCKS_DIR
 
 from doit_cli import doit
@@ -71,14 +73,20 @@ def test_gc_collects_unused_artifacts_failed_builds_and_leftovers(tmp_path, stor
     failed.mkdir(parents=True)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
                           check=True).stdout.strip()
-    leftover = tmp_path / "store" / "merge" / f".abc.tmp-{dead}"
+    leftover = tmp_path / "store" / "merge" / f".abc.tmp-{HOST}-{dead}"
     leftover.mkdir(parents=True)
+    # a build on another host that shares the store: its pid means nothing here, so it is left alone
+    elsewhere = tmp_path / "store" / "train" / f".def.tmp-gpu-node-07.cluster-{dead}"
+    elsewhere.mkdir(parents=True)
     listed = run(tmp_path, "gc", "-n")
     assert str(outputs.artifact(q8, "ollama")) in listed and str(failed) in listed and str(leftover) in listed
+    assert f"kept {elsewhere} (0.0 MiB): a build on gpu-node-07.cluster (pid {dead}), in progress or killed " \
+           f"there" in listed, listed
     assert str(outputs.artifact(q8, "train")) not in listed, "still used by demo"
     assert exists(q8, "ollama") and failed.exists()
     run(tmp_path, "gc")
-    assert not exists(q8, "ollama") and not failed.exists() and not leftover.exists()
+    assert not exists(q8, "ollama") and not failed.exists() and not leftover.exists() and elsewhere.is_dir()
+    shutil.rmtree(elsewhere)
     assert all(exists(demo, slot) for slot in demo.nodes)
     assert "nothing to remove" in run(tmp_path, "gc", "-n")
     assert "nothing to remove" in run(tmp_path, "gc", "days=30")

@@ -75,5 +75,5 @@ def test_evals_scratch_with_held_out_text_lives_in_the_unfinished_artifact(tiny_
     assert found, done.output[-3000:]
     scratch = found[1]
     # (a failed build's folder is kept as <key>.failed, its logs to read; messages name it so)
-    assert re.search(r"/eval/(\.[0-9a-f]+\.tmp-\d+|[0-9a-f]+\.failed)/\.scratch-", scratch), scratch
+    assert re.search(r"/eval/(\.[0-9a-f]+\.tmp-\S+-\d+|[0-9a-f]+\.failed)/\.scratch-", scratch), scratch
     assert not os.path.exists(scratch) and not list((tiny_build.store / "eval").glob(".*.tmp-*"))

@@ -88,3 +88,24 @@ def test_a_stage_whose_llama_cpp_aborts_fails_alone_and_keeps_nothing(tiny_build
     assert not list(tiny_build.store.glob("*/.*.tmp-*")), "no half-written folder left"
     monkeypatch.undo()
     assert "ollama" in tiny_build.build("prompt.temperature=0.3").ran, "a rerun builds it"
+
+
+def test_a_crash_while_generating_is_one_error_and_doit_goes_on(tmp_path, monkeypatch):
+    """The smoke test's generation runs in a process of its own (a forked copy of doit cannot run
+    ggml's OpenMP): a worker that aborts is one line naming the signal and its last words."""
+    from types import SimpleNamespace
+
+    from llmbuild.stages import smoke
+
+    (tmp_path / "aborting_worker.py").write_text(
+        "import os, sys\nprint('GGML_ASSERT(n_tokens > 0) failed', file=sys.stderr, flush=True)\nos.abort()\n")
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    monkeypatch.setattr(smoke, "WORKER", "aborting_worker")
+    out = tmp_path / "smoke.tmp"
+    out.mkdir()
+    with pytest.raises(ToolError) as err:
+        smoke._chat(SimpleNamespace(out=out, verbose=False), {"gguf": "m.gguf"}, "m.gguf")
+    message = str(err.value)
+    assert message.startswith("llama.cpp chatting with m.gguf crashed (SIGABRT): GGML_ASSERT(n_tokens > 0) failed"), \
+        message
+    assert "\n" not in message and not list(out.glob(".scratch-*")), "one line, and no scratch left behind"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llmbuild.errors import StageError
-from llmbuild.store.artifacts import Store
+from llmbuild.store.artifacts import HOST, Store
 from llmbuild.store.digests import DigestCache
 
 
@@ -67,12 +67,18 @@ def test_leftovers_of_killed_builds_are_removed_by_the_next_build_of_that_key(tm
     killed = tmp_path / "train" / f".k1.tmp-{dead}"
     running = tmp_path / "train" / f".k1.tmp-{os.getppid()}"   # a live process: in use
     other_key = tmp_path / "train" / f".k2.tmp-{dead}"
-    for folder in (killed, running, other_key):
+    # another host's builds: its pids cannot be checked here; only the key's own builder (which holds the
+    # key's lock, on every host) may take a folder of that key as a leftover
+    other_host, other_host_k2 = (tmp_path / "train" / f".{key}.tmp-node-2-{os.getpid()}" for key in ("k1", "k2"))
+    for folder in (killed, running, other_key, other_host, other_host_k2):
         (folder / "adapter").mkdir(parents=True)
     assert store.leftovers() == [killed, other_key]
+    assert store.elsewhere() == [other_host, other_host_k2]
     with store.building("train", "k1", {"key": "k1"}) as out:
+        assert out.name == f".k1.tmp-{HOST}-{os.getpid()}"
         (out / "x").write_text("x")
     assert not killed.exists() and running.exists() and other_key.exists()
+    assert not other_host.exists() and other_host_k2.exists()
     assert store.is_complete("train", "k1")
 
 

@@ -149,19 +149,16 @@ def _quantize(source: Path, target: Path, quant: str, nthread: int, log: Path | 
     return read_quantize_log(text)
 
 
-def load_with_adapter(gguf: Path, lora: Path, n_ctx: int = 256):
+def check_adapter(gguf: Path, lora: Path, n_ctx: int = 256) -> None:
+    """llama.cpp loads `gguf` with the LoRA `lora` applied (in a forked copy: loading computes nothing),
+    or raises what it said."""
+    native.run_contained(partial(_load_with_adapter, gguf, lora, n_ctx), what=f"loading {gguf.name} with {lora.name}")
+
+
+def _load_with_adapter(gguf: Path, lora: Path, n_ctx: int) -> None:
     import llama_cpp
 
-    return llama_cpp.Llama(model_path=str(gguf), lora_path=str(lora), n_ctx=n_ctx, verbose=False)
-
-
-def load(gguf: Path, n_ctx: int, seed: int = 0):
-    import llama_cpp
-
-    try:
-        return llama_cpp.Llama(model_path=str(gguf), n_ctx=n_ctx, seed=seed, verbose=False)
-    except (ValueError, RuntimeError) as err:
-        raise ToolError(f"llama.cpp cannot load {gguf.name}: {err}") from None
+    llama_cpp.Llama(model_path=str(gguf), lora_path=str(lora), n_ctx=n_ctx, verbose=False).close()
 
 
 def chat_formatter(chat_template: str, bos_token: str, eos_token: str) -> Callable[[list, list, bool], str]:

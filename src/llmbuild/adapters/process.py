@@ -42,7 +42,19 @@ def run_logged(argv: list[str], log: Path, *, what: str, env: dict[str, str] | N
                 on_line(line)
         code = proc.wait()
     if code != 0:
-        raise ToolError(f"{what} failed (exit {code}): {last_error(list(tail))}; full log: {log}")
+        raise ToolError(f"{what} {_how(code)}: {last_error(list(tail))}; full log: {log}")
+
+
+def _how(code: int) -> str:
+    """How a tool ended: `failed (exit 1)`, or `crashed (SIGABRT)` for one a signal ended (a C++ library's
+    abort, a segfault; SIGKILL is most often the kernel's out-of-memory killer)."""
+    if code >= 0:
+        return f"failed (exit {code})"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    return "was killed (SIGKILL: out of memory?)" if -code == signal.SIGKILL else f"crashed ({name})"
 
 
 # `ValueError: ...`, `torch.OutOfMemoryError: ...`, `RuntimeError`: the line a Python tool dies with

@@ -53,6 +53,8 @@ class Gc(Command):
                         collect.remove(item.path)
                     print(f"  {'would remove' if params['dryrun'] else 'removed'} {item.path} "
                           f"({item.size / 2**20:.1f} MiB): {item.why}")
+                for item in collect.elsewhere(store):
+                    print(f"  kept {item.path} ({item.size / 2**20:.1f} MiB): {item.why}")
         except locks.BuildRunning as err:
             raise InvalidCommand(str(err)) from None
         total = sum(item.size for item in found) / 2**20

@@ -51,6 +51,7 @@ VLLM_COMMAND = "vllm_command.json"   # vllm: the same command line as JSON
 HF_MODEL = "model"                   # hf: the merged model with its model card
 SMOKE_ANSWERS = "answers.json"       # smoke
 SMOKE_MARKDOWN = "answers.md"
+SMOKE_LOG = "chat.log"               # smoke: llama.cpp's output as it answered
 EVAL_RESULTS = "eval.json"           # eval: evaluation/results.py owns its format
 EVAL_ANSWERS = "answers.md"
 REPORT_MD = "report.md"              # report

@@ -29,9 +29,8 @@ def run(ctx: StageContext) -> None:
         converted.unlink()
     ggufs.record(ctx.record, gguf=base, lora=adapter)
     try:
-        llm = llama_cpp.load_with_adapter(base, adapter)
+        llama_cpp.check_adapter(base, adapter)
     except Exception as err:  # llama.cpp reports a mismatched adapter as a plain failure
         raise StageError(f"llama.cpp cannot apply {adapter.name} to {base.name}: {err}") from None
-    llm.close()
     ctx.say(f"{adapter.name} ({adapter.stat().st_size / 2**20:.1f} MiB) applies to {base.name} "
             f"({base.stat().st_size / 2**20:.1f} MiB) in llama.cpp")

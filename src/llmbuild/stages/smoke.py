@@ -4,39 +4,35 @@
 from __future__ import annotations
 
 import json
-import time
+import sys
+import tempfile
+from pathlib import Path
 
-from ..adapters import llama_cpp
-from ..errors import StageError
+from ..adapters.process import run_logged
+from ..errors import StageError, ToolError
 from ..facts import layout
 from . import ggufs
 from .context import StageContext
 
 DEFAULT_QUESTIONS = ("Hello! Who are you?",)
+WORKER = "llmbuild.adapters.smoke_worker"   # run as `python -m`: llama.cpp generates in a process of its own
 
 
 def run(ctx: StageContext) -> None:
     cfg = ctx.cfg
     gguf = ggufs.gguf(ctx.inputs["quantize"])
-    llm = llama_cpp.load(gguf, n_ctx=cfg.smoke.n_ctx)
-    system = [{"role": "system", "content": cfg.prompt.system}] if cfg.prompt.system else []
-    results = []
-    for question in list(cfg.smoke.questions) or DEFAULT_QUESTIONS:
-        started = time.perf_counter()
-        try:
-            reply = llm.create_chat_completion(messages=[*system, {"role": "user", "content": question}],
-                                               temperature=0.0, top_k=1, max_tokens=cfg.smoke.max_tokens, seed=0)
-        except ValueError as err:   # llama.cpp: "Requested tokens (N) exceed context window of M"
-            raise StageError(f"the smoke test's prompt (prompt.system and the question {question!r}) does not fit "
-                             f"smoke.n_ctx={cfg.smoke.n_ctx} ({err}). Raise smoke.n_ctx or shorten "
-                             f"prompt.system.") from None
-        seconds = time.perf_counter() - started
-        tokens = reply["usage"]["completion_tokens"]
-        answer = (reply["choices"][0]["message"].get("content") or "").strip()
-        results.append({"question": question, "answer": answer, "completion_tokens": tokens,
-                        "finish_reason": reply["choices"][0].get("finish_reason"),
-                        "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None})
-        ctx.say(f"{question}  ->  {' '.join(answer.split())[:100] or '(no answer)'}")
+    request = {"gguf": str(gguf), "n_ctx": cfg.smoke.n_ctx, "system": cfg.prompt.system or "",
+               "questions": list(cfg.smoke.questions) or list(DEFAULT_QUESTIONS), "max_tokens": cfg.smoke.max_tokens}
+    got = _chat(ctx, request, gguf.name)
+    if "load_error" in got:
+        raise ToolError(f"llama.cpp cannot load {gguf.name}: {got['load_error']}")
+    if "too_long" in got:
+        raise StageError(f"the smoke test's prompt (prompt.system and the question {got['too_long']!r}) does not fit "
+                         f"smoke.n_ctx={cfg.smoke.n_ctx} ({got['error']}). Raise smoke.n_ctx or shorten "
+                         f"prompt.system.")
+    results = got["answers"]
+    for item in results:
+        ctx.say(f"{item['question']}  ->  {' '.join(item['answer'].split())[:100] or '(no answer)'}")
     (ctx.out / layout.SMOKE_ANSWERS).write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n",
                                                 encoding="utf-8")
     lines = [f"# Smoke test: {gguf.name}", "", "Greedy decoding through the GGUF's chat template.", ""]
@@ -45,3 +41,13 @@ def run(ctx: StageContext) -> None:
                   f"_{item['completion_tokens']} tokens, {item['tokens_per_second']} tokens/s, "
                   f"stopped: {item['finish_reason']}_", ""]
     (ctx.out / layout.SMOKE_MARKDOWN).write_text("\n".join(lines), encoding="utf-8")
+
+
+def _chat(ctx: StageContext, request: dict, name: str) -> dict:
+    """The worker's answers (its request and answers pass through scratch inside the unfinished artifact)."""
+    with tempfile.TemporaryDirectory(prefix=".scratch-", dir=ctx.out) as scratch:
+        request_file, answers_file = Path(scratch) / "request.json", Path(scratch) / "answers.json"
+        request_file.write_text(json.dumps(request, ensure_ascii=False), encoding="utf-8")
+        run_logged([sys.executable, "-m", WORKER, str(request_file), str(answers_file)], ctx.out / layout.SMOKE_LOG,
+                   what=f"llama.cpp chatting with {name}", quiet=not ctx.verbose)
+        return json.loads(answers_file.read_text(encoding="utf-8"))

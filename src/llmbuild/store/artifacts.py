@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import shutil
+import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,8 @@ from ..facts.layout import MANIFEST
 from .digests import file_sha256
 
 FAILED_SUFFIX = ".failed"
+TMP_INFIX = ".tmp-"                 # <stage>/.<key>.tmp-<host>-<pid>: a build in progress
+HOST = socket.gethostname()        # builds on several hosts share a store: a pid is checked on its host
 
 
 class DiskFull(StageError):
@@ -48,8 +51,9 @@ class Store:
     def building(self, stage: str, key: str, manifest: dict[str, Any]) -> Iterator[Path]:
         """Yield an empty folder to build into; on success it becomes the artifact, else it goes."""
         final = self.path(stage, key)
-        tmp = final.parent / f".{key}.tmp-{os.getpid()}"
-        for leftover in self.leftovers(stage, key):  # of builds that were killed
+        tmp = final.parent / f".{key}{TMP_INFIX}{HOST}-{os.getpid()}"
+        # of builds that were killed: the caller holds the key's lock (on every host), so any host's
+        for leftover in self.leftovers(stage, key, every_host=True):
             shutil.rmtree(leftover, ignore_errors=True)
         try:
             tmp.mkdir(parents=True)
@@ -88,20 +92,39 @@ class Store:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
 
-    def leftovers(self, stage: str = "*", key: str = "*") -> list[Path]:
-        """Temporary folders of builds whose process is gone (killed, or the machine restarted):
-        `<stage>/.<key>.tmp-<pid>`, and this process's own from an attempt that did not finish. A
-        folder of another live process is in use. (The pid is checked on this machine: builders
-        on other machines sharing the store must not build the same key at that moment.)"""
+    def leftovers(self, stage: str = "*", key: str = "*", every_host: bool = False) -> list[Path]:
+        """Temporary folders of builds that ended without finishing: `<stage>/.<key>.tmp-<host>-<pid>`
+        whose process is gone (killed, or the machine restarted), and this process's own from an attempt
+        that did not finish. A folder of another live process is in use. A pid can be checked on its own
+        host only: another host's folders count only with `every_host` (the caller holds a lock that no
+        build on any host holds meanwhile: the key's own, or the store's for gc)."""
         found = []
-        for path in sorted(self.root.glob(f"{stage}/.{key}.tmp-*")):
-            pid = path.name.rpartition(".tmp-")[2]
-            if path.is_dir() and pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
+        for path in sorted(self.root.glob(f"{stage}/.{key}{TMP_INFIX}*")):
+            host, pid = builder_of(path)
+            if not path.is_dir() or pid is None:
+                continue
+            if host != HOST:
+                if every_host:
+                    found.append(path)
+            elif pid == os.getpid() or not _alive(pid):
                 found.append(path)
         return found
 
+    def elsewhere(self) -> list[Path]:
+        """Temporary folders of builds on other hosts (in progress there, or left by a build killed there)."""
+        return [path for path in sorted(self.root.glob(f"*/.*{TMP_INFIX}*"))
+                if path.is_dir() and builder_of(path)[1] is not None and builder_of(path)[0] != HOST]
+
     def remove(self, stage: str, key: str) -> None:
         shutil.rmtree(self.path(stage, key), ignore_errors=True)
+
+
+def builder_of(tmp: Path) -> tuple[str, int | None]:
+    """(host, pid) of the build a temporary folder belongs to; the pid is None for a name that is no
+    such folder's. Folders named before hosts were (`.tmp-<pid>`) are this host's."""
+    owner = tmp.name.rpartition(TMP_INFIX)[2]
+    host, _, pid = owner.rpartition("-")
+    return (host or HOST), (int(pid) if pid.isdigit() else None)
 
 
 def read_manifest(artifact: Path) -> dict[str, Any] | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..facts.layout import MANIFEST, OUT_DIR, OUT_RECORD, stage_of
-from .artifacts import FAILED_SUFFIX, Store, read_manifest
+from .artifacts import FAILED_SUFFIX, Store, builder_of, read_manifest
 from .locks import LOCKS_DIR
 
 DAY = 86400
@@ -69,6 +69,17 @@ def garbage(root: Path, older_than_days: float = 0.0) -> list[Garbage]:
         out.append(Garbage(failed, "logs of a failed build", size_of(failed)))
     for leftover in store.leftovers():
         out.append(Garbage(leftover, "left by a build that was killed", size_of(leftover)))
+    return out
+
+
+def elsewhere(root: Path) -> list[Garbage]:
+    """What gc leaves alone: temporary folders of builds on other hosts, whose processes this host
+    cannot see (in progress there, or left by a build killed there)."""
+    out = []
+    for path in Store(root).elsewhere():
+        host, pid = builder_of(path)
+        out.append(Garbage(path, f"a build on {host} (pid {pid}), in progress or killed there: run doit gc on "
+                                 f"{host} to remove it if it was killed", size_of(path)))
     return out
 
 

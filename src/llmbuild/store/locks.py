@@ -19,7 +19,7 @@ from typing import Iterator
 from filelock import FileLock, Timeout
 
 from ..errors import LlmbuildError
-from .artifacts import Store
+from .artifacts import HOST, Store
 
 LOCKS_DIR = ".locks"
 BUILDERS = "builders.lock"
@@ -43,9 +43,9 @@ def artifact(store: Store, stage: str, key: str) -> FileLock:
 
 @contextmanager
 def one_of(store: Store, stage: str, count: int, setting: str) -> Iterator[None]:
-    """Hold one of `count` slots for `stage` (`setting` is the config key that sets `count`, for
-    the message shown while waiting)."""
-    candidates = [FileLock(str(_folder(store) / f"{stage}-slot-{i}.lock")) for i in range(count)]
+    """Hold one of this host's `count` slots for `stage` (`setting` is the config key that sets
+    `count`, for the message shown while waiting): the limit is per machine, its GPUs and memory."""
+    candidates = [FileLock(str(_folder(store) / f"{stage}-slot-{HOST}-{i}.lock")) for i in range(count)]
     announced = False
     while True:
         for lock in candidates:
@@ -59,7 +59,7 @@ def one_of(store: Store, stage: str, count: int, setting: str) -> Iterator[None]
                 lock.release()
             return
         if not announced:
-            print(f"  waiting: {count} {stage} job(s) already running ({setting}={count})", flush=True)
+            print(f"  waiting: {count} {stage} job(s) already running on {HOST} ({setting}={count})", flush=True)
             announced = True
         time.sleep(1.0)
 
