@@ -20,7 +20,7 @@ from doit.loader import generate_tasks
 
 from ..errors import LlmbuildError
 from ..facts import layout
-from . import session
+from . import remote_cache, session
 from .tasks import check_before_building, tasks_for
 
 STATE_DIR = layout.DEFAULT_STORE   # doit's dependency database (pyproject.toml: dep_file)
@@ -43,6 +43,7 @@ class LlmbuildLoader(DodoTaskLoader):
     def load_tasks(self, cmd, pos_args):
         tasks = super().load_tasks(cmd, pos_args)  # dodo.py's own task_* functions, if any
         given = getattr(cmd, "hydra_overrides", None)
+        remote_cache.reset()
         try:
             plans = session.make_plans(self.project_root(), session.overrides() if given is None else given,
                                        getattr(cmd, "sweeps", session.ANY))
@@ -50,6 +51,8 @@ class LlmbuildLoader(DodoTaskLoader):
                 cmd.check_plans(plans)
             if isinstance(cmd, Run) and not pos_args:   # it runs every stale task, not some it names
                 check_before_building(plans)
+            if isinstance(cmd, Run):
+                remote_cache.check(plans)
         except LlmbuildError as err:  # doit prints it as `ERROR: ...` and exits 3, no traceback
             raise InvalidDodoFile(str(err)) from None
         cmd.plans = plans

@@ -26,7 +26,7 @@ from ..plan.view import MISSING_KEY_ERRORS, node_config, stage_config, stage_inp
 from ..stages.context import StageContext
 from ..store import collect, locks, published
 from ..store.artifacts import Store
-from . import console
+from . import console, remote_cache
 
 # stages that saturate the machine: never more of them at once than this config key allows
 SLOT_LIMITS = {"train": "jobs.train_at_once"}
@@ -115,20 +115,23 @@ def run_stage(plan: Plan, slot: str, verbose: bool = False):
     record: dict = {}   # what the stage chose (train: the batch and packing), filled while it runs
     manifest = {"key": node.key, **node.payload, "config": redact(node.payload["config"]), "slot": slot,
                 "sources": node.inputs, "record": record}
-    module = importlib.import_module(f"llmbuild.stages.{stage}")
     locks.building_in(store)   # no doit gc on this store until the command ends (it links what it built then)
     try:
-        with locks.artifact(store, stage, node.key), _slot(store, stage, plan):
+        with locks.artifact(store, stage, node.key):
             if store.is_complete(stage, node.key):
                 print(f"  {stage} {node.key[:8]} was built meanwhile by another process")
                 return None
-            with store.building(stage, node.key, manifest) as out:
+            if remote_cache.take(plan, stage, node.key):
+                return None
+            module = importlib.import_module(f"llmbuild.stages.{stage}")   # torch and the tools, when it builds
+            with _slot(store, stage, plan), store.building(stage, node.key, manifest) as out:
                 with console.quiet_libraries(out / console.STAGE_LOG, enabled=not verbose) as terminal:
                     try:
                         module.run(replace(stage_context(plan, slot, out), terminal=terminal, verbose=verbose,
                                            record=record))
                     except MISSING_KEY_ERRORS as err:
                         raise uncovered(stage, err) from None
+            remote_cache.send(plan, stage, node.key)
     except LlmbuildError as err:
         return TaskFailed(f"{stage}: {err}")
     except KeyboardInterrupt:

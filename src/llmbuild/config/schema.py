@@ -260,6 +260,17 @@ class JobsConfig:
 
 
 @dataclass
+class CacheConfig:
+    # a remote artifact cache shared by machines: s3://bucket/prefix, file:///shared/cache (any fsspec URL).
+    # Credentials come from the environment only (AWS_ACCESS_KEY_ID, ~/.aws; AWS_ENDPOINT_URL for an
+    # S3-compatible server). None: no cache. Not part of any key.
+    url: Optional[str] = None
+    required: bool = False              # a cache that cannot be reached fails the build (default: a warning)
+    push: bool = True                   # send what this machine builds; false: only take from the cache
+    options: Dict[str, Any] = field(default_factory=dict)   # fsspec storage options (endpoint_url, ...)
+
+
+@dataclass
 class BuildConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -275,6 +286,7 @@ class BuildConfig:
     smoke: SmokeConfig = field(default_factory=SmokeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
     store: str = layout.DEFAULT_STORE   # artifact store; relative paths start at the project root
     name: Optional[str] = None          # the variant's name (build/out/<name>/, the Ollama model); None: from overrides
 
@@ -286,13 +298,14 @@ NOT_BUILT = {
     "name": "names the build/out folder and the Ollama model, not what is in them",
     "store": "where the artifacts live",
     "jobs": "how many builds run at once",
+    "cache": "where finished artifacts are copied to and taken from (a copy is the same artifact)",
     "quant.nthread": "the quantizer's threads change its speed, not its bytes",
     "target.llamacpp": "read by `doit serve` only",
     "model.shape": "read by `doit size` only, for a model that is not on disk",
 }
 
 # maps that take any key (`+train.extra.neftune_noise_alpha=5`): passed through to a tool as written
-OPEN_MAPS = ("train.extra",)
+OPEN_MAPS = ("train.extra", "cache.options")
 
 # names users bring from LLaMA-Factory / PEFT / Unsloth -> the key here, for "did you mean"
 FAMILIAR_NAMES = {

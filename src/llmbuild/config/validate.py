@@ -6,6 +6,7 @@ import difflib
 import re
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlsplit
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -20,7 +21,7 @@ from ..facts.gguf_files import is_size
 from ..facts.llamafactory_args import SET_BY_LLMBUILD
 from ..facts.lora_targets import all_not_alone
 from ..facts.quant_types import CONVERT_TYPES, QUANT_TYPES, RECOMMEND_KLD
-from ..facts.secrets import MASK, TOOL_CREDENTIALS, is_secret
+from ..facts.secrets import MASK, TOOL_CREDENTIALS, credential_in_url, is_secret
 from ..facts.train_methods import DATA_FIELDS, DPO_LOSSES, METHODS, TEXT
 from ..facts.vllm_schemes import MERGED, SCHEMES
 from ..files.model_path import ACCEPTED as MODEL_PATHS
@@ -69,6 +70,8 @@ def validate(cfg: DictConfig, where: Callable[[str], str], root: Path | None = N
     if cfg.train.stage in {prefix.split(".")[1] for prefix, _ in steps if prefix}:
         fail("train.stage", cfg.train.stage, "a stage of the pipeline has this name too",
              "Name the pipeline's stages apart from the last one's train.stage (pipeline.sft, pipeline.pt, ...).")
+    if cfg.cache.url is not None:
+        _check_cache(cfg.cache, fail)
     if cfg.jobs.train_at_once < 1:
         fail("jobs.train_at_once", cfg.jobs.train_at_once, "must be at least 1", "Use 1 unless you have spare GPUs.")
     if cfg.eval.enabled:
@@ -262,6 +265,18 @@ def _check_modelfile_text(cfg: DictConfig, fail) -> None:
         if message.role not in MESSAGE_ROLES:
             fail(f"target.ollama.messages[{i}].role", message.role, "not a role Ollama's MESSAGE takes",
                  f"Use {', '.join(MESSAGE_ROLES)}.")
+
+
+def _check_cache(cache, fail) -> None:
+    url, options = str(cache.url), dict(cache.options or {})
+    scheme = urlsplit(url).scheme
+    if not scheme or len(scheme) == 1:   # a bare path, or a Windows drive letter
+        fail("cache.url", url, "not a URL", "Write s3://bucket/prefix, or file:///path for a folder on a shared disk.")
+    carried = credential_in_url(url, options)
+    if carried:
+        fail("cache.url" if "URL" in carried else "cache.options", MASK, f"holds a credential ({carried})",
+             "Credentials come from the environment only: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or ~/.aws), "
+             "and AWS_ENDPOINT_URL for an S3-compatible server.")
 
 
 def _positive(value) -> bool:

@@ -19,7 +19,13 @@ def is_secret(dotted_key: str) -> bool:
 def redact_override(item: str) -> str:
     """A command-line override as it may be shown: `+train.extra.hf_hub_token=***`."""
     key, sep, value = item.partition("=")
-    return f"{key}{sep}{MASK}" if sep and is_secret(key.lstrip("+~")) and value else item
+    if sep and value and (is_secret(key.lstrip("+~")) or _USERINFO.search(value)):
+        return f"{key}{sep}{MASK}"
+    return item
+
+
+# a URL that carries a user name or password: scheme://user:password@host
+_USERINFO = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@]*@", re.I)
 
 
 # Credentials LLaMA-Factory takes as arguments (train.extra), and the environment variable its
@@ -35,3 +41,21 @@ def redact(value: Any, key: str = "") -> Any:
     if isinstance(value, list):
         return [redact(v, key) for v in value]
     return MASK if SECRET.search(key) and value not in (None, "") else value
+
+
+# storage options (fsspec's, for cache.url) that are credentials: they belong in the environment
+# (AWS_ACCESS_KEY_ID, ~/.aws, ...), never in a config
+CREDENTIAL_OPTIONS = ("key", "secret", "token", "password", "username", "access_key", "secret_key",
+                      "session_token", "aws_access_key_id", "aws_secret_access_key", "aws_session_token",
+                      "account_key", "sas_token", "client_secret")
+
+
+def credential_in_url(url: str, options: dict[str, Any]) -> str | None:
+    """What credential a remote URL or its options carry ("a user name or password in the URL",
+    "options key, secret"), or None."""
+    from urllib.parse import urlsplit
+
+    if "@" in urlsplit(url).netloc:
+        return "a user name or password in the URL"
+    given = sorted(str(name) for name in options if str(name).lower() in CREDENTIAL_OPTIONS or is_secret(str(name)))
+    return f"options {', '.join(given)}" if given else None

@@ -51,15 +51,7 @@ class Store:
     def building(self, stage: str, key: str, manifest: dict[str, Any]) -> Iterator[Path]:
         """Yield an empty folder to build into; on success it becomes the artifact, else it goes."""
         final = self.path(stage, key)
-        tmp = final.parent / f".{key}{TMP_INFIX}{HOST}-{os.getpid()}"
-        # of builds that were killed: the caller holds the key's lock (on every host), so any host's
-        for leftover in self.leftovers(stage, key, every_host=True):
-            shutil.rmtree(leftover, ignore_errors=True)
-        try:
-            tmp.mkdir(parents=True)
-        except PermissionError:
-            raise StageError(f"cannot write to the store {self.root} (permission denied at {tmp.parent}): "
-                             f"set store= to a folder you can write, or fix its permissions") from None
+        tmp = self._temporary(stage, key)
         started = time.time()
         try:
             yield tmp
@@ -91,6 +83,36 @@ class Store:
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+
+    @contextmanager
+    def receiving(self, stage: str, key: str) -> Iterator[Path]:
+        """Yield an empty folder to copy a finished artifact into (its files and, last, its manifest);
+        on success it becomes the artifact, else it goes."""
+        final = self.path(stage, key)
+        tmp = self._temporary(stage, key)
+        try:
+            yield tmp
+            if not (tmp / MANIFEST).is_file():
+                raise StageError(f"{stage} {key[:8]}: copied without its {MANIFEST}")
+            if final.exists():  # an incomplete leftover without manifest
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def _temporary(self, stage: str, key: str) -> Path:
+        """A new empty folder beside the artifact's place, named for this host and process. The caller
+        holds the key's lock (on every host), so any host's leftover of the key is removed first."""
+        tmp = self.path(stage, key).parent / f".{key}{TMP_INFIX}{HOST}-{os.getpid()}"
+        for leftover in self.leftovers(stage, key, every_host=True):
+            shutil.rmtree(leftover, ignore_errors=True)
+        try:
+            tmp.mkdir(parents=True)
+        except PermissionError:
+            raise StageError(f"cannot write to the store {self.root} (permission denied at {tmp.parent}): "
+                             f"set store= to a folder you can write, or fix its permissions") from None
+        return tmp
 
     def leftovers(self, stage: str = "*", key: str = "*", every_host: bool = False) -> list[Path]:
         """Temporary folders of builds that ended without finishing: `<stage>/.<key>.tmp-<host>-<pid>`
