@@ -165,17 +165,19 @@ def cli() -> str:
 
 def run(command: str, folder: Path, offline: bool, credentials: Mapping[str, str] | None = None,
         verbose: bool = False, on_line: Callable[[str], None] | None = None,
-        launch: Mapping[str, str] | None = None, program: list[str] | None = None) -> None:
+        launch: Mapping[str, str] | None = None, program: list[str] | None = None,
+        overrides: list[str] = ()) -> None:
     """`llamafactory-cli <command> llamafactory.yaml` inside `folder`, logged to `<command>.log`.
     `credentials`: environment variables (HF_TOKEN, ...) for the tool only, never written down.
     `verbose`: the tool's output on the terminal too; `on_line`: a progress reader (`train_progress`).
     `launch`: the launcher's variables (llamafactory_launch.run_env); NVLink multicast is off either way.
-    `program`: another command line that runs LLaMA-Factory on the YAML (llamafactory_compiled.program)."""
+    `program`: another command line that runs LLaMA-Factory on the YAML (llamafactory_compiled.program).
+    `overrides`: KEY=VALUE after the YAML, replacing its values for this run (resume_from_checkpoint=...)."""
     env = {"TOKENIZERS_PARALLELISM": "false", "DISABLE_VERSION_CHECK": "1", **(credentials or {}),
            **no_multicast(), **(launch or {})}
     if offline:
         env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
-    argv = [*(program or [cli(), command]), YAML_NAME]
+    argv = [*(program or [cli(), command]), YAML_NAME, *overrides]
     what = f"llamafactory-cli {command}" if program is None else f"LLaMA-Factory's {command} ({' '.join(program[1:])})"
     run_logged(argv, folder / f"{command}.log", what=what,
                env=env, cwd=folder, quiet=not verbose, on_line=on_line)
@@ -184,6 +186,21 @@ def run(command: str, folder: Path, offline: bool, credentials: Mapping[str, str
 # the HF Trainer's intermediate saves in its output folder (`checkpoint-<step>`: adapter, optimizer and scheduler
 # state, for resuming a run); the finished adapter is the folder's own files
 CHECKPOINTS = "checkpoint-*"
+
+
+def last_checkpoint(output_dir: Path) -> Path | None:
+    """The newest complete checkpoint in a training's output folder: the Trainer writes a checkpoint's
+    trainer_state.json last (after the weights, optimizer, scheduler and RNG states), so one without a
+    readable one was cut off as it was written."""
+    numbered = [(int(p.name.rpartition("-")[2]), p) for p in Path(output_dir).glob(CHECKPOINTS)
+                if p.is_dir() and p.name.rpartition("-")[2].isdigit()]
+    for _, folder in sorted(numbered, reverse=True):
+        try:
+            json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        return folder
+    return None
 
 
 def drop_checkpoints(output_dir: Path) -> list[str]:

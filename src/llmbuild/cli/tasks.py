@@ -135,8 +135,11 @@ def run_stage(plan: Plan, slot: str, verbose: bool = False):
     except LlmbuildError as err:
         return TaskFailed(f"{stage}: {err}")
     except KeyboardInterrupt:
-        return TaskFailed(f"{stage}: interrupted (Ctrl-C); nothing of {stage} {node.key[:8]} was kept. Run the same "
-                          f"command to go on: finished artifacts are reused")
+        resume = store.resume_path(stage, node.key)
+        kept = (f"its checkpoints are kept in {resume}, and the same command goes on from the newest"
+                if resume.is_dir() and any(resume.rglob("trainer_state.json")) else
+                f"nothing of {stage} {node.key[:8]} was kept. Run the same command to go on")
+        return TaskFailed(f"{stage}: interrupted (Ctrl-C); {kept}: finished artifacts are reused")
     return None
 
 
@@ -150,7 +153,7 @@ def stage_context(plan: Plan, slot: str, out: Path) -> StageContext:
         "upstream"][name])) for name, up in node.inputs.items()}
     return StageContext(cfg=given.cfg, key=node.key, inputs=inputs, out=out, files=given.files,
                         templates=TemplateDir(plan.root, given.templates), credentials=credentials(plan),
-                        project=plan.root)
+                        project=plan.root, resume=store.resume_path(node.stage, node.key))
 
 
 def check_before_building(plans: list[Plan]) -> None:

@@ -66,6 +66,9 @@ class StageContext:
     verbose: bool = False      # stream every tool's full output to the terminal too
     project: Path | None = None  # the project root: where the tools' own environments are (facts/tool_envs.py)
     record: dict = field(default_factory=dict)  # what the stage chose, kept in the artifact's manifest ("record")
+    # a folder outside the artifact that outlives a killed build of this key (training checkpoints), for
+    # the next build of the key to go on from; the stage makes it if it needs one and removes it when done
+    resume: Path | None = None
 
     def relative(self, target: Path) -> str:
         """`target` relative to the artifact folder, valid before and after the final rename

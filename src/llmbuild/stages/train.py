@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -54,15 +56,54 @@ def run(ctx: StageContext) -> None:
                                            f"{launch.hand}")
     _say_devices(ctx, strategy, devices)
 
+    adapter = ctx.out / layout.ADAPTER
+    saved = _checkpoints_outside(ctx, adapter)
     progress = ctx.progress("training")
     llamafactory.run("train", ctx.out, offline=bool(cfg.model.path), credentials=ctx.credentials,
                      verbose=ctx.verbose, on_line=llamafactory.train_progress(progress.update),
-                     launch=launch.env, program=launch.program)
+                     launch=launch.env, program=launch.program, overrides=_resume_from(ctx, saved))
     progress.close()
+    if saved is not None:   # the adapter comes into the artifact; the checkpoints' folder goes
+        adapter.unlink()
+        os.replace(saved, adapter)
+        shutil.rmtree(ctx.resume, ignore_errors=True)
     # a finished artifact holds the adapter, not the Trainer's resumable state (optimizer moments: twice the
     # adapter's size and more per checkpoint)
-    llamafactory.drop_checkpoints(ctx.out / layout.ADAPTER)
+    llamafactory.drop_checkpoints(adapter)
     _report(ctx, packed=bool(args.get("neat_packing")))
+
+
+def _checkpoints_outside(ctx: StageContext, adapter: Path) -> Path | None:
+    """The Trainer's output folder (the adapter, its checkpoints every train.save_steps) lives outside
+    the unfinished artifact, in the key's resume folder, so that a build that is killed or preempted
+    keeps its checkpoints for the next build of the key; the artifact's adapter/ links there meanwhile
+    (the YAML's output_dir stays `adapter`)."""
+    if ctx.resume is None:
+        return None
+    saved = ctx.resume / layout.ADAPTER
+    saved.mkdir(parents=True, exist_ok=True)
+    adapter.symlink_to(os.path.relpath(saved, ctx.out))
+    return saved
+
+
+def _resume_from(ctx: StageContext, saved: Path | None) -> list[str]:
+    """LLaMA-Factory's resume_from_checkpoint for the newest complete checkpoint an earlier build of this
+    key left; what else it left (a checkpoint cut off as it was written, files of the unfinished run) goes."""
+    last = llamafactory.last_checkpoint(saved) if saved is not None else None
+    for item in saved.iterdir() if saved is not None else ():
+        if last is None or (item.name.startswith("checkpoint-") and item != last and
+                            _step(item) > _step(last)):
+            shutil.rmtree(item) if item.is_dir() else item.unlink()
+    if last is None:
+        return []
+    ctx.say(f"resuming from {last.name} (step {_step(last)}), which an earlier build of this key saved before it "
+            f"was stopped")
+    return [f"resume_from_checkpoint={layout.ADAPTER}/{last.name}"]
+
+
+def _step(checkpoint: Path) -> int:
+    number = checkpoint.name.rpartition("-")[2]
+    return int(number) if number.isdigit() else -1
 
 
 def arguments(cfg: DictConfig, base: str, dataset_dir: str, output_dir: str,

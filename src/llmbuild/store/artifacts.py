@@ -22,6 +22,7 @@ from ..facts.layout import MANIFEST
 from .digests import file_sha256
 
 FAILED_SUFFIX = ".failed"
+RESUME_SUFFIX = ".resume"          # <stage>/.<key>.resume: a stage's resumable state (training checkpoints)
 TMP_INFIX = ".tmp-"                 # <stage>/.<key>.tmp-<host>-<pid>: a build in progress
 HOST = socket.gethostname()        # builds on several hosts share a store: a pid is checked on its host
 
@@ -40,6 +41,11 @@ class Store:
     def failed_path(self, stage: str, key: str) -> Path:
         """Where the last failed build of the key left what its tools wrote (no build trusts it)."""
         return self.root / stage / f"{key}{FAILED_SUFFIX}"
+
+    def resume_path(self, stage: str, key: str) -> Path:
+        """Where a build of the key keeps what lets a later build of it go on (a training's checkpoints)
+        when it is killed or preempted: never an artifact; the key's finished build removes it."""
+        return self.root / stage / f".{key}{RESUME_SUFFIX}"
 
     def is_complete(self, stage: str, key: str) -> bool:
         return (self.path(stage, key) / MANIFEST).is_file()

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..facts.layout import MANIFEST, OUT_DIR, OUT_RECORD, stage_of
-from .artifacts import FAILED_SUFFIX, Store, builder_of, read_manifest
+from .artifacts import FAILED_SUFFIX, RESUME_SUFFIX, Store, builder_of, read_manifest
 from .locks import LOCKS_DIR
 
 DAY = 86400
+# a preempted training's checkpoints wait for its requeued job or rerun: gc takes them only after this long
+RESUME_DAYS = 1.0
 
 
 def references(root: Path, excluding: frozenset[str] = frozenset()) -> dict[tuple[str, str], list[str]]:
@@ -69,7 +71,17 @@ def garbage(root: Path, older_than_days: float = 0.0) -> list[Garbage]:
         out.append(Garbage(failed, "logs of a failed build", size_of(failed)))
     for leftover in store.leftovers():
         out.append(Garbage(leftover, "left by a build that was killed", size_of(leftover)))
+    for resume in sorted(Path(root).glob(f"*/.*{RESUME_SUFFIX}")):
+        age = (now - _newest(resume)) / DAY
+        if resume.is_dir() and age >= max(older_than_days, RESUME_DAYS):
+            out.append(Garbage(resume, f"checkpoints of a build that did not finish, untouched for {age:.1f} days "
+                                       f"(a rerun of its key would have resumed from them)", size_of(resume)))
     return out
+
+
+def _newest(folder: Path) -> float:
+    """The newest modification time in a folder (its checkpoints are written inside it)."""
+    return max([folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.rglob("*") if not p.is_symlink())])
 
 
 def elsewhere(root: Path) -> list[Garbage]:
