@@ -129,7 +129,7 @@ def fresh_store(tmp_path, tiny_build) -> Path:
 # the module is listed here: its tests share only the session's builds and spread over the workers.
 SPREAD = {"test_family_builds", "test_e2e_tiny"}
 # the longest first, so that neither worker is left with an hour's tail: minutes each took on 2 cores
-MINUTES = {"test_demo_build": 8, "test_e2e_vllm": 7, "test_e2e_methods": 4, "test_real_gguf": 3,
+MINUTES = {"test_demo_build": 8, "test_e2e_vllm": 7, "test_e2e_methods": 4, "test_cluster": 4, "test_real_gguf": 3,
            "test_family_builds": 2, "test_e2e_tiny": 2}
 
 

@@ -3,7 +3,6 @@ no traceback, nothing of the interrupted stage kept, and the same command then f
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -79,32 +78,3 @@ def test_evals_scratch_with_held_out_text_lives_in_the_unfinished_artifact(tiny_
     assert re.search(r"/eval/(\.[0-9a-f]+\.tmp-\S+-\d+|[0-9a-f]+\.failed)/\.scratch-", scratch), scratch
     assert not os.path.exists(scratch) and not list((tiny_build.store / "eval").glob(".*.tmp-*"))
 
-
-def test_a_killed_training_resumes_from_its_newest_checkpoint(tiny_build, fresh_store):
-    """Preemption as a cluster does it (SIGKILL to the whole job): the checkpoints saved every
-    train.save_steps outlive the build in the key's resume folder, and the same command goes on from the
-    newest complete one; the finished adapter's key is the same and it carries no checkpoint."""
-    store = fresh_store
-    setting = ("train.max_steps=30", "train.save_steps=3")
-    build = popen("build", *tiny_build.overrides, *setting, store=store, start_new_session=True)
-    resume = store / "train"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not list(resume.glob(".*.resume/adapter/checkpoint-*/trainer_state.json")):
-        assert build.poll() is None, build.stdout.read()
-        time.sleep(0.2)
-    os.killpg(build.pid, signal.SIGKILL)
-    build.communicate(timeout=60)
-    saved = sorted(resume.glob(".*.resume/adapter/checkpoint-*/trainer_state.json"))
-    assert saved, "the checkpoints outlived the killed build"
-    key = saved[0].parts[-4][1:].split(".")[0]
-
-    again = tiny_build.build(*setting, store=store)
-    step = re.search(r"resuming from checkpoint-(\d+) \(step \d+\), which an earlier build of this key saved",
-                     again.stdout)
-    assert step and 3 <= int(step[1]) < 30, again.stdout[-3000:]
-    assert "train" in again.ran and (store / "train" / key / "manifest.json").is_file(), "the same key"
-    adapter = store / "train" / key / "adapter"
-    assert (adapter / "adapter_model.safetensors").is_file() and not adapter.is_symlink()
-    assert not list(adapter.glob("checkpoint-*")) and not (store / "train" / f".{key}.resume").exists()
-    logged = [json.loads(line)["current_steps"] for line in (adapter / "trainer_log.jsonl").read_text().splitlines()]
-    assert logged[-1] == 30 and logged[0] > int(step[1]), "the resumed run trained the steps after the checkpoint"

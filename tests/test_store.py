@@ -159,3 +159,31 @@ def test_training_progress_shows_tokens_per_second_once_logged():
     read(" 50%|█████     | 2/4 [00:02<00:02,  1.05s/it]")
     assert seen == [(1, 4, "1.10 s/it, 00:03 left"), (1, 4, "loss 10.8100, 1.10 s/it, 00:03 left"),
                     (2, 4, "loss 10.5000, 1,424 tokens/s, 00:02 left")]   # (2941 - 93) tokens in 2 s
+
+
+def test_a_training_resumes_from_its_newest_complete_checkpoint(tmp_path):
+    """The key's resume folder after a killed training: checkpoint-6 was cut off as it was written (no
+    trainer_state.json), checkpoint-3 is whole. The next build goes on from checkpoint-3 and drops
+    checkpoint-6; with no whole checkpoint, what the killed run left goes and training starts afresh."""
+    import json
+    from types import SimpleNamespace
+
+    from llmbuild.adapters.llamafactory import last_checkpoint
+    from llmbuild.stages import train
+
+    saved = tmp_path / ".k.resume" / "adapter"
+    for step, whole in ((3, True), (6, False)):
+        (saved / f"checkpoint-{step}").mkdir(parents=True)
+        (saved / f"checkpoint-{step}" / "adapter_model.safetensors").write_bytes(b"w")
+        if whole:
+            (saved / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    (saved / "trainer_log.jsonl").write_text("{}\n")
+    said = []
+    ctx = SimpleNamespace(say=said.append)
+    assert last_checkpoint(saved) == saved / "checkpoint-3"
+    assert train._resume_from(ctx, saved) == ["resume_from_checkpoint=adapter/checkpoint-3"]
+    assert sorted(p.name for p in saved.iterdir()) == ["checkpoint-3", "trainer_log.jsonl"]
+    assert said == ["resuming from checkpoint-3 (step 3), which an earlier build of this key saved before it was "
+                    "stopped"]
+    (saved / "checkpoint-3" / "trainer_state.json").write_text('{"global_st')   # cut off too
+    assert train._resume_from(ctx, saved) == [] and not list(saved.iterdir())

@@ -35,6 +35,7 @@ class GraphCommand(Run):
         self.hydra_overrides: list[str] | None = None
         self.plans: list = []
         self.verbose = False
+        self.jobs_outstanding = False   # launcher.wait=false: jobs were submitted, nothing was built here
 
     def run_graph(self, params, args, tasks=()) -> int:
         if self.hydra_overrides is None:
@@ -42,6 +43,10 @@ class GraphCommand(Run):
         # `-v 2` on the command line: every tool's full output, not only the stages' progress and results
         self.verbose = verbosity_given(params) == 2
         try:
-            return super().execute(params, list(tasks))
+            result = super().execute(params, list(tasks))
+            if self.jobs_outstanding:
+                print("jobs are queued or running (launcher.wait=false): run the same command again to collect "
+                      "them; `doit plan` with it shows where each one is")
+            return result
         finally:
             locks.release_all()   # the stages took the stores' builders locks: doit gc may run again

@@ -16,6 +16,8 @@ class Build(GraphCommand):
 
     def execute(self, params, args):
         result = self.run_graph(params, args)
+        if self.jobs_outstanding:
+            return result
         if result == 0:
             for plan in self.plans:
                 print()

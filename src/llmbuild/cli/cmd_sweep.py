@@ -24,6 +24,8 @@ class Sweep(GraphCommand):
 
     def execute(self, params, args):
         result = self.run_graph(params, args)
+        if self.jobs_outstanding:
+            return result
         if not self.plans:
             return result
         failed = sweep_summary.failures(self.plans)

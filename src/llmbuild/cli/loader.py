@@ -20,7 +20,7 @@ from doit.loader import generate_tasks
 
 from ..errors import LlmbuildError
 from ..facts import layout
-from . import remote_cache, session
+from . import cluster, remote_cache, session
 from .tasks import check_before_building, tasks_for
 
 STATE_DIR = layout.DEFAULT_STORE   # doit's dependency database (pyproject.toml: dep_file)
@@ -53,6 +53,10 @@ class LlmbuildLoader(DodoTaskLoader):
                 check_before_building(plans)
             if isinstance(cmd, Run):
                 remote_cache.check(plans)
+            cluster.reset()
+            if isinstance(cmd, Run) and not pos_args and cluster.is_cluster(plans) and not cluster.launch(plans):
+                cmd.plans, cmd.jobs_outstanding = plans, True   # submitted; the same command collects them
+                return tasks + generate_tasks("llmbuild", tasks_for([]))   # the stages' names, no work
         except LlmbuildError as err:  # doit prints it as `ERROR: ...` and exits 3, no traceback
             raise InvalidDodoFile(str(err)) from None
         cmd.plans = plans

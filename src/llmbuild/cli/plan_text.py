@@ -7,6 +7,7 @@ from __future__ import annotations
 from ..facts.layout import stage_of
 from ..plan.explain import StageStatus, explain
 from ..plan.graph import Plan
+from .cluster import where
 from .estimates import Estimate, cannot_run_here, estimate
 
 
@@ -25,6 +26,8 @@ def plan_text(plans: list[Plan]) -> str:
             cost = estimate(plan, status)
             shown = f"~{_duration(cost.seconds)}" if cost.seconds is not None else "time unknown"
             shown += f" ({cost.basis})" if cost.basis else ""
+            job = where(plan, stage_of(status.stage), status.key)
+            shown = f"{job}, {shown}" if job else shown
             lines.append(f"  {status.stage:<{width}}  {status.key[:8]}  STALE, {shown}: {status.reasons[0]}")
             lines += [f"  {'':<{width}}            {reason}" for reason in status.reasons[1:]]
             to_run.setdefault(f"{status.stage}:{status.key}", (status, cost))

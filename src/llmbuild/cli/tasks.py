@@ -5,6 +5,7 @@ task really runs, and the checks only when a train stage is to run."""
 from __future__ import annotations
 
 import importlib
+import os
 from contextlib import nullcontext
 from dataclasses import replace
 from functools import partial
@@ -26,7 +27,8 @@ from ..plan.view import MISSING_KEY_ERRORS, node_config, stage_config, stage_inp
 from ..stages.context import StageContext
 from ..store import collect, locks, published
 from ..store.artifacts import Store
-from . import console, remote_cache
+from . import cluster, console, remote_cache
+from .cluster_job import IN_JOB
 
 # stages that saturate the machine: never more of them at once than this config key allows
 SLOT_LIMITS = {"train": "jobs.train_at_once"}
@@ -121,6 +123,9 @@ def run_stage(plan: Plan, slot: str, verbose: bool = False):
             if store.is_complete(stage, node.key):
                 print(f"  {stage} {node.key[:8]} was built meanwhile by another process")
                 return None
+            refused = cluster.refusal(stage, node.key)   # a cluster's job builds it, never this command
+            if refused:
+                return TaskFailed(f"{stage}: {refused}")
             if remote_cache.take(plan, stage, node.key):
                 return None
             module = importlib.import_module(f"llmbuild.stages.{stage}")   # torch and the tools, when it builds
@@ -210,6 +215,6 @@ def credentials(plan: Plan) -> dict[str, str]:
 
 def _slot(store: Store, stage: str, plan: Plan):
     setting = SLOT_LIMITS.get(stage)
-    if setting is None:
+    if setting is None or os.environ.get(IN_JOB):   # a cluster's scheduler placed the job on its devices
         return nullcontext()
     return locks.one_of(store, stage, OmegaConf.select(plan.composed.cfg, setting), setting)

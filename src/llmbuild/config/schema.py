@@ -271,6 +271,27 @@ class CacheConfig:
 
 
 @dataclass
+class LauncherConfig:
+    # where stale stages run: local (this machine: doit's own tasks), slurm (a job per stage that takes
+    # minutes, through submitit), submitit_local (those jobs as processes here). Not part of any key.
+    name: str = "local"
+    wait: bool = True                   # wait for the jobs, showing progress; false: return once submitted
+    poll_s: float = 10.0                # how often the queue is read while waiting
+    # every job's resources, hydra-submitit-launcher's names; `stages` sets a stage's own over them
+    partition: Optional[str] = None
+    gpus_per_node: int = 0
+    cpus_per_task: Optional[int] = None
+    mem_gb: Optional[int] = None
+    timeout_min: int = 720
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    constraint: Optional[str] = None
+    setup: List[str] = field(default_factory=list)          # shell lines before the job (module load ...)
+    additional_parameters: Dict[str, Any] = field(default_factory=dict)   # any other sbatch option
+    stages: Dict[str, Dict[str, Any]] = field(default_factory=dict)      # {train: {gpus_per_node: 1}}
+
+
+@dataclass
 class BuildConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -287,6 +308,7 @@ class BuildConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)
     store: str = layout.DEFAULT_STORE   # artifact store; relative paths start at the project root
     name: Optional[str] = None          # the variant's name (build/out/<name>/, the Ollama model); None: from overrides
 
@@ -298,6 +320,7 @@ NOT_BUILT = {
     "name": "names the build/out folder and the Ollama model, not what is in them",
     "store": "where the artifacts live",
     "jobs": "how many builds run at once",
+    "launcher": "where and on which resources the stages run (a cluster's jobs or this machine)",
     "cache": "where finished artifacts are copied to and taken from (a copy is the same artifact)",
     "quant.nthread": "the quantizer's threads change its speed, not its bytes",
     "target.llamacpp": "read by `doit serve` only",
@@ -305,7 +328,7 @@ NOT_BUILT = {
 }
 
 # maps that take any key (`+train.extra.neftune_noise_alpha=5`): passed through to a tool as written
-OPEN_MAPS = ("train.extra", "cache.options")
+OPEN_MAPS = ("train.extra", "cache.options", "launcher.additional_parameters", "launcher.stages")
 
 # names users bring from LLaMA-Factory / PEFT / Unsloth -> the key here, for "did you mean"
 FAMILIAR_NAMES = {

@@ -18,6 +18,7 @@ from ..facts.compile_modes import EAGER, LAYERS, MODEL, NONE, ROUNDINGS
 from ..facts.compile_modes import MODES as COMPILE_MODES
 from ..facts.distributed import AUTO, STRATEGIES
 from ..facts.gguf_files import is_size
+from ..facts.launchers import LAUNCHERS, RESOURCES
 from ..facts.llamafactory_args import SET_BY_LLMBUILD
 from ..facts.lora_targets import all_not_alone
 from ..facts.quant_types import CONVERT_TYPES, QUANT_TYPES, RECOMMEND_KLD
@@ -72,6 +73,15 @@ def validate(cfg: DictConfig, where: Callable[[str], str], root: Path | None = N
              "Name the pipeline's stages apart from the last one's train.stage (pipeline.sft, pipeline.pt, ...).")
     if cfg.cache.url is not None:
         _check_cache(cfg.cache, fail)
+    one_of("launcher.name", cfg.launcher.name, list(LAUNCHERS))
+    for stage, given in (cfg.launcher.stages or {}).items():
+        for name in given or {}:
+            if name not in RESOURCES:
+                close = difflib.get_close_matches(str(name), RESOURCES, n=1)
+                fail(f"launcher.stages.{stage}.{name}", given[name], "not a job resource",
+                     f"{f'Did you mean {close[0]!r}? ' if close else ''}Resources: {', '.join(RESOURCES)}.")
+    if cfg.launcher.poll_s <= 0:
+        fail("launcher.poll_s", cfg.launcher.poll_s, "must be a positive number of seconds", "Use e.g. 10.")
     if cfg.jobs.train_at_once < 1:
         fail("jobs.train_at_once", cfg.jobs.train_at_once, "must be at least 1", "Use 1 unless you have spare GPUs.")
     if cfg.eval.enabled:

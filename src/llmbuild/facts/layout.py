@@ -78,6 +78,7 @@ LOCK_SUFFIX = ".lock.yaml"           # recipes/<recipe>.lock.yaml
 TEMPLATES_DIR = "templates"
 DATA_DIR = "data"                    # the demo recipes' datasets (a project's own, by convention)
 DEFAULT_STORE = "build"
+JOBS_DIR = ".jobs"                   # <store>/.jobs/: which cluster job builds which artifact, and their logs
 
 
 def gguf_file(model_name: str, encoding: str) -> str:

@@ -43,6 +43,8 @@ class StageSpec:
     earlier_models: bool = False            # also depends on the merged model of each earlier training stage
     per_scheme: bool = False                # one node per vLLM scheme built (vllm_quant@<scheme>), keyed with it
     vllm_schemes: str | None = None         # also depends on vLLM scheme nodes: "all" of them, or the "served" one
+    job: bool = False                       # takes minutes: with a cluster launcher, a job of its own (the
+                                            # stages that take seconds run where the command was typed)
     tool_env: str | None = None             # an environment of its own (facts/tool_envs.py) whose versions enter
                                             # the key: always for a per_scheme stage, else when schemes are built
 
@@ -52,6 +54,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         "base", "Import the base model as an HF folder (local folder, hub id, or GGUF with its own tokenizer)",
         reads=("model.path", "model.hub_id", "model.revision", "model.trust_remote_code"),
         tools=("transformers", "gguf", "tokenizers", "torch"),
+        job=True,
     ),
     StageSpec(
         "data", "Check the dataset as the training method's kind of data; hold rows out for eval",
@@ -82,6 +85,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         checks=("smoke.questions", "smoke.max_tokens", "smoke.n_ctx",
                 "eval.enabled", "eval.n_ctx", "eval.max_new_tokens", "target.vllm.quants", "target.vllm.serve",
                 "target.vllm.max_model_len"),
+        job=True,
     ),
     StageSpec(
         "merge", "Merge the adapter into the base with llamafactory-cli export; write the chat template",
@@ -94,6 +98,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
                       # 3: the model's own chat template, and chat.json; 4: SentencePiece
                       # tokenizer.model and added tokens kept for the converter; 5: without
                       # LLaMA-Factory's own Modelfile (its TEMPLATE drops the format's tokens)
+        job=True,
     ),
     StageSpec(
         "convert", "Convert the merged model to GGUF with llama.cpp's convert_hf_to_gguf.py",
@@ -101,6 +106,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         upstream=("merge",),
         tools=("llama_cpp_python", "torch", "transformers", "numpy", "sentencepiece"),
         version="2",  # 2: general.name is model.name (Phi-3's whitespace rule: llama_cpp.gguf_name)
+        job=True,
     ),
     StageSpec(
         "parity", "Check that training, the merged model and the GGUF format a conversation suite identically",
@@ -117,6 +123,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         upstream=("convert",),
         tools=("llama_cpp_python",),
         version="2",  # 2: quantize.json and quantize.log
+        job=True,
     ),
     StageSpec(
         "vllm_quant", "Quantize the merged model for vLLM with llm-compressor (compressed-tensors FP8, INT8, INT4)",
@@ -127,6 +134,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         tool_env="quant",
         per_scheme=True,
         target="vllm",
+        job=True,
     ),
     StageSpec(
         "split", "Write the quantized GGUF as llama.cpp split files of at most quant.split_max_size",
@@ -142,6 +150,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         upstream=("base", "train"),
         tools=("llama_cpp_python", "torch", "transformers", "numpy", "sentencepiece"),
         enabled_by="target.ollama.adapter",
+        job=True,
     ),
     StageSpec(
         "ollama", "Render the Ollama Modelfile (TEMPLATE, SYSTEM, PARAMETERs) beside the quantized GGUF",
@@ -184,6 +193,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         upstream=("quantize",),
         tools=("llama_cpp_python",),
         chat=True,   # continued pretraining alone makes no chat model to chat with
+        job=True,
     ),
     StageSpec(
         "eval", "Evaluate base, fine-tuned, every GGUF and vLLM checkpoint on held-out rows: NLL, KLD, answers, speed",
@@ -199,6 +209,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         tool_env="quant",
         version="4",  # 2: each worker's own peak memory (VmHWM), quantize records; 3: text perplexity,
                       # preference accuracy and reward margins, earlier pipeline stages; 4: vLLM checkpoints
+        job=True,
     ),
     StageSpec(
         "report", "Write report.md and a self-contained report.html: config, timings, loss, quant ladder, answers",
