@@ -188,7 +188,7 @@ def test_the_train_stage_writes_the_config_its_yaml_names_and_launches_as_its_he
     def fake_run(command, folder, offline, credentials=None, verbose=False, on_line=None, launch=None,
                  program=None, overrides=()):
         launched.update(launch, program=program)
-        (folder / layout.ADAPTER).mkdir()
+        (folder / layout.ADAPTER).mkdir(exist_ok=True)   # a link to the key's resume folder
         (folder / layout.ADAPTER / "adapter_model.safetensors").write_bytes(b"")
 
     monkeypatch.setattr(llamafactory, "run", fake_run)
