@@ -110,6 +110,21 @@ def tiny_build(shared_dir, tiny_llama) -> TinyBuild:
     return TinyBuild(tiny_llama, folder / "store", first, folder / "pristine")
 
 
+# a 2 x 2 sweep of the tiny model (two ranks, two quants, a cheap eval), built once with `-n 2`
+SWEEP_2X2 = ("jobs.train_at_once=1", "lora.r=2,4", "quant=q4_k_m,q8_0", "eval.enabled=true", "eval.quants=[]",
+             "eval.base=false", "eval.max_new_tokens=4")
+
+
+@pytest.fixture(scope="session")
+def local_sweep(shared_dir, tiny_llama) -> Path:
+    """The store of SWEEP_2X2 built on this machine (`doit sweep -n 2`), for tests that read it."""
+    def make(folder: Path) -> None:
+        doit("sweep", *TINY, f"model.path={tiny_llama}", *SWEEP_2X2, options=("-n", "2"), store=folder / "store",
+             process=True)
+
+    return once(shared_dir, "local-sweep", make) / "store"
+
+
 def copy_store(source: Path, target: Path) -> Path:
     """A store of its own holding `source`'s finished artifacts (copies: a test may write into them)."""
     target.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import copy_store
-from doit_cli import ROOT, TINY, doit, popen
+from doit_cli import ROOT, doit, popen
 
 pytestmark = pytest.mark.slow
 STANDARD = ["base", "data", "train", "merge", "convert", "parity", "quantize", "ollama", "smoke", "package"]
@@ -170,11 +170,9 @@ def test_training_yaml_runs_by_hand_unchanged_and_leaves_the_artifact_as_built(t
     assert logged_losses(train_dir / "adapter") == pytest.approx(STANDARD_LOSSES, abs=2e-3)
 
 
-def test_parallel_sweep_shares_stages_and_trains_one_at_a_time(tiny_llama, tmp_path):
-    cheap_eval = ("eval.enabled=true", "eval.quants=[]", "eval.base=false", "eval.max_new_tokens=4")
-    store = tmp_path / "sweep"
-    doit("sweep", *TINY, "jobs.train_at_once=1", f"model.path={tiny_llama}", "lora.r=2,4", "quant=q4_k_m,q8_0",
-         *cheap_eval, options=("-n", "2"), store=store, process=True)
+def test_parallel_sweep_shares_stages_and_trains_one_at_a_time(local_sweep):
+    """conftest.SWEEP_2X2 with `doit sweep -n 2` on an empty store (jobs.train_at_once=1)."""
+    store = local_sweep
     # counted in the store: with -n 2, doit's per-task lines can interleave in stdout
     counts = {stage.name: len(list(stage.glob("*/manifest.json"))) for stage in store.iterdir()
               if stage.is_dir() and any(stage.glob("*/manifest.json"))}

@@ -89,7 +89,10 @@ def state(cluster: str, job_id: str) -> tuple[str, str]:
         except PermissionError:
             pass
         return RUNNING, "this machine"
-    done = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T|%N|%r"], capture_output=True, text=True)
+    try:
+        done = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T|%N|%r"], capture_output=True, text=True)
+    except OSError:   # no Slurm client on this machine: nothing known to be queued
+        return ENDED, ""
     line = done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else ""
     if not line:
         return ENDED, ""

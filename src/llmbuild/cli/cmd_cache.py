@@ -9,7 +9,7 @@ from doit.exceptions import InvalidCommand
 
 from ..errors import LlmbuildError
 from ..plan.graph import Plan
-from ..store import locks
+from ..store import locks, remote
 from ..store.artifacts import Store
 from . import remote_cache, session
 from .cmd_base import project_root
@@ -57,7 +57,7 @@ class Push(Command):
                 count = remote_cache.send(plan, stage, key)
                 if count is not None:
                     sent, size = sent + 1, size + count
-                elif not remote_cache.remote.portable(store.path(stage, key)):
+                elif not remote.portable(store.path(stage, key)):
                     kept += 1
                 else:
                     there += 1
