@@ -24,6 +24,7 @@ import traceback
 from typing import Callable, Iterable, TextIO, TypeVar
 
 from ..errors import ToolError
+from .process import killed_by
 
 T = TypeVar("T")
 
@@ -96,12 +97,7 @@ def _portable(err: BaseException) -> BaseException:
 
 def _death(status: int, what: str, said: str) -> str:
     if os.WIFSIGNALED(status):
-        number = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(number).name
-        except ValueError:
-            name = f"signal {number}"
-        how = f"crashed ({name})" if number != signal.SIGKILL else "was killed (SIGKILL: out of memory?)"
+        how = killed_by(os.WTERMSIG(status))
     else:
         how = f"ended with exit status {os.WEXITSTATUS(status)} and no result"
     lines = [line.strip() for line in said.splitlines()[-40:]]

@@ -13,8 +13,9 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 from ..errors import ToolError
@@ -110,21 +111,15 @@ class ObjectStore:
             if self.fs.exists(self._path(name)):
                 self.fs.rm(self._path(name), recursive=True)
 
-    def _translated(self, what: str):
-        return _Translated(self.url, what)
-
-
-class _Translated:
-    def __init__(self, url: str, what: str):
-        self.url, self.what = url, what
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, err, trace):
-        if err is None or isinstance(err, (Unreachable, KeyboardInterrupt)) or not isinstance(err, Exception):
-            return False
-        raise Unreachable(f"{self.url} {self.what}: {_reason(err)}") from None
+    @contextmanager
+    def _translated(self, what: str) -> Iterator[None]:
+        """Any failure of the objects' library inside: one Unreachable naming the URL and what was done."""
+        try:
+            yield
+        except Unreachable:
+            raise
+        except Exception as err:   # noqa: BLE001 - fsspec's protocols raise their own kinds
+            raise Unreachable(f"{self.url} {what}: {_reason(err)}") from None
 
 
 def _shown(url: str) -> str:

@@ -46,15 +46,18 @@ def run_logged(argv: list[str], log: Path, *, what: str, env: dict[str, str] | N
 
 
 def _how(code: int) -> str:
-    """How a tool ended: `failed (exit 1)`, or `crashed (SIGABRT)` for one a signal ended (a C++ library's
-    abort, a segfault; SIGKILL is most often the kernel's out-of-memory killer)."""
-    if code >= 0:
-        return f"failed (exit {code})"
+    """How a tool ended: `failed (exit 1)`, or `crashed (SIGABRT)` for one a signal ended."""
+    return f"failed (exit {code})" if code >= 0 else killed_by(-code)
+
+
+def killed_by(number: int) -> str:
+    """`crashed (SIGABRT)` (a C++ library's abort, a segfault), or for SIGKILL, most often the kernel's
+    out-of-memory killer, `was killed (SIGKILL: out of memory?)`."""
     try:
-        name = signal.Signals(-code).name
+        name = signal.Signals(number).name
     except ValueError:
-        name = f"signal {-code}"
-    return "was killed (SIGKILL: out of memory?)" if -code == signal.SIGKILL else f"crashed ({name})"
+        name = f"signal {number}"
+    return "was killed (SIGKILL: out of memory?)" if number == signal.SIGKILL else f"crashed ({name})"
 
 
 # `ValueError: ...`, `torch.OutOfMemoryError: ...`, `RuntimeError`: the line a Python tool dies with

@@ -64,12 +64,10 @@ def refusal(stage: str, key: str) -> str | None:
 def where(plan: Plan, stage: str, key: str) -> str | None:
     """`queued as slurm job 17 (Priority)` or `running as slurm job 17 on node-3` for an artifact a job is
     building now (from the store's job records: any host's), else None."""
-    record = jobs.read(Store(plan.store), stage, key)
-    if record is None:
+    live = _live(Store(plan.store), stage, key)
+    if live is None:
         return None
-    state, place = cluster_jobs.state(record.cluster, record.job_id)
-    if state == cluster_jobs.ENDED:
-        return None
+    record, state, place = live
     if state == cluster_jobs.PENDING:
         return f"queued as {record.cluster} job {record.job_id}" + (f" ({place})" if place else "")
     return f"running as {record.cluster} job {record.job_id}" + (f" on {place}" if place else "")
@@ -115,7 +113,7 @@ def _submit_ready(plans: list[Plan], cluster: str, settings) -> tuple[dict[tuple
     that a job needs is built here when its inputs are, else it is a job too."""
     tracked: dict[tuple[str, str], _Tracked] = {}
     submitted = 0
-    for plan, slot, node in _stale_nodes(plans):
+    for plan, slot, node in distinct_nodes(plans):
         store = Store(plan.store)
         if store.is_complete(node.stage, node.key) or (node.stage, node.key) in tracked or \
                 (node.stage, node.key) in _launch.failed or _taken_from_cache(plan, node):
@@ -129,9 +127,9 @@ def _submit_ready(plans: list[Plan], cluster: str, settings) -> tuple[dict[tuple
                 continue   # else doit runs it after the jobs
             if not any(_needed_by_a_job(plan, slot)):
                 continue
-        record = jobs.read(store, node.stage, node.key)
-        if record is not None and cluster_jobs.state(record.cluster, record.job_id)[0] != cluster_jobs.ENDED:
-            tracked[(node.stage, node.key)] = _Tracked(plan, slot, node, record)   # being built: submit nothing
+        live = _live(store, node.stage, node.key)
+        if live is not None:
+            tracked[(node.stage, node.key)] = _Tracked(plan, slot, node, live[0])   # being built: submit nothing
             continue
         after = [tracked[(up.stage, up.key)].record.job_id for up in pending if (up.stage, up.key) in tracked]
         if len(after) < len(pending) or (after and cluster == cluster_jobs.LOCAL):
@@ -144,7 +142,7 @@ def _submit_ready(plans: list[Plan], cluster: str, settings) -> tuple[dict[tuple
 
 def _more_to_submit(plans: list[Plan]) -> bool:
     """The local executor submits in waves: whether a job node is stale whose inputs are all built now."""
-    for plan, _slot, node in _stale_nodes(plans):
+    for plan, _slot, node in distinct_nodes(plans):
         store = Store(plan.store)
         if STAGES[node.stage].job and not store.is_complete(node.stage, node.key) and \
                 (node.stage, node.key) not in _launch.failed and \
@@ -166,13 +164,23 @@ def _check(plans: list[Plan], settings) -> None:
                                   f"(HF_TOKEN, ...): jobs get the environment they were submitted from")
 
 
-def _stale_nodes(plans: list[Plan]):
+def distinct_nodes(plans: list[Plan]):
+    """(plan, slot, node) of every artifact of the plans, each once (variants of a sweep share nodes)."""
     seen = set()
     for plan in plans:
         for slot, node in plan.nodes.items():
             if node.task_name not in seen:
                 seen.add(node.task_name)
                 yield plan, slot, node
+
+
+def _live(store: Store, stage: str, key: str) -> tuple[jobs.JobRecord, str, str] | None:
+    """The job record of an artifact a job is building now (pending or running), with its state and place."""
+    record = jobs.read(store, stage, key)
+    if record is None:
+        return None
+    state, place = cluster_jobs.state(record.cluster, record.job_id)
+    return None if state == cluster_jobs.ENDED else (record, state, place)
 
 
 def _needed_by_a_job(plan: Plan, slot: str):

@@ -12,6 +12,7 @@ from ..plan.graph import Plan
 from ..store import locks, remote
 from ..store.artifacts import Store
 from . import remote_cache, session
+from .cluster import distinct_nodes
 from .cmd_base import project_root
 
 
@@ -28,12 +29,7 @@ def _plans(args) -> list[Plan]:
 
 def _nodes(plans: list[Plan]):
     """(plan, stage, key) of every artifact of the plans, each once."""
-    seen = set()
-    for plan in plans:
-        for node in plan.nodes.values():
-            if (node.stage, node.key) not in seen:
-                seen.add((node.stage, node.key))
-                yield plan, node.stage, node.key
+    return ((plan, node.stage, node.key) for plan, _, node in distinct_nodes(plans))
 
 
 class Push(Command):
