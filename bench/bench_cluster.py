@@ -12,6 +12,7 @@ Needs a Slurm cluster whose nodes see this folder (sbatch on PATH; tests/slurm_c
 one-node one as root):
 
     python bench/bench_cluster.py            # about 20 minutes on 2 CPU cores
+    python bench/bench_cluster.py cache      # only 3. (no Slurm needed)
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ ON_SLURM = ("launcher=slurm", "launcher.poll_s=1", "launcher.cpus_per_task=2", "
 
 
 def doit(command: str, store: Path, *args: str) -> tuple[float, str]:
-    argv = [sys.executable, "-m", "doit", command, "--db-file", str(store.parent / f"{store.name}.db"),
-            f"store={store}", *args]
+    state = ["--db-file", str(store.parent / f"{store.name}.db")] if command in ("build", "sweep", "plan") else []
+    argv = [sys.executable, "-m", "doit", command, *state, f"store={store}", *args]
     started = time.perf_counter()
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - started
@@ -63,6 +64,8 @@ def minimal_jobs(store: Path, model: Path) -> Counter:
 
 
 def main() -> None:
+    if sys.argv[1:] == ["cache"]:
+        return cache_only()
     if shutil.which("sbatch") is None:
         sys.exit("needs a Slurm cluster: sbatch is not on PATH (tests/slurm_cluster.py starts a one-node one)")
     work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
@@ -86,6 +89,17 @@ def main() -> None:
     again = re.search(r"(\d+) job\(s\) submitted", noop)
     print(f"2. no-op re-run through Slurm: {noop_seconds:.1f} s, {again[1] if again else 0} job(s) submitted")
 
+    demo_cache(work)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def cache_only() -> None:
+    work = Path(tempfile.mkdtemp(prefix="bench-cache-"))
+    demo_cache(work)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def demo_cache(work: Path) -> None:
     demo_seconds, _ = doit("build", work / "demo")
     cache = f"cache.url=file://{work / 'cache'}"
     doit("push", work / "demo", cache)
@@ -93,7 +107,6 @@ def main() -> None:
     taken = len(re.findall(r"^  \w+ [0-9a-f]{8} taken from the cache", pulled, re.M))
     print(f"3. the demo: built from nothing {demo_seconds:.0f} s; from the cache {pulled_seconds:.1f} s "
           f"({taken} artifacts taken) -> {demo_seconds / pulled_seconds:.0f}x")
-    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

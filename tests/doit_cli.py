@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # the tiny model's build, small enough for seconds per stage (tests/tiny_model.py)
 # (jobs.train_at_once=2: the tests that share a store may train at once; a key covers no jobs setting)
-TINY = ("model=local", "model.name=Tiny-Llama", "dataset.max_samples=8", "train.max_steps=2",
+TINY = ("model=local", "model.name=Tiny-Llama", "dataset.max_samples=8", "train.max_steps=2", "quant.imatrix=none",
         "train.logging_steps=1", "train.per_device_train_batch_size=2", "smoke.max_tokens=8", "eval.enabled=false",
         "jobs.train_at_once=2")
 

@@ -221,3 +221,38 @@ def test_the_kld_budget_has_one_owner(tmp_path):
     assert Settings(max_new_tokens=1, kld_reference="f16").recommend_kld == RECOMMEND_KLD
     with pytest.raises(ConfigError, match=f"{RECOMMEND_KLD} is the default"):
         compose(ROOT, [store, "eval.recommend_kld=0"])
+
+
+def test_intervals_are_the_mean_plus_minus_1_96_standard_errors():
+    from llmbuild.evaluation.scores import interval, share_interval
+
+    values = [0.1, 0.3, 0.2, 0.4]     # mean 0.25, sample variance 0.016667, se 0.064550
+    low, high = interval(sum(values), sum(v * v for v in values), len(values))
+    assert low == pytest.approx(0.25 - 1.959964 * 0.0645497, abs=1e-6)
+    assert high == pytest.approx(0.25 + 1.959964 * 0.0645497, abs=1e-6)
+    assert interval(0.5, 0.25, 1) is None                        # one value has no spread
+    # 90 of 100 tokens agree: p 0.9, se sqrt(0.9 * 0.1 / 99)
+    low, high = share_interval(90, 100)
+    assert (low, high) == pytest.approx((0.9 - 1.959964 * 0.0301511, 0.9 + 1.959964 * 0.0301511), abs=1e-6)
+    assert share_interval(100, 100) == [1.0, 1.0]                # kept inside [0, 1]
+
+
+def test_scores_give_kld_top1_and_perplexity_intervals():
+    import numpy as np
+
+    from llmbuild.evaluation.scores import Scores, log_softmax
+
+    rng = np.random.default_rng(0)
+    reference = log_softmax(rng.normal(size=(50, 8)))
+    noisy = log_softmax(reference + rng.normal(scale=0.3, size=(50, 8)))
+    ids = list(rng.integers(0, 8, size=51))
+    scores = Scores()
+    scores.add_logprobs(ids, noisy, 10, reference)
+    answer = scores.result([], 0)
+    kld = (np.exp(reference) * (reference - noisy)).sum(axis=-1)
+    assert answer.kld == pytest.approx(kld.mean())
+    assert answer.kld_interval[0] < answer.kld < answer.kld_interval[1]
+    assert answer.kld_interval[1] - answer.kld == pytest.approx(1.959964 * kld.std(ddof=1) / np.sqrt(50))
+    assert answer.top1_interval[0] <= answer.top1 <= answer.top1_interval[1]
+    assert answer.perplexity_interval[0] < answer.perplexity < answer.perplexity_interval[1]
+    assert answer.compared_tokens == 50

@@ -15,7 +15,9 @@ from llmbuild.plan.graph import build_plan
 from llmbuild.plan.stages import ORDER
 
 ROOT = Path(__file__).resolve().parent.parent
-DOWNSTREAM_OF_TRAIN = {"train", "merge", "convert", "parity", "quantize", "ollama", "smoke", "eval", "report"}
+DOWNSTREAM_OF_TRAIN = {"train", "merge", "convert", "parity", "imatrix", "quantize", "ollama", "smoke", "eval",
+                       "report"}
+DOWNSTREAM_OF_IMATRIX = {"imatrix", "quantize", "ollama", "smoke", "eval", "report"}
 
 
 def changed(plan_a, plan_b) -> set[str]:
@@ -25,7 +27,13 @@ def changed(plan_a, plan_b) -> set[str]:
 
 @pytest.mark.parametrize("override, expected", [
     ("quant=q8_0", {"quantize", "ollama", "smoke", "eval", "report"}),
-    ("quant.convert_type=bf16", {"convert", "parity", "quantize", "ollama", "smoke", "eval", "report"}),
+    ("quant.convert_type=bf16", {"convert", "parity", "imatrix", "quantize", "ollama", "smoke", "eval", "report"}),
+    ("quant.imatrix_ctx=256", DOWNSTREAM_OF_IMATRIX),
+    ("quant.imatrix_chunks=4", DOWNSTREAM_OF_IMATRIX),
+    ("quant.calibration=[data/demo/harbour.txt]", DOWNSTREAM_OF_IMATRIX),   # a calibration file: no training
+    ("quant.imatrix=none", DOWNSTREAM_OF_IMATRIX),                          # and no imatrix node at all
+    ("+quant.tensor_types={{attn_v: q8_0}}", {"quantize", "ollama", "smoke", "eval", "report"}),
+    ("quant.output_tensor_type=q8_0", {"quantize", "ollama", "smoke", "eval", "report"}),
     ("prompt.temperature=0.2", {"ollama", "report"}),   # the report shows the resolved config
     ("prompt.top_k=20", {"ollama", "report"}),
     ("prompt.num_ctx=4096", {"ollama", "report"}),
@@ -91,7 +99,7 @@ def test_tool_versions_are_part_of_the_key(plan_for, monkeypatch):
     real = keys.tool_version
     monkeypatch.setattr(keys, "tool_version", lambda d: "9.9" if d == "llama_cpp_python" else real(d))
     after = plan_for()
-    assert changed(before, after) == {"convert", "parity", "quantize", "ollama", "smoke", "eval", "report"}
+    assert changed(before, after) == {"convert", "parity", "imatrix", "quantize", "ollama", "smoke", "eval", "report"}
 
 
 def test_bitsandbytes_version_is_part_of_the_key_only_for_qlora(plan_for, monkeypatch):

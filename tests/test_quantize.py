@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llmbuild.adapters.llama_cpp import read_quantize_log
+from llmbuild.adapters.llama_cpp_tools import read_quantize_log
 
 # lines as llama.cpp's llama_model_quantize logs them (SmolLM2-135M, Q5_K_M)
 LOG = """\

@@ -22,7 +22,7 @@ from llmbuild.facts.tool_envs import QUANT, VLLM
 from llmbuild.facts.vllm_schemes import SCHEMES, shape_problem
 from llmbuild.plan.graph import build_plan
 from llmbuild.report.write import metrics_table, verdict
-from llmbuild.stages import vllm, vllm_quant
+from llmbuild.stages import train_samples, vllm, vllm_quant
 
 from doit_cli import doit
 
@@ -184,8 +184,9 @@ def test_calibration_samples_are_the_training_samples_as_trained(tmp_path):
         {"conversations": [{"from": "human", "value": "Q "}], "chosen": {"from": "gpt", "value": "good"},
          "rejected": {"from": "gpt", "value": "bad"}},
         {"text": "raw text"}]))
-    assert vllm_quant.calibration_texts(samples, 10) == ["P1 A1 P2 A2", "Q good", "raw text"]
-    assert vllm_quant.calibration_texts(samples, 1) == ["P1 A1 P2 A2"]
+    assert train_samples.texts(samples, 10) == ["P1 A1 P2 A2", "Q good", "raw text"]
+    assert train_samples.texts(samples, 1) == ["P1 A1 P2 A2"]
+    assert train_samples.texts(samples) == ["P1 A1 P2 A2", "Q good", "raw text"]
 
 
 def test_a_missing_quant_environment_is_one_tool_error_in_the_stage(tmp_path, quant_env, monkeypatch):

@@ -88,6 +88,13 @@ def run_gguf(request: Request) -> Answer:
         scorer.eval(ids)
         logprobs = log_softmax(np.asarray(scorer.scores[:len(ids) - 1], dtype=np.float32))
         scores.add_logprobs(ids, logprobs, len(prompt_ids) - dropped, _reference(request, index, ids, logprobs))
+    for number, ids in enumerate(request.kld_chunks or [], len(cases)):   # text for KLD alone
+        scorer.reset()
+        scorer.eval(ids)
+        logprobs = log_softmax(np.asarray(scorer.scores[:len(ids) - 1], dtype=np.float32))
+        reference = _reference(request, number, ids, logprobs)
+        if reference is not None:
+            scores.compare(logprobs, reference)
     return scores.result(answers, rss)
 
 

@@ -1,13 +1,12 @@
-"""llama.cpp: the HF -> GGUF converter from the pinned llama-cpp-python sdist, and the quantizer
-and runtime of the installed llama-cpp-python. Both are the same llama.cpp version."""
+"""llama.cpp: the HF -> GGUF converter from the pinned llama-cpp-python sdist, and the runtime of
+the installed llama-cpp-python. Both are the same llama.cpp version (its quantizer and imatrix
+programs, compiled from the same sources: llama_cpp_tools.py)."""
 
 from __future__ import annotations
 
-import ctypes
 import importlib.metadata
 import re
 import sys
-from collections import Counter
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -16,7 +15,6 @@ from .. import PACKAGE_DIR
 from ..chat.conversation import for_template
 from ..errors import StageError, ToolError
 from ..facts.chat_families import TEMPLATE_VARIABLES
-from ..facts.quant_types import QUANT_TYPES, QuantizeRecord
 from . import native
 from .process import run_logged
 
@@ -93,60 +91,6 @@ def convert_lora(adapter: Path, base_hf: Path, outfile: Path, log: Path, verbose
     run_logged(argv, log, what="convert_lora_to_gguf.py", env={"HF_HUB_OFFLINE": "1"}, quiet=not verbose)
     if not outfile.is_file():
         raise ToolError(f"convert_lora_to_gguf.py wrote no {outfile.name}; see {log.name}")
-
-
-_CONVERTED = re.compile(r"converting to (\w+)")
-_FALLBACK = re.compile(r"falling back to\s+(\w+)")
-
-
-def read_quantize_log(text: str) -> QuantizeRecord:
-    """What llama.cpp's quantizer log says it wrote."""
-    return QuantizeRecord(types=dict(Counter(_CONVERTED.findall(text))),
-                          fallback=dict(Counter(_FALLBACK.findall(text))))
-
-
-# the quantizer's line per tensor: `[  12/ 272]  blk.0.attn_q.weight - [ 576, 576, ...`
-_QUANTIZED_TENSOR = re.compile(r"^\[\s*(\d+)/\s*(\d+)\]")
-
-
-def quantize(source: Path, target: Path, quant: str, nthread: int = 0, log: Path | None = None,
-             progress: Callable[[int, int, str], None] | None = None) -> QuantizeRecord:
-    """llama_model_quantize, its log (llama.cpp's log callback) written to `log` rather than the
-    terminal; `progress(tensor, tensors, "")` as it goes. In a forked copy of this process (native.py:
-    the quantizer's workers are threads of its own, no OpenMP), so that its crash is a ToolError."""
-    return native.run_contained(partial(_quantize, source, target, quant, nthread, log, progress),
-                                what=f"quantizing {source.name} to {quant}")
-
-
-def _quantize(source: Path, target: Path, quant: str, nthread: int, log: Path | None,
-              progress: Callable[[int, int, str], None] | None) -> QuantizeRecord:
-    import llama_cpp
-    import llama_cpp._logger
-
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = getattr(llama_cpp, QUANT_TYPES[quant].llama_ftype)
-    params.nthread = nthread
-    chunks: list[str] = []
-
-    @llama_cpp.llama_log_callback
-    def capture(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-        chunks.append(text.decode("utf-8", errors="replace"))
-        done = _QUANTIZED_TENSOR.match(chunks[-1]) if progress else None
-        if done:
-            progress(int(done[1]), int(done[2]), "tensors")
-
-    llama_cpp.llama_log_set(capture, ctypes.c_void_p(0))
-    try:
-        status = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), ctypes.byref(params))
-    finally:  # llama-cpp-python's own callback, as it installs it on import
-        llama_cpp.llama_log_set(llama_cpp._logger.llama_log_callback, ctypes.c_void_p(0))
-    text = "".join(chunks)
-    if log is not None:
-        log.write_text(text, encoding="utf-8")
-    if status != 0 or not target.is_file():
-        where = f"; see {log.name}" if log is not None else ""
-        raise ToolError(f"llama.cpp's quantizer failed on {source.name} -> {quant} (status {status}){where}")
-    return read_quantize_log(text)
 
 
 def check_adapter(gguf: Path, lora: Path, n_ctx: int = 256) -> None:

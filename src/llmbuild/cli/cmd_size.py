@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 from doit.cmd_base import Command
 from doit.exceptions import InvalidCommand
 
 from ..errors import LlmbuildError
+from ..facts import layout
 from ..plan import outputs
 from ..plan.graph import Plan
 from ..sizing.report import render
@@ -16,7 +19,21 @@ from .cmd_base import project_root
 
 def size_text(plan: Plan) -> str:
     base_dir = outputs.artifact(plan, "base") if "base" in plan.nodes else None
-    return render(plan.composed.cfg, find_shape(plan.composed.cfg.model, plan.root, base_dir), plan.variant)
+    return render(plan.composed.cfg, find_shape(plan.composed.cfg.model, plan.root, base_dir), plan.variant,
+                  built_quants(plan))
+
+
+def built_quants(plan: Plan) -> dict[str, dict]:
+    """The quantize.json of each GGUF type this plan has built already (its bits per weight as written,
+    llama.cpp's fallbacks included), by slot name: quant.type's, the ladder's and those without an
+    importance matrix."""
+    found = {}
+    for slot, node in plan.nodes.items():
+        record = outputs.artifact(plan, slot) / layout.QUANTIZE_RECORD
+        if node.stage == "quantize" and record.is_file():
+            name = plan.composed.cfg.quant.type if slot == "quantize" else slot.partition("@")[2]
+            found[name] = json.loads(record.read_text(encoding="utf-8"))
+    return found
 
 
 class Size(Command):

@@ -14,7 +14,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from ..facts import layout
-from ..facts.quant_types import QUANT_TYPES, RECOMMEND_KLD
+from ..facts.quant_types import KLD_TOKENS, QUANT_TYPES, RECOMMEND_KLD
 
 
 class DatasetFormat(str, Enum):
@@ -162,6 +162,19 @@ class QuantConfig:
     convert_type: str = "f16"           # what convert_hf_to_gguf.py writes before quantizing: f16, bf16 or f32
     nthread: int = 0                    # 0: all cores
     split_max_size: Optional[str] = None  # e.g. 2G: also write the quantized GGUF as llama.cpp split files
+    # an importance matrix (llama.cpp's llama-imatrix) weighs each weight's rounding error by how much the
+    # model uses it. auto: computed from the fine-tune's own training samples (plus quant.calibration) and
+    # used by every type whose quantizer reads one (facts/quant_types.py); none: never (the i-quants and
+    # q2_k then cannot be built); or the path of an imatrix file of your own (.gguf or .dat)
+    imatrix: str = "auto"
+    calibration: List[str] = field(default_factory=list)  # text files added to the calibration text
+    imatrix_ctx: int = 512              # tokens per calibration chunk (llama-imatrix -c), as llama.cpp's own default
+    imatrix_chunks: Optional[int] = None  # at most this many chunks (None: all of the calibration text)
+    # per-tensor types over the file type's own choice: llama.cpp's --tensor-type rules, a regular
+    # expression searched in each tensor's name -> a ggml type, e.g. {attn_v: q6_k, ffn_down: q5_k}
+    tensor_types: Dict[str, str] = field(default_factory=dict)
+    output_tensor_type: Optional[str] = None     # output.weight's type (e.g. q8_0)
+    token_embedding_type: Optional[str] = None   # token_embd.weight's type
 
 
 @dataclass
@@ -249,7 +262,12 @@ class EvalConfig:
     base: bool = True                   # also evaluate the base model: the "was the fine-tune worth it" baseline
     n_ctx: int = 2048                   # context for llama.cpp; longer held-out conversations are cut from the left
     n_gpu_layers: int = 0               # GGUF layers on the GPU (-1: all) with a GPU build of llama-cpp-python
-    recommend_kld: float = RECOMMEND_KLD  # report: the smallest quant with mean KLD below this is recommended
+    recommend_kld: float = RECOMMEND_KLD  # report: the smallest quant whose KLD's 95% upper bound is below this
+    # KLD, top-1 agreement and perplexity of every GGUF over at least this many held-out tokens (each with
+    # a 95% interval): the held-out rows whole, then eval.kld_text, in chunks of eval.n_ctx tokens
+    kld_tokens: int = KLD_TOKENS
+    kld_text: List[str] = field(default_factory=list)   # text files never trained on, when held-out rows run short
+    compare_imatrix: bool = False       # also quantize each ladder type without its importance matrix, side by side
 
 
 @dataclass
@@ -328,7 +346,7 @@ NOT_BUILT = {
 }
 
 # maps that take any key (`+train.extra.neftune_noise_alpha=5`): passed through to a tool as written
-OPEN_MAPS = ("train.extra", "cache.options", "launcher.additional_parameters", "launcher.stages")
+OPEN_MAPS = ("train.extra", "quant.tensor_types", "cache.options", "launcher.additional_parameters", "launcher.stages")
 
 # names users bring from LLaMA-Factory / PEFT / Unsloth -> the key here, for "did you mean"
 FAMILIAR_NAMES = {

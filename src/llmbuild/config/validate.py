@@ -21,7 +21,18 @@ from ..facts.gguf_files import is_size
 from ..facts.launchers import LAUNCHERS, RESOURCES
 from ..facts.llamafactory_args import SET_BY_LLMBUILD
 from ..facts.lora_targets import all_not_alone
-from ..facts.quant_types import CONVERT_TYPES, QUANT_TYPES, RECOMMEND_KLD
+from ..facts.quant_types import (
+    CONVERT_TYPES,
+    IMATRIX_OFF,
+    IMATRIX_REQUIRED,
+    KLD_TOKENS,
+    QUANT_TYPES,
+    RECOMMEND_KLD,
+    TENSOR_TYPES,
+    TENSOR_TYPES_NEEDING_IMATRIX,
+    own_imatrix,
+    uses_imatrix,
+)
 from ..facts.secrets import MASK, TOOL_CREDENTIALS, credential_in_url, is_secret
 from ..facts.train_methods import DATA_FIELDS, DPO_LOSSES, METHODS, TEXT
 from ..facts.vllm_schemes import MERGED, SCHEMES
@@ -31,6 +42,57 @@ from .derived import chat_family
 
 VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 STEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")   # a pipeline stage: part of artifact names
+
+
+def _check_quant(cfg, fail) -> None:
+    """quant.imatrix, the calibration settings and the per-tensor types: wrong names and impossible
+    combinations, before anything is built."""
+    quant = cfg.quant
+    _needs_imatrix("quant.type", quant.type, cfg, fail)
+    if cfg.target.ollama is not None and cfg.target.ollama.adapter and QUANT_TYPES[quant.type].imatrix == \
+            IMATRIX_REQUIRED:
+        fail("quant.type", quant.type, "target.ollama.adapter quantizes the base model, which has no importance "
+             "matrix, and this type needs one", "Choose a k-quant (q4_k_m) or build the merged model "
+             "(target.ollama.adapter=false).")
+    if quant.imatrix_ctx < 16:
+        fail("quant.imatrix_ctx", quant.imatrix_ctx, "too short a chunk to measure", "Use 512, llama.cpp's default.")
+    if quant.imatrix_chunks is not None and quant.imatrix_chunks < 2:
+        fail("quant.imatrix_chunks", quant.imatrix_chunks, "llama-imatrix needs 2 chunks or more",
+             "Use null (all of the calibration text) or 2 and more.")
+    if own_imatrix(quant.imatrix) and quant.calibration:
+        fail("quant.calibration", list(quant.calibration), "a file of your own (quant.imatrix) is used as it is, "
+             "so calibration text would change nothing", "Set quant.imatrix=auto to compute one, or drop "
+             "quant.calibration.")
+    for pattern, name in (quant.tensor_types or {}).items():
+        try:
+            re.compile(str(pattern))
+        except re.error as err:
+            fail(f"quant.tensor_types.{pattern}", name, f"not a regular expression ({err})",
+                 "Write a part of the tensor names to match, e.g. attn_v or blk\\.[0-3]\\.ffn_down.")
+        _tensor_type(f"quant.tensor_types.{pattern}", name, cfg, fail)
+    for key in ("output_tensor_type", "token_embedding_type"):
+        if quant[key] is not None:
+            _tensor_type(f"quant.{key}", quant[key], cfg, fail)
+
+
+def _needs_imatrix(key: str, quant_type: str, cfg, fail) -> None:
+    if quant_type in QUANT_TYPES and QUANT_TYPES[quant_type].imatrix == IMATRIX_REQUIRED and \
+            not uses_imatrix(quant_type, cfg.quant.imatrix):
+        fail(key, quant_type, "this type is built only with an importance matrix (llama.cpp's i-quants and "
+             "q2_k lose too much without one) and quant.imatrix is none",
+             "Set quant.imatrix=auto (computed from your training samples) or quant.imatrix=<your file>.")
+
+
+def _tensor_type(key: str, name, cfg, fail) -> None:
+    lower = str(name).lower()
+    if lower not in TENSOR_TYPES:
+        close = difflib.get_close_matches(lower, TENSOR_TYPES, n=1)
+        hint = (f"{name} is a file type; its tensors' type is {lower.rsplit('_', 1)[0]}. " if lower in QUANT_TYPES
+                and lower.rsplit("_", 1)[0] in TENSOR_TYPES else f"Did you mean '{close[0]}'? " if close else "")
+        fail(key, name, "not a ggml tensor type", f"{hint}Tensor types: {', '.join(TENSOR_TYPES)}.")
+    if lower in TENSOR_TYPES_NEEDING_IMATRIX and cfg.quant.imatrix == IMATRIX_OFF:
+        fail(key, name, "llama.cpp quantizes to this type only with an importance matrix, and quant.imatrix is none",
+             "Set quant.imatrix=auto, or choose another type.")
 
 
 def validate(cfg: DictConfig, where: Callable[[str], str], root: Path | None = None) -> None:
@@ -56,6 +118,7 @@ def validate(cfg: DictConfig, where: Callable[[str], str], root: Path | None = N
                  f"{', '.join(f'train.extra.{k} as {v}' for k, v in TOOL_CREDENTIALS.items())}).")
     one_of("quant.type", cfg.quant.type, list(QUANT_TYPES))
     one_of("quant.convert_type", cfg.quant.convert_type, list(CONVERT_TYPES))
+    _check_quant(cfg, fail)
     if cfg.quant.split_max_size is not None and not is_size(cfg.quant.split_max_size):
         fail("quant.split_max_size", cfg.quant.split_max_size, "not a size", "Write it as llama.cpp does: 500M or 2G.")
     if cfg.model.chat_format is not None:
@@ -87,6 +150,9 @@ def validate(cfg: DictConfig, where: Callable[[str], str], root: Path | None = N
     if cfg.eval.enabled:
         for index, quant in enumerate(cfg.eval.quants):
             one_of(f"eval.quants[{index}]", quant, list(QUANT_TYPES))
+            _needs_imatrix(f"eval.quants[{index}]", quant, cfg, fail)
+        if cfg.eval.kld_tokens < 0:
+            fail("eval.kld_tokens", cfg.eval.kld_tokens, "must be 0 or more", f"Use e.g. {KLD_TOKENS}.")
         if cfg.dataset.holdout == 0:
             fail("dataset.holdout", 0, "eval needs held-out rows that training never sees",
                  "Set dataset.holdout=0.1 (or a row count), or build without eval: eval.enabled=false.")

@@ -31,6 +31,8 @@ class Request:
     save_logprobs: Path | None = None
     # ...or compare with the ones kept there (KLD, top-1 agreement)
     reference_logprobs: Path | None = None
+    # token ids of further text (eval.kld_text), scored only for KLD and top-1 against the reference
+    kld_chunks: list[list[int]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)   # the cases as their to_json
@@ -62,6 +64,11 @@ class Answer:
     peak_rss_bytes: int
     case_logprobs: list[float]  # per case: the answer's summed log-probability (preference metrics)
     case_tokens: list[int]      # per case: its answer tokens
+    # 95% intervals (evaluation/scores.py), and the positions KLD and top-1 were measured at
+    perplexity_interval: list[float] | None = None
+    kld_interval: list[float] | None = None
+    top1_interval: list[float] | None = None
+    compared_tokens: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -34,6 +34,7 @@ class Settings:
     n_ctx: int | None = None
     pref_beta: float | None = None  # preference tuning's beta: the scale of the implicit reward
     vllm_kld_reference: str | None = None  # the model vLLM checkpoints' KLD is measured against (the merged one)
+    kld_tokens: int | None = None          # eval.kld_tokens: the positions KLD was asked to cover
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,12 @@ class ModelResult:
     quantized: dict[str, Any] | None = None    # a quant's quantize.json: tensor types and llama.cpp's fallbacks
     preference: Preference | None = None       # preference tuning
     checkpoint: dict[str, Any] | None = None   # a vLLM checkpoint's vllm_quant.json: scheme, method, calibration
+    # 95% intervals [low, high] (evaluation/scores.py), and the positions KLD and top-1 were measured at
+    perplexity_interval: list[float] | None = None
+    kld_interval: list[float] | None = None
+    top1_interval: list[float] | None = None
+    compared_tokens: int | None = None
+    imatrix: bool | None = None                # a GGUF quant: built with an importance matrix
 
 
 @dataclass(frozen=True)

@@ -111,8 +111,18 @@ def lora_adapter_gguf(model_name: str) -> str:
 
 # A plan slot is a stage name, or "quantize@<type>" for a quant of the eval ladder: an ordinary
 # quantize artifact that eval compares with the shipped one.
-def ladder_slot(quant_type: str) -> str:
-    return f"quantize@{quant_type}"
+def ladder_slot(quant_type: str, imatrix: bool = True) -> str:
+    """A quant of the eval ladder; `imatrix` False: the same type built without its importance matrix
+    (eval.compare_imatrix), named `<type>-no-imatrix` in the ladder."""
+    return f"quantize@{quant_type}" if imatrix else f"quantize@{quant_type}{NO_IMATRIX}"
+
+
+NO_IMATRIX = "-no-imatrix"
+IMATRIX_FILE = "imatrix.gguf"             # imatrix: the importance matrix (llama-imatrix's GGUF form)
+IMATRIX_OWN = "imatrix"                   # ... the user's own file, as given (.gguf or .dat), with its suffix
+CALIBRATION_TEXT = "calibration.txt"      # imatrix: the text it was computed on
+IMATRIX_RECORD = "imatrix.json"           # imatrix: chunks, tokens, sources, seconds
+IMATRIX_LOG = "imatrix.log"
 
 
 # vLLM checkpoints: "vllm_quant@<scheme>", one per scheme of target.vllm.quants and target.vllm.serve;

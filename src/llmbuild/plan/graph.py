@@ -15,6 +15,7 @@ from ..errors import ConfigError
 from ..facts.chat_families import FAMILIES, OLLAMA_TEMPLATE_FILE
 from ..facts.layout import VLLM_SCHEME, ladder, ladder_slot, vllm_slot
 from ..facts.names import digest, sanitize, shorten
+from ..facts.quant_types import own_imatrix, uses_imatrix
 from ..facts.secrets import is_secret
 from ..facts.tool_envs import ENVS
 from ..facts.train_methods import TEXT, method
@@ -109,15 +110,51 @@ def ladder_types(cfg) -> list[str]:
     return ladder(cfg.eval.quants, cfg.quant.type) if cfg.eval.enabled else []
 
 
-def _ladder_quant(nodes, cfg, plain, quant_type, digests, root, family, strict) -> Node:
+def quant_types(cfg) -> list[str]:
+    """Every GGUF type a configuration quantizes: quant.type, then the eval ladder's."""
+    return [cfg.quant.type, *ladder_types(cfg)]
+
+
+def imatrix_wanted(cfg) -> bool:
+    """Whether a type the configuration quantizes reads the importance matrix."""
+    return any(uses_imatrix(quant_type, cfg.quant.imatrix) for quant_type in quant_types(cfg))
+
+
+def compared_without_imatrix(cfg) -> list[str]:
+    """eval.compare_imatrix: the types also built without their importance matrix."""
+    if not (cfg.eval.enabled and cfg.eval.compare_imatrix):
+        return []
+    return [quant_type for quant_type in quant_types(cfg) if uses_imatrix(quant_type, cfg.quant.imatrix)]
+
+
+def quant_inputs(nodes, cfg, quant_type: str, imatrix: bool = True) -> dict[str, str]:
+    """A quantize node's inputs: the converted GGUF, and the importance matrix when the type reads one
+    (a q8_0 is the same file whatever quant.imatrix says, and shares its key)."""
+    upstream = {up: nodes[up].key for up in STAGES["quantize"].upstream}
+    if imatrix and uses_imatrix(quant_type, cfg.quant.imatrix):
+        upstream["imatrix"] = nodes["imatrix"].key
+    return upstream
+
+
+def _ladder_quant(nodes, cfg, plain, quant_type, digests, root, family, strict, imatrix: bool = True) -> Node:
     """The quantize node a variant with quant=<quant_type> would have: same key, so a sweep over
-    quant types and an eval ladder share their artifacts."""
+    quant types and an eval ladder share their artifacts (`imatrix` False: as with quant.imatrix=none)."""
     spec = STAGES["quantize"]
     plain = {**plain, "quant": {**plain["quant"], "type": quant_type}}
-    body = payload(spec, cfg, {up: nodes[up].key for up in spec.upstream},
+    body = payload(spec, cfg, quant_inputs(nodes, cfg, quant_type, imatrix),
                    input_fingerprints("quantize", cfg, root, digests, strict),
                    template_digests("quantize", family, root, digests), plain)
     return Node("quantize", make_key(body), body, (("quant.type", quant_type),))
+
+
+def _own_imatrix(cfg, plain, digests, root, strict) -> Node:
+    """quant.imatrix=<file>: the user's importance matrix, keyed by its content alone (not its path,
+    and not the model or calibration settings, which it does not depend on)."""
+    spec = STAGES["imatrix"]
+    plain = {**plain, "quant": {**plain["quant"], "imatrix": "own file", "imatrix_ctx": None,
+                                "imatrix_chunks": None}}
+    body = payload(spec, cfg, {}, input_fingerprints("imatrix", cfg, root, digests, strict), {}, plain)
+    return Node("imatrix", make_key(body), body)
 
 
 def schemes(cfg) -> list[str]:
@@ -199,6 +236,11 @@ def build_plan(composed: Composed, root: Path, digests: DigestCache | None = Non
             continue  # e.g. eval.enabled=false
         if spec.chat and method(cfg.train.stage).data == TEXT:
             continue  # the smoke test chats; a model only pretrained further on text is no chat model
+        if stage == "imatrix" and not imatrix_wanted(cfg):
+            continue  # no type built reads one (q8_0, or quant.imatrix=none)
+        if stage == "imatrix" and own_imatrix(cfg.quant.imatrix):
+            nodes[stage] = _own_imatrix(cfg, plain, digests, root, strict)
+            continue
         if stage == pipeline.STEP_STAGES[0]:
             for step in pipeline.earlier_steps(cfg, plain):
                 for step_stage in pipeline.STEP_STAGES:
@@ -212,12 +254,18 @@ def build_plan(composed: Composed, root: Path, digests: DigestCache | None = Non
         sources = _sources(spec.upstream, trained_on) if stage in TRAINS_ON_MODEL else {}
         upstream = {name: nodes[sources.get(name, name)].key for name in (*spec.upstream, *sources)}
         upstream.update({name: nodes[name].key for name in spec.optional_upstream if name in nodes})
+        if stage == "quantize":
+            upstream = quant_inputs(nodes, cfg, cfg.quant.type)
         if spec.earlier_models:
             upstream.update({slot: node.key for slot, node in nodes.items() if node.stage == "merge" and "@" in slot})
         if spec.quant_ladder:
             for quant_type in ladder_types(cfg):
                 slot = ladder_slot(quant_type)
                 nodes[slot] = _ladder_quant(nodes, cfg, plain, quant_type, digests, root, family, strict)
+                upstream[slot] = nodes[slot].key
+            for quant_type in compared_without_imatrix(cfg):
+                slot = ladder_slot(quant_type, imatrix=False)
+                nodes[slot] = _ladder_quant(nodes, cfg, plain, quant_type, digests, root, family, strict, False)
                 upstream[slot] = nodes[slot].key
         if spec.vllm_schemes:
             wanted = schemes(cfg) if spec.vllm_schemes == "all" else [

@@ -116,13 +116,25 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
                       # 4: training's tokens compared with the text's own
     ),
     StageSpec(
-        "quantize", "Quantize the GGUF with llama.cpp's quantizer (llama_model_quantize)",
-        reads=("quant.type", "model.name"),
+        "imatrix", "Compute an importance matrix with llama.cpp's llama-imatrix on the training samples as trained",
+        # quant.imatrix=<file>: the user's own file, keyed by its content alone (plan/graph.py); auto: the
+        # training samples as the chat template wrote them, then the quant.calibration files
+        reads=("quant.imatrix", "quant.imatrix_ctx", "quant.imatrix_chunks"),
+        uses=("quant.nthread",),
+        upstream=("convert", "train"),
+        tools=("llama_cpp_python",),   # llama-imatrix is compiled from its llama.cpp
+        job=True,
+    ),
+    StageSpec(
+        "quantize", "Quantize the GGUF with llama.cpp's llama-quantize (an importance matrix where the type reads one)",
+        # the importance matrix is an input only for the types that read one (plan/graph.py: quant_inputs)
+        reads=("quant.type", "model.name", "quant.tensor_types", "quant.output_tensor_type",
+               "quant.token_embedding_type"),
         uses=("quant.nthread",),  # threads change the quantizer's speed, not its bytes (tests/test_e2e_tiny.py)
         upstream_reads=("quant.convert_type",),
         upstream=("convert",),
         tools=("llama_cpp_python",),
-        version="2",  # 2: quantize.json and quantize.log
+        version="3",  # 2: quantize.json and quantize.log; 3: llama-quantize, importance matrix, per-tensor types
         job=True,
     ),
     StageSpec(
@@ -150,6 +162,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         upstream=("base", "train"),
         tools=("llama_cpp_python", "torch", "transformers", "numpy", "sentencepiece"),
         enabled_by="target.ollama.adapter",
+        version="2",  # 2: the base quantized by llama-quantize (compiled at install), not llama-cpp-python's library
         job=True,
     ),
     StageSpec(

@@ -7,6 +7,7 @@ import io
 
 from ..evaluation.results import EvalResults, ModelResult
 from ..evaluation.roster import GGUF, VLLM
+from ..facts.layout import NO_IMATRIX
 
 SIZE = (7.0, 3.6)
 DPI = 100
@@ -54,15 +55,20 @@ def quant_ladder(eval_result: EvalResults) -> bytes | None:
     shipped = eval_result.shipped_quant
     settings = eval_result.settings
     references = " / ".join(filter(None, (settings.kld_reference, settings.vllm_kld_reference)))
-    for ax, read, label in ((left, lambda m: m.kld, "mean KLD vs " + references),
-                            (right, lambda m: m.perplexity, "held-out perplexity")):
+    for ax, read, bounds, label in (
+            (left, lambda m: m.kld, lambda m: m.kld_interval, "mean KLD vs " + references + " (95% interval)"),
+            (right, lambda m: m.perplexity, lambda m: m.perplexity_interval, "held-out perplexity (95% interval)")):
         for m in points:
             value = read(m)
             if value is None:
                 continue
             size = m.file_size / 2**20
-            ax.scatter(size, value, color="tab:red" if m.name == shipped else "tab:blue", zorder=3,
-                       marker="s" if m.kind == VLLM else "o")
+            color = "tab:red" if m.name == shipped else "tab:gray" if m.name.endswith(NO_IMATRIX) else "tab:blue"
+            interval = bounds(m)
+            if interval:   # the 95% interval as an error bar
+                ax.errorbar(size, value, yerr=[[value - interval[0]], [interval[1] - value]], color=color,
+                            capsize=3, linewidth=1, zorder=2)
+            ax.scatter(size, value, color=color, zorder=3, marker="s" if m.kind == VLLM else "o")
             ax.annotate(shown_name(m) + (" (shipped)" if m.name == shipped else ""), (size, value),
                         textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.margins(x=0.2, y=0.2)  # room for the point labels

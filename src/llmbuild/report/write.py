@@ -11,7 +11,7 @@ import yaml
 
 from ..evaluation.results import EvalResults, ModelResult
 from ..evaluation.roster import BASE, GGUF, VLLM
-from ..facts.layout import REPORT_HTML, REPORT_MD, REPORT_TEMPLATES, SWEEP_CHART, SWEEP_REPORT_TEMPLATES
+from ..facts.layout import NO_IMATRIX, REPORT_HTML, REPORT_MD, REPORT_TEMPLATES, SWEEP_CHART, SWEEP_REPORT_TEMPLATES
 from ..facts.quant_types import fallback_text
 from ..facts.train_methods import PAIRS, ROW_NOUNS, TEXT
 from ..files.templates import TemplateDir
@@ -20,7 +20,12 @@ from .variant import VariantReport
 
 COLUMNS: tuple[tuple[str, Callable[[ModelResult], Any], str], ...] = (  # header, the value, how to show it
     ("NLL", lambda m: m.nll, "{:.3f}"), ("perplexity", lambda m: m.perplexity, "{:.2f}"),
-    ("KLD", lambda m: m.kld, "{:.4f}"), ("top-1", lambda m: m.top1, "pct"),
+    ("perplexity 95%", lambda m: m.perplexity_interval, "range2"),
+    ("KLD", lambda m: m.kld, "{:.4f}"), ("KLD 95%", lambda m: m.kld_interval, "range4"),
+    ("top-1", lambda m: m.top1, "pct"), ("top-1 95%", lambda m: m.top1_interval, "pctrange"),
+    ("KLD tokens", lambda m: m.compared_tokens, "{:,}"),
+    ("bits/weight", lambda m: m.quantized and m.quantized.get("bits_per_weight"), "{:.2f}"),
+    ("imatrix", lambda m: m.imatrix, "yesno"),
     ("exact", lambda m: m.exact_match, "pct"), ("ROUGE-L", lambda m: m.rouge_l, "{:.2f}"),
     ("tool call parsed", lambda m: m.tool_call and m.tool_call.parsed, "pct"),
     ("right name", lambda m: m.tool_call and m.tool_call.name, "pct"),
@@ -45,6 +50,13 @@ def _show(value: Any, how: str) -> str:
         return f"{value / 2**20:.1f}"
     if how == "fallback":
         return fallback_text(value)
+    if how in ("range2", "range4"):
+        digits = int(how[-1])
+        return f"{value[0]:.{digits}f}–{value[1]:.{digits}f}"
+    if how == "pctrange":
+        return f"{value[0]:.1%}–{value[1]:.1%}"
+    if how == "yesno":
+        return "yes" if value else "no"
     return how.format(value)
 
 
@@ -81,18 +93,21 @@ def verdict(eval_result: EvalResults | None) -> list[str]:
     reference = eval_result.settings.kld_reference
     # the reference passes its own test trivially: it is the fallback, not a recommendation
     ggufs = [m for m in eval_result.models if m.kind == GGUF and m.kld is not None and m.name != reference]
-    good = sorted((m for m in ggufs if m.kld < threshold), key=lambda m: m.file_size or 0)
+    good = sorted((m for m in ggufs if kld_bound(m) < threshold), key=lambda m: m.file_size or 0)
     shipped = eval_result.shipped
     if good:
         pick = good[0]
-        lines.append(f"Recommended quant: {pick.name} ({_show(pick.file_size, 'mib')} MiB), the smallest with "
-                     f"mean KLD below {threshold} vs {reference} "
-                     f"(KLD {pick.kld:.4f}, top-1 agreement {_show(pick.top1, 'pct')}).")
+        bound = f", 95% interval {_show(pick.kld_interval, 'range4')}" if pick.kld_interval else ""
+        lines.append(f"Recommended quant: {pick.name} ({_show(pick.file_size, 'mib')} MiB), the smallest whose "
+                     f"KLD vs {reference} stays below {threshold} at the upper end of its 95% interval "
+                     f"(KLD {pick.kld:.4f}{bound}, top-1 agreement {_show(pick.top1, 'pct')}, over "
+                     f"{pick.compared_tokens or 0:,} tokens).")
     elif ggufs:
         kept = eval_result.model(reference)
         size = f" ({_show(kept.file_size, 'mib')} MiB)" if kept else ""
-        lines.append(f"No quant has mean KLD below {threshold} vs {reference}: none is recommended; ship "
-                     f"{reference}{size} or add larger types to eval.quants.")
+        lines.append(f"No quant has a KLD whose 95% upper bound is below {threshold} vs {reference}: none is "
+                     f"recommended; ship {reference}{size} or add larger types to eval.quants.")
+    lines += _imatrix_verdict(eval_result)
     if shipped and shipped.kld is not None and shipped.kld >= threshold:
         changed = (f": it changes the top token on {1 - shipped.top1:.1%} of positions"
                    if shipped.top1 is not None else "")
@@ -103,6 +118,27 @@ def verdict(eval_result: EvalResults | None) -> list[str]:
         lines.append(f"In the shipped {shipped.name}, llama.cpp fell back to other types for "
                      f"{fallback_text(fell_back, ' quantized tensors')}: their rows are not a multiple of the "
                      f"requested type's block (quantize.log lists them).")
+    return lines
+
+
+def kld_bound(model: ModelResult) -> float:
+    """What the recommendation tests: the upper end of the KLD's 95% interval (the mean, where a
+    result has no interval)."""
+    return model.kld_interval[1] if model.kld_interval else model.kld
+
+
+def _imatrix_verdict(eval_result: EvalResults) -> list[str]:
+    """eval.compare_imatrix: each type's KLD with and without its importance matrix."""
+    lines = []
+    for plain in (m for m in eval_result.models if m.kind == GGUF and m.name.endswith(NO_IMATRIX)):
+        weighted = eval_result.model(plain.name.removesuffix(NO_IMATRIX))
+        if not weighted or not weighted.kld or not plain.kld:
+            continue
+        gain = 1 - weighted.kld / plain.kld
+        apart = (weighted.kld_interval and plain.kld_interval and weighted.kld_interval[1] < plain.kld_interval[0])
+        lines.append(f"{weighted.name} with its importance matrix: KLD {weighted.kld:.4f} against {plain.kld:.4f} "
+                     f"without ({gain:+.0%} {'lower' if gain >= 0 else 'higher'}; "
+                     f"{'the 95% intervals do not overlap' if apart else 'the 95% intervals overlap: within noise'}).")
     return lines
 
 

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from ..errors import ConfigError
 from ..facts.distributed import STRATEGIES
+from ..facts.quant_types import fallback_text
 from .choice import additional_targets, batch_choice, configured_setup
 from .infer_memory import inference_memory
 from .params import lora_modules, lora_parameters, parameter_count
@@ -65,7 +66,8 @@ def _millions(n: int) -> str:
     return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.1f} M"
 
 
-def render(cfg: DictConfig, found: ShapeSource, variant: str) -> str:
+def render(cfg: DictConfig, found: ShapeSource, variant: str, built: dict[str, dict] | None = None) -> str:
+    """`built`: quantize.json of each GGUF type built already, by name."""
     shape = found.shape
     counts = parameter_count(shape)
     modules = lora_modules(list(cfg.lora.target))
@@ -101,6 +103,7 @@ def render(cfg: DictConfig, found: ShapeSource, variant: str) -> str:
     ]
     lines += _training(cfg, found, modules, trainable)
     lines += [""] + _inference(cfg, found)
+    lines += _built(built or {})
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -170,6 +173,19 @@ def _remedies(setup: TrainSetup, memory: TrainMemory, budget: float, found: list
     for remedy in found:
         verdict = "fits" if remedy.memory.total <= budget * GIB else "too big"
         lines.append(f"    {_gib(remedy.memory.total):>7} GiB  {verdict:<7}  {overrides(remedy)}   # {why(remedy)}")
+    return lines
+
+
+def _built(built: dict[str, dict]) -> list[str]:
+    """The GGUFs built already: bits per weight as written (quantize.json)."""
+    if not built:
+        return []
+    lines = ["", "Built GGUFs (quantize.json): bits per weight as written, with llama.cpp's fallbacks",
+             "  quant                  bits/weight   imatrix   fallback tensors"]
+    for name, record in sorted(built.items(), key=lambda item: -(item[1].get("bits_per_weight") or 0)):
+        bits = record.get("bits_per_weight")
+        lines.append(f"  {name:<22} {bits if bits is not None else float('nan'):>8.2f}      "
+                     f"{'yes' if record.get('imatrix') else 'no':<9} {fallback_text(record)}")
     return lines
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..adapters import llama_cpp, tool_env
-from ..adapters.llama_cpp_vocab import read_metadata
+from ..adapters.llama_cpp_vocab import metadata_and_token_ids, read_metadata
 from ..adapters.process import run_logged
 from ..errors import StageError
 from ..evaluation import cases as eval_cases
@@ -61,6 +61,8 @@ def run(ctx: StageContext) -> None:
     except ValueError as err:
         raise StageError(f"{setup.source}: {err}") from None
     quants = [cfg.quant.type, *layout.ladder(cfg.eval.quants, cfg.quant.type)]
+    compared = [quant for quant in quants if layout.ladder_slot(quant, imatrix=False) in ctx.inputs]
+    kld_chunks, kld_note = _kld_chunks(ctx, reference_gguf, cases)
     earlier = [(slot.partition("@")[2], path) for slot, path in ctx.inputs.items()
                if slot.startswith("merge@")]   # a pipeline's earlier stages, in order
     checkpoints = [(slot.partition("@")[2], path) for slot, path in ctx.inputs.items()
@@ -77,6 +79,10 @@ def run(ctx: StageContext) -> None:
     for quant in quants:
         slot = "quantize" if quant == cfg.quant.type else layout.ladder_slot(quant)
         models.append(Entry(quant, GGUF, ggufs.gguf(ctx.inputs[slot]), quant=quant,
+                            quantized=_quantize_record(ctx.inputs[slot])))
+    for quant in compared:   # eval.compare_imatrix: the same type without its importance matrix
+        slot = layout.ladder_slot(quant, imatrix=False)
+        models.append(Entry(slot.partition("@")[2], GGUF, ggufs.gguf(ctx.inputs[slot]), quant=quant,
                             quantized=_quantize_record(ctx.inputs[slot])))
     for scheme, path in checkpoints:
         models.append(Entry(scheme, VLLM, path / layout.QUANTIZED_MODEL, quant=scheme,
@@ -100,7 +106,8 @@ def run(ctx: StageContext) -> None:
                 compare = merged_logprobs
             request = Request(kind=model.kind, path=model.path, cases=cases, stops=stops,
                               max_new_tokens=settings.max_new_tokens, n_ctx=settings.n_ctx,
-                              n_gpu_layers=settings.n_gpu_layers, save_logprobs=save, reference_logprobs=compare)
+                              n_gpu_layers=settings.n_gpu_layers, save_logprobs=save, reference_logprobs=compare,
+                              kld_chunks=kld_chunks if model.kind == GGUF else None)
             number, name = len(measured) + 1, model.name
             progress.update(number, len(models), name)
             python = quant_python if model.kind == VLLM else Path(sys.executable)
@@ -113,6 +120,34 @@ def run(ctx: StageContext) -> None:
     (ctx.out / layout.EVAL_ANSWERS).write_text(_answers_markdown(found), encoding="utf-8")
     for model in found.models:
         ctx.say(_one_line(model))
+    if kld_note:
+        ctx.say(kld_note)
+
+
+def _kld_chunks(ctx: StageContext, reference_gguf: Path, cases) -> tuple[list[list[int]], str]:
+    """Token ids of eval.kld_text, in chunks of eval.n_ctx, as many as the held-out rows need to reach
+    eval.kld_tokens positions; and a line for the terminal when they fall short."""
+    settings = ctx.cfg.eval
+    texts = []
+    for name, path in sorted(ctx.files.items()):
+        try:
+            texts.append(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as err:
+            raise StageError(f"eval.{name}: {path} is not UTF-8 text ({err})") from None
+    _, ids = metadata_and_token_ids(reference_gguf, [case.prompt_text + case.answer_text for case in cases] + texts)
+    have = sum(max(min(len(case_ids), settings.n_ctx) - 1, 0) for case_ids in ids[:len(cases)])
+    chunks = []
+    for text_ids in ids[len(cases):]:
+        for start in range(0, len(text_ids), settings.n_ctx):
+            if have >= settings.kld_tokens:
+                break
+            chunk = text_ids[start:start + settings.n_ctx]
+            if len(chunk) > 1:
+                chunks.append(chunk)
+                have += len(chunk) - 1
+    note = (f"KLD over {have:,} positions, fewer than eval.kld_tokens={settings.kld_tokens:,}: the intervals are "
+            f"wide; add text never trained on with eval.kld_text=[file.txt]" if have < settings.kld_tokens else "")
+    return chunks, note
 
 
 _ANSWER = re.compile(r"answer (\d+)/(\d+)")   # the worker's line per answered case
@@ -172,11 +207,17 @@ def _summary(cfg, learner, cases, rows, measured: list[tuple[Entry, Answer]],
             prompt_tokens_per_second=answer.prompt_tokens_per_second,
             generation_tokens_per_second=answer.generation_tokens_per_second,
             peak_rss_bytes=answer.peak_rss_bytes, quantized=model.quantized, checkpoint=model.checkpoint,
+            perplexity_interval=answer.perplexity_interval,
+            kld_interval=answer.kld_interval if compared else None,
+            top1_interval=answer.top1_interval if compared else None,
+            compared_tokens=answer.compared_tokens if compared else None,
+            imatrix=bool(model.quantized.get("imatrix")) if model.quantized else None,
             preference=_preference(learner, answer, None if model.name == reference_model else reference, rows,
                                    cfg.train.pref_beta)))
         answers[model.name] = answer.answers
     first = next(index for index, m in enumerate(models) if m.kind == GGUF)
-    gguf_reference = replace(models[first], kld=0.0, top1=1.0)  # the f16 GGUF is the reference itself
+    gguf_reference = replace(models[first], kld=0.0, top1=1.0, kld_interval=None, top1_interval=None,
+                             compared_tokens=None)  # the f16 GGUF is the reference itself
     hf = [m for m in models if m.kind == HF]
     quants = sorted((m for index, m in enumerate(models) if m.kind == GGUF and index != first),
                     key=lambda m: m.file_size, reverse=True)
@@ -186,7 +227,8 @@ def _summary(cfg, learner, cases, rows, measured: list[tuple[Entry, Answer]],
         settings=results.Settings(max_new_tokens=cfg.eval.max_new_tokens, kld_reference=gguf_reference.name,
                                   recommend_kld=cfg.eval.recommend_kld, n_ctx=cfg.eval.n_ctx,
                                   pref_beta=cfg.train.pref_beta if learner.preference else None,
-                                  vllm_kld_reference=TUNED if checkpoints else None),
+                                  vllm_kld_reference=TUNED if checkpoints else None,
+                                  kld_tokens=cfg.eval.kld_tokens),
         shipped_quant=cfg.quant.type,
         models=hf + [gguf_reference] + quants + checkpoints,
         samples=[results.Sample(prompt=case.prompt,

@@ -1,12 +1,13 @@
 """lora_gguf: for `target.ollama.adapter`, the two files of an un-merged deployment: the LoRA
 adapter as a GGUF (llama.cpp's convert_lora_to_gguf.py) and the base model as a GGUF at quant.type
-(convert_hf_to_gguf.py, then the quantizer). The Modelfile then says FROM the base and ADAPTER the
+(convert_hf_to_gguf.py, then llama-quantize, without an importance matrix: the base
+model has no training samples of its own). The Modelfile then says FROM the base and ADAPTER the
 LoRA, so one base can carry several adapters. Checked here: llama.cpp loads the base with the
 adapter applied."""
 
 from __future__ import annotations
 
-from ..adapters import llama_cpp
+from ..adapters import llama_cpp, llama_cpp_tools
 from ..errors import StageError
 from ..facts import layout
 from . import ggufs
@@ -24,8 +25,8 @@ def run(ctx: StageContext) -> None:
                       ctx.verbose)
     base = ctx.out / layout.lora_base_gguf(name, cfg.quant.type)
     if base != converted:
-        llama_cpp.quantize(converted, base, cfg.quant.type, cfg.quant.nthread,
-                           log=ctx.out / layout.LORA_BASE_QUANTIZE_LOG)
+        llama_cpp_tools.quantize(converted, base, cfg.quant.type, nthread=cfg.quant.nthread,
+                                 log=ctx.out / layout.LORA_BASE_QUANTIZE_LOG)
         converted.unlink()
     ggufs.record(ctx.record, gguf=base, lora=adapter)
     try:

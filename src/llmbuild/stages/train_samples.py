@@ -79,3 +79,22 @@ def write(samples: list[dict[str, Any]], entry: dict[str, Any], folder: Path) ->
     (folder / layout.TRAIN_SAMPLES).write_text(json.dumps(samples, ensure_ascii=False, indent=1) + "\n",
                                                encoding="utf-8")
     (folder / layout.DATASET_INFO).write_text(json.dumps({DATASET: entry}, indent=2) + "\n", encoding="utf-8")
+
+
+def texts(samples: Path, count: int | None = None) -> list[str]:
+    """The first `count` (None: all) training samples as text, as the chat template wrote them (whole
+    conversations, the prompt and chosen answer of a pair, or raw text): what calibrates a quantizer."""
+    found = []
+    for sample in json.loads(samples.read_text(encoding="utf-8")):
+        if "text" in sample:
+            found.append(sample["text"])
+        else:
+            turns = [turn["value"] for turn in sample["conversations"]]
+            if "chosen" in sample:
+                turns.append(sample["chosen"]["value"])
+            found.append("".join(turns))
+        if len(found) == count:
+            break
+    if not found:
+        raise StageError(f"{samples}: no training samples to calibrate with")
+    return found

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 from ..adapters import hf_weights, llm_compressor, tool_env
 from ..errors import StageError
 from ..facts import layout
 from ..facts.tool_envs import QUANT
 from ..facts.vllm_schemes import IGNORED_LAYERS, SCHEMES, fit_problem
+from . import train_samples
 from .context import StageContext
 
 SEED = 0
@@ -31,7 +31,7 @@ def run(ctx: StageContext) -> None:
         raise StageError(problem)
     python = tool_env.python(QUANT, ctx.project)
     samples = ctx.inputs["train"] / layout.DATASET_DIR / layout.TRAIN_SAMPLES
-    texts = calibration_texts(samples, settings.calibration_samples) if scheme.calibrated else []
+    texts = train_samples.texts(samples, settings.calibration_samples) if scheme.calibrated else []
     out = ctx.out / layout.QUANTIZED_MODEL
     progress = ctx.progress(f"llm-compressor {scheme.preset}")
     record = llm_compressor.quantize(
@@ -52,22 +52,3 @@ def run(ctx: StageContext) -> None:
                   f"({record['calibration_tokens']:,} tokens)" if texts else ", no calibration")
     ctx.say(f"{scheme.name} ({scheme.preset}, {scheme.method}): {size / 2**20:.1f} MiB ({size / full:.0%} of the "
             f"merged model){calibrated}, {record['seconds']:.1f} s")
-
-
-def calibration_texts(samples: Path, count: int) -> list[str]:
-    """The first `count` training samples as text, as the chat template wrote them (whole conversations,
-    the prompt and chosen answer of a pair, or raw text)."""
-    texts = []
-    for sample in json.loads(samples.read_text(encoding="utf-8")):
-        if "text" in sample:
-            texts.append(sample["text"])
-        else:
-            turns = [turn["value"] for turn in sample["conversations"]]
-            if "chosen" in sample:
-                turns.append(sample["chosen"]["value"])
-            texts.append("".join(turns))
-        if len(texts) == count:
-            break
-    if not texts:
-        raise StageError(f"{samples}: no training samples to calibrate with")
-    return texts
