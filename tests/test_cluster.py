@@ -113,6 +113,11 @@ def test_slurm_refusals_are_one_line_naming_the_setting(tiny_build, fresh_store,
                process=True, ok=False)
     assert "launcher.partition=nope: sbatch refused the job" in bad.output and "invalid partition" in bad.output
     assert "Traceback" not in bad.output, bad.tail()
+    # a refusal after a job went in: that job is cancelled, nothing of the half-submitted build waits
+    late = doit("build", *tiny_build.overrides, "quant=q8_0", *ON_SLURM, "+launcher.stages.smoke.partition=nope",
+                store=fresh_store, process=True, ok=False)
+    assert "launcher.stages.smoke.partition=nope: sbatch refused the job" in late.output, late.tail()
+    assert "cancelled the 1 job(s) submitted before the refusal" in late.output and not records(fresh_store)
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "python").symlink_to(sys.executable)
     no_slurm = doit("build", *tiny_build.overrides, "quant=q8_0", *ON_SLURM, store=fresh_store, process=True, ok=False,

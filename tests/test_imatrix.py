@@ -119,6 +119,8 @@ def test_every_type_llama_cpp_writes_is_an_option_and_the_rule_for_its_matrix(pl
     plan = plan_for("quant=q4_k_m", "eval.quants=[q8_0]", "eval.compare_imatrix=true")
     assert "quantize@q4_k_m-no-imatrix" in plan.nodes and "quantize@q8_0-no-imatrix" not in plan.nodes
     assert "imatrix" not in plan.nodes["quantize@q4_k_m-no-imatrix"].payload["upstream"]
+    plan = plan_for("quant=iq4_xs", "eval.quants=[q4_k_m]", "eval.compare_imatrix=true")
+    assert "quantize@q4_k_m-no-imatrix" in plan.nodes and "quantize@iq4_xs-no-imatrix" not in plan.nodes
 
 
 def test_quantize_log_and_tensor_patterns(tmp_path):

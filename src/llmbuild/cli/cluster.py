@@ -37,6 +37,7 @@ class _Tracked:
     slot: str
     node: Node
     record: jobs.JobRecord
+    submitted: bool = False   # by this command (else: found queued or running)
 
 
 @dataclass
@@ -134,10 +135,26 @@ def _submit_ready(plans: list[Plan], cluster: str, settings) -> tuple[dict[tuple
         after = [tracked[(up.stage, up.key)].record.job_id for up in pending if (up.stage, up.key) in tracked]
         if len(after) < len(pending) or (after and cluster == cluster_jobs.LOCAL):
             continue   # an input nothing builds yet (its job failed; or the local executor's next wave)
-        record = _submit(plan, slot, node, cluster, settings, after)
-        tracked[(node.stage, node.key)] = _Tracked(plan, slot, node, record)
+        try:
+            record = _submit(plan, slot, node, cluster, settings, after)
+        except ConfigError:
+            _withdraw(cluster, [item for item in tracked.values() if item.submitted])
+            raise
+        tracked[(node.stage, node.key)] = _Tracked(plan, slot, node, record, submitted=True)
         submitted += 1
     return tracked, submitted
+
+
+def _withdraw(cluster: str, items: list[_Tracked]) -> None:
+    """The jobs this command submitted before the scheduler refused one: cancelled, so that nothing of a
+    half-submitted sweep waits in the queue (their stages build when the command runs again)."""
+    if not items:
+        return
+    cluster_jobs.cancel(cluster, [item.record.job_id for item in items])
+    for item in items:
+        jobs.forget(Store(item.plan.store), item.node.stage, item.node.key)
+    print(f"  cancelled the {len(items)} job(s) submitted before the refusal: "
+          f"{', '.join(item.record.job_id for item in items)}", flush=True)
 
 
 def _more_to_submit(plans: list[Plan]) -> bool:

@@ -15,7 +15,7 @@ from ..errors import ConfigError
 from ..facts.chat_families import FAMILIES, OLLAMA_TEMPLATE_FILE
 from ..facts.layout import VLLM_SCHEME, ladder, ladder_slot, vllm_slot
 from ..facts.names import digest, sanitize, shorten
-from ..facts.quant_types import own_imatrix, uses_imatrix
+from ..facts.quant_types import IMATRIX_REQUIRED, QUANT_TYPES, own_imatrix, uses_imatrix
 from ..facts.secrets import is_secret
 from ..facts.tool_envs import ENVS
 from ..facts.train_methods import TEXT, method
@@ -121,10 +121,12 @@ def imatrix_wanted(cfg) -> bool:
 
 
 def compared_without_imatrix(cfg) -> list[str]:
-    """eval.compare_imatrix: the types also built without their importance matrix."""
+    """eval.compare_imatrix: the types also built without their importance matrix (those llmbuild builds
+    only with one, the i-quants and q2_k, are not)."""
     if not (cfg.eval.enabled and cfg.eval.compare_imatrix):
         return []
-    return [quant_type for quant_type in quant_types(cfg) if uses_imatrix(quant_type, cfg.quant.imatrix)]
+    return [quant_type for quant_type in quant_types(cfg)
+            if uses_imatrix(quant_type, cfg.quant.imatrix) and QUANT_TYPES[quant_type].imatrix != IMATRIX_REQUIRED]
 
 
 def quant_inputs(nodes, cfg, quant_type: str, imatrix: bool = True) -> dict[str, str]:

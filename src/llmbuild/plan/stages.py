@@ -220,8 +220,9 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         earlier_models=True,   # a pipeline's earlier stages are evaluated too (the reference of preference tuning)
         vllm_schemes="all",    # and every vLLM checkpoint, in the quant environment's transformers
         tool_env="quant",
-        version="4",  # 2: each worker's own peak memory (VmHWM), quantize records; 3: text perplexity,
-                      # preference accuracy and reward margins, earlier pipeline stages; 4: vLLM checkpoints
+        version="5",  # 2: each worker's own peak memory (VmHWM), quantize records; 3: text perplexity,
+                      # preference accuracy and reward margins, earlier pipeline stages; 4: vLLM checkpoints;
+                      # 5: 95% intervals, eval.kld_text, quants without their importance matrix
         job=True,
     ),
     StageSpec(
@@ -234,9 +235,10 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
         tools=("matplotlib", "jinja2"),
         templates=REPORT_TEMPLATES,
         enabled_by="eval.enabled",
-        version="6",  # 2: quantizer fallbacks, the f16 reference never recommended; 3: config shown = config keyed;
+        version="7",  # 2: quantizer fallbacks, the f16 reference never recommended; 3: config shown = config keyed;
                       # 4: training methods, pipelines, preference and text metrics; 5: vLLM checkpoints, the
-                      # train stage's batch and padding choices
+                      # train stage's batch and padding choices; 6: the metrics table as before; 7: 95%
+                      # intervals (recommended by the upper bound), bits per weight, the imatrix gain
     ),
 )}
 

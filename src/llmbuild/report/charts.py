@@ -71,6 +71,11 @@ def quant_ladder(eval_result: EvalResults) -> bytes | None:
             ax.scatter(size, value, color=color, zorder=3, marker="s" if m.kind == VLLM else "o")
             ax.annotate(shown_name(m) + (" (shipped)" if m.name == shipped else ""), (size, value),
                         textcoords="offset points", xytext=(4, 4), fontsize=8)
+        if ax is left:   # what the recommendation asks of a quant's upper bound
+            ax.axhline(settings.recommend_kld, color="tab:green", linestyle="--", linewidth=1)
+            ax.annotate(f"eval.recommend_kld {settings.recommend_kld:g}", (0, settings.recommend_kld),
+                        xycoords=("axes fraction", "data"), textcoords="offset points", xytext=(4, 3), fontsize=7,
+                        color="tab:green")
         ax.margins(x=0.2, y=0.2)  # room for the point labels
         ax.set_xlabel("size (MiB)")
         ax.set_ylabel(label)

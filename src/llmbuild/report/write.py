@@ -19,10 +19,10 @@ from . import charts
 from .variant import VariantReport
 
 COLUMNS: tuple[tuple[str, Callable[[ModelResult], Any], str], ...] = (  # header, the value, how to show it
-    ("NLL", lambda m: m.nll, "{:.3f}"), ("perplexity", lambda m: m.perplexity, "{:.2f}"),
-    ("perplexity 95%", lambda m: m.perplexity_interval, "range2"),
-    ("KLD", lambda m: m.kld, "{:.4f}"), ("KLD 95%", lambda m: m.kld_interval, "range4"),
-    ("top-1", lambda m: m.top1, "pct"), ("top-1 95%", lambda m: m.top1_interval, "pctrange"),
+    ("NLL", lambda m: m.nll, "{:.3f}"),
+    ("perplexity (95%)", lambda m: m.perplexity and (m.perplexity, m.perplexity_interval), "ci2"),
+    ("KLD (95%)", lambda m: m.kld is not None and (m.kld, m.kld_interval) or None, "ci4"),
+    ("top-1 (95%)", lambda m: m.top1 is not None and (m.top1, m.top1_interval) or None, "pctci"),
     ("KLD tokens", lambda m: m.compared_tokens, "{:,}"),
     ("bits/weight", lambda m: m.quantized and m.quantized.get("bits_per_weight"), "{:.2f}"),
     ("imatrix", lambda m: m.imatrix, "yesno"),
@@ -50,11 +50,16 @@ def _show(value: Any, how: str) -> str:
         return f"{value / 2**20:.1f}"
     if how == "fallback":
         return fallback_text(value)
-    if how in ("range2", "range4"):
+    if how in ("range2", "range4"):   # an interval
         digits = int(how[-1])
         return f"{value[0]:.{digits}f}–{value[1]:.{digits}f}"
-    if how == "pctrange":
-        return f"{value[0]:.1%}–{value[1]:.1%}"
+    if how in ("ci2", "ci4", "pctci"):   # (value, its 95% interval or None)
+        shown, bounds = value
+        cell = f"{shown:.1%}" if how == "pctci" else f"{shown:.{int(how[-1])}f}"
+        if bounds:
+            low, high = (f"{b:.1%}" for b in bounds) if how == "pctci" else (f"{b:.{int(how[-1])}f}" for b in bounds)
+            cell += f" ({low}–{high})"
+        return cell
     if how == "yesno":
         return "yes" if value else "no"
     return how.format(value)
@@ -108,10 +113,15 @@ def verdict(eval_result: EvalResults | None) -> list[str]:
         lines.append(f"No quant has a KLD whose 95% upper bound is below {threshold} vs {reference}: none is "
                      f"recommended; ship {reference}{size} or add larger types to eval.quants.")
     lines += _imatrix_verdict(eval_result)
-    if shipped and shipped.kld is not None and shipped.kld >= threshold:
+    if shipped and shipped.kld is not None and kld_bound(shipped) >= threshold:
         changed = (f": it changes the top token on {1 - shipped.top1:.1%} of positions"
                    if shipped.top1 is not None else "")
-        lines.append(f"The shipped {shipped.name} has mean KLD {shipped.kld:.4f}, above {threshold}{changed}.")
+        if shipped.kld >= threshold:
+            lines.append(f"The shipped {shipped.name} has mean KLD {shipped.kld:.4f}, above {threshold}{changed}.")
+        else:
+            lines.append(f"The shipped {shipped.name}'s mean KLD {shipped.kld:.4f} is below {threshold}, but its 95% "
+                         f"interval reaches {shipped.kld_interval[1]:.4f}: it may not be (more text never trained on, "
+                         f"eval.kld_text, narrows the interval){changed}.")
     lines += _vllm_verdict(eval_result, threshold)
     fell_back = shipped.quantized if shipped else None
     if fell_back and fell_back.get("fallback"):   # quantize.json (facts/quant_types.py)
@@ -135,9 +145,10 @@ def _imatrix_verdict(eval_result: EvalResults) -> list[str]:
         if not weighted or not weighted.kld or not plain.kld:
             continue
         gain = 1 - weighted.kld / plain.kld
-        apart = (weighted.kld_interval and plain.kld_interval and weighted.kld_interval[1] < plain.kld_interval[0])
+        apart = weighted.kld_interval and plain.kld_interval and (weighted.kld_interval[1] < plain.kld_interval[0]
+                                                                  or plain.kld_interval[1] < weighted.kld_interval[0])
         lines.append(f"{weighted.name} with its importance matrix: KLD {weighted.kld:.4f} against {plain.kld:.4f} "
-                     f"without ({gain:+.0%} {'lower' if gain >= 0 else 'higher'}; "
+                     f"without ({abs(gain):.0%} {'lower' if gain >= 0 else 'higher'}; "
                      f"{'the 95% intervals do not overlap' if apart else 'the 95% intervals overlap: within noise'}).")
     return lines
 

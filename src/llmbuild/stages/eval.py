@@ -145,8 +145,9 @@ def _kld_chunks(ctx: StageContext, reference_gguf: Path, cases) -> tuple[list[li
             if len(chunk) > 1:
                 chunks.append(chunk)
                 have += len(chunk) - 1
-    note = (f"KLD over {have:,} positions, fewer than eval.kld_tokens={settings.kld_tokens:,}: the intervals are "
-            f"wide; add text never trained on with eval.kld_text=[file.txt]" if have < settings.kld_tokens else "")
+    note = (f"KLD over {have:,} positions (eval.kld_tokens asks {settings.kld_tokens:,}): the report's 95% intervals "
+            f"show whether that separates the quants; eval.kld_text=[file.txt] adds text never trained on"
+            if have < settings.kld_tokens else "")
     return chunks, note
 
 

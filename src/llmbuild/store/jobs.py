@@ -55,3 +55,8 @@ def read(store: Store, stage: str, key: str) -> JobRecord | None:
         return JobRecord(**json.loads(_path(store, stage, key).read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):
         return None
+
+
+def forget(store: Store, stage: str, key: str) -> None:
+    """The record of a job that was cancelled before it ran."""
+    _path(store, stage, key).unlink(missing_ok=True)
