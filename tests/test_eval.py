@@ -145,7 +145,9 @@ def test_nll_counts_answer_tokens_only_and_kld_matches_its_definition():
 def test_the_quant_ladder_shares_artifacts_with_variants_of_that_quant(tmp_path):
     store = f"store={tmp_path}"
     ladder = build_plan(compose(ROOT, [store, "eval.quants=[q4_k_m,q5_k_m,q8_0]"]), ROOT)
-    assert {s for s in ladder.nodes if s.startswith("quantize@")} == {"quantize@q5_k_m", "quantize@q8_0"}
+    # the demo also compares q4_k_m and q5_k_m without their importance matrix (eval.compare_imatrix)
+    assert {s for s in ladder.nodes if s.startswith("quantize@")} == {
+        "quantize@q5_k_m", "quantize@q8_0", "quantize@q4_k_m-no-imatrix", "quantize@q5_k_m-no-imatrix"}
     q8 = build_plan(compose(ROOT, [store, "quant=q8_0"]), ROOT)
     assert ladder.nodes["quantize@q8_0"].key == q8.nodes["quantize"].key
     assert ladder.nodes["quantize@q8_0"].overrides == (("quant.type", "q8_0"),)

@@ -35,7 +35,8 @@ from llmbuild.sizing.train_memory import GIB, TrainSetup, gathered_bytes, train_
 from llmbuild.stages import preflight, train
 
 ROOT = Path(__file__).resolve().parent.parent
-DOWNSTREAM_OF_TRAIN = {"train", "merge", "convert", "parity", "quantize", "ollama", "smoke", "eval", "report"}
+DOWNSTREAM_OF_TRAIN = {"train", "merge", "convert", "parity", "imatrix", "quantize", "ollama", "smoke", "eval",
+                       "report"}
 QWEN25_7B = ModelShape(3584, 18944, 28, 28, 4, 152064, False, model_type="qwen2")
 
 

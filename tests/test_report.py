@@ -90,7 +90,7 @@ def report(eval_result=EVAL, **changes) -> VariantReport:
 def test_verdict_says_whether_the_fine_tune_helped_and_which_quant_to_ship():
     lines = verdict(results())
     assert lines[0].startswith("Fine-tuning lowered held-out perplexity from 90.00 to 3.00 (-97%)")
-    assert "Recommended quant: q5_k_m (110.0 MiB)" in lines[1] and "below 0.05 vs f16" in lines[1]
+    assert "Recommended quant: q5_k_m (110.0 MiB)" in lines[1] and "vs f16 stays below 0.05" in lines[1]
     assert "shipped q4_k_m has mean KLD 0.0800, above 0.05" in lines[2]
     worse = copy.deepcopy(EVAL)
     worse["models"][1]["perplexity"] = 120.0
@@ -102,19 +102,19 @@ def test_verdict_says_whether_the_fine_tune_helped_and_which_quant_to_ship():
     assert "top-1 agreement —" in lines[1] and lines[2].endswith("has mean KLD 0.0800, above 0.05.")
     strict = copy.deepcopy(EVAL)
     strict["settings"]["recommend_kld"] = 0.0
-    assert ("No quant has mean KLD below 0.0 vs f16: none is recommended; ship f16 (258.0 MiB)"
+    assert ("No quant has a KLD whose 95% upper bound is below 0.0 vs f16: none is recommended; ship f16 (258.0 MiB)"
             in verdict(results(strict))[1])
     only_reference = copy.deepcopy(EVAL)  # random weights: every quant far off, f16 trivially at 0
     only_reference["settings"]["recommend_kld"] = 0.001
-    assert verdict(results(only_reference))[1].startswith("No quant has mean KLD below 0.001 vs f16")
+    assert verdict(results(only_reference))[1].startswith("No quant has a KLD whose 95% upper bound is below 0.001")
     assert "did not run" in verdict(None)[0]
 
 
 def test_metrics_table_shows_missing_values_and_drops_columns_nobody_has():
     header, rows = metrics_table(results())
-    assert "tool call parsed" not in header and "KLD" in header
-    assert rows[0][0] == "base" and rows[0][header.index("KLD")] == "—"
-    assert rows[-1][0] == "q4_k_m (shipped)" and rows[-1][header.index("top-1")] == "88.0%"
+    assert "tool call parsed" not in header and "KLD (95%)" in header
+    assert rows[0][0] == "base" and rows[0][header.index("KLD (95%)")] == "—"
+    assert rows[-1][0] == "q4_k_m (shipped)" and rows[-1][header.index("top-1 (95%)")] == "88.0%"
     tools = copy.deepcopy(EVAL)
     for m in tools["models"]:
         m.update(exact_match=None, rouge_l=None, tool_call={"parsed": 1.0, "name": 0.5, "arguments": 0.25})
@@ -206,7 +206,8 @@ def test_eval_json_keeps_its_shape_and_reads_back_into_the_same_records(tmp_path
     assert list(data["models"][0]) == ["name", "kind", "quant", "file_size", "nll", "perplexity", "answer_tokens",
                                        "kld", "top1", "exact_match", "rouge_l", "tool_call",
                                        "prompt_tokens_per_second", "generation_tokens_per_second", "peak_rss_bytes",
-                                       "quantized", "preference", "checkpoint"]
+                                       "quantized", "preference", "checkpoint", "perplexity_interval",
+                                       "kld_interval", "top1_interval", "compared_tokens", "imatrix"]
     assert data["models"][1]["tool_call"] == {"parsed": 1.0, "name": 0.75, "arguments": 0.5}
     assert data["models"][1]["preference"]["prefers_chosen"] == 0.75 and data["models"][0]["preference"] is None
     assert load_eval(path) == found
@@ -226,7 +227,7 @@ def test_eval_json_of_an_earlier_llmbuild_reads_with_the_defaults_of_today():
     found = results(old)
     assert found.settings.recommend_kld == RECOMMEND_KLD and found.data == "chat" and found.method == "sft"
     assert found.models[0].answer_tokens is None and found.models[0].quantized is None
-    assert f"below {RECOMMEND_KLD} vs f16" in verdict(found)[1]
+    assert f"vs f16 stays below {RECOMMEND_KLD}" in verdict(found)[1]
 
 
 def test_sweep_report_compares_variants(tmp_path):
@@ -324,3 +325,23 @@ def test_the_verdict_says_whether_preference_tuning_moved_the_model():
     assert lines[1].startswith("Against base, the tuned model's implicit reward ranks the chosen answer higher in "
                                "100% of held-out cases (reward margin +0.250)")
     assert "perplexity on the chosen answers of held-out pairs" in lines[2]
+
+
+def test_the_recommendation_takes_the_upper_end_of_the_kld_interval_and_shows_the_imatrix_gain():
+    noisy = copy.deepcopy(EVAL)
+    for m in noisy["models"]:
+        if m["name"] == "q5_k_m":   # mean 0.03 is below the budget, but the interval reaches past it
+            m.update(kld_interval=[0.01, 0.06], compared_tokens=300)
+        if m["name"] == "q4_k_m":
+            m.update(kld=0.04, kld_interval=[0.035, 0.045], compared_tokens=4096, imatrix=True)
+    plain = {**copy.deepcopy(next(m for m in noisy["models"] if m["name"] == "q4_k_m")),
+             "name": "q4_k_m-no-imatrix", "kld": 0.06, "kld_interval": [0.055, 0.065], "imatrix": False}
+    noisy["models"].append(plain)
+    lines = verdict(results(noisy))
+    assert lines[1].startswith("Recommended quant: q4_k_m") and "0.0350–0.0450" in lines[1]
+    assert "4,096 tokens" in lines[1]
+    assert any("q4_k_m with its importance matrix: KLD 0.0400 against 0.0600 without (33% lower; the 95% "
+               "intervals do not overlap)" in line for line in lines)
+    header, rows = metrics_table(results(noisy))
+    row = next(r for r in rows if r[0].startswith("q5_k_m"))
+    assert row[header.index("KLD (95%)")] == "0.0300 (0.0100–0.0600)" and row[header.index("KLD tokens")] == "300"

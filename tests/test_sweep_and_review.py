@@ -29,9 +29,11 @@ def task_counts(plans) -> Counter:
 def test_sweep_shares_upstream_stages_in_one_graph(tmp_path):
     plans = make_plans(ROOT, ["lora.r=8,16,32", "quant=q4_k_m,q8_0", f"store={tmp_path}"], "sweep")
     assert len(plans) == 6
-    # per training: the swept q4_k_m and q8_0, plus q5_k_m from the demo's eval ladder (its q8_0 is shared)
+    # per training: the swept q4_k_m and q8_0, plus q5_k_m from the demo's eval ladder (its q8_0 is shared),
+    # and q4_k_m and q5_k_m without their importance matrix (eval.compare_imatrix); one matrix each
     assert task_counts(plans) == {"base": 1, "data": 1, "train": 3, "merge": 3, "convert": 3, "parity": 3,
-                                  "quantize": 9, "ollama": 6, "smoke": 6, "eval": 6, "report": 6, "package": 6}
+                                  "imatrix": 3, "quantize": 15, "ollama": 6, "smoke": 6, "eval": 6, "report": 6,
+                                  "package": 6}
 
 
 def test_sweep_grammar_is_hydras(tmp_path):
@@ -181,7 +183,8 @@ def test_diff_lists_keys_and_the_stages_they_rebuild(tmp_path):
     assert doc["changes"] == [{"key": "lora.alpha", "before": 16, "after": 32},
                               {"key": "lora.r", "before": 8, "after": 16},
                               {"key": "prompt.temperature", "before": 0.7, "after": 0.2}]
-    assert doc["rebuild"] == ["train", "merge", "convert", "parity", "quantize", "ollama", "smoke", "eval", "report"]
+    assert doc["rebuild"] == ["train", "merge", "convert", "parity", "imatrix", "quantize", "ollama", "smoke", "eval",
+                              "report"]
     markdown = diff.diff_markdown(doc)
     assert "| `lora.r` | `8` | `16` |" in markdown and "reused: base, data" in markdown
 

@@ -191,8 +191,8 @@ def test_a_pipeline_stage_is_its_own_data_train_and_merge(tmp_path):
         demo.nodes["data"].key, demo.nodes["train"].key, demo.nodes["merge"].key)
 
 
-LAST_AND_AFTER = {"data", "train", "merge", "convert", "parity", "quantize", "quantize@q8_0", "ollama", "smoke",
-                  "eval", "report"}
+LAST_AND_AFTER = {"data", "train", "merge", "convert", "parity", "imatrix", "quantize", "quantize@q8_0", "ollama",
+                  "smoke", "eval", "report"}
 
 
 @pytest.mark.parametrize("override, expected", [

@@ -105,8 +105,8 @@ def verdict(eval_result: EvalResults | None) -> list[str]:
         bound = f", 95% interval {_show(pick.kld_interval, 'range4')}" if pick.kld_interval else ""
         lines.append(f"Recommended quant: {pick.name} ({_show(pick.file_size, 'mib')} MiB), the smallest whose "
                      f"KLD vs {reference} stays below {threshold} at the upper end of its 95% interval "
-                     f"(KLD {pick.kld:.4f}{bound}, top-1 agreement {_show(pick.top1, 'pct')}, over "
-                     f"{pick.compared_tokens or 0:,} tokens).")
+                     f"(KLD {pick.kld:.4f}{bound}, top-1 agreement {_show(pick.top1, 'pct')}"
+                     f"{f', over {pick.compared_tokens:,} tokens' if pick.compared_tokens else ''}).")
     elif ggufs:
         kept = eval_result.model(reference)
         size = f" ({_show(kept.file_size, 'mib')} MiB)" if kept else ""
