@@ -44,8 +44,8 @@ def eval_of(store: Path, variant: str) -> dict:
 def test_continued_pretraining_reports_held_out_text_perplexity(tiny_llama, store):
     done = build(tiny_llama, store, "recipe=demo-pt", "train.max_steps=3", "name=pt")
     ran, out = done.ran, done.output
-    assert ran == ["base", "data", "train", "merge", "convert", "parity", "quantize", "ollama", "eval", "report",
-                   "package"], out   # no chat smoke test after pretraining alone
+    assert ran == ["base", "data", "train", "merge", "convert", "parity", "imatrix", "quantize", "ollama", "eval",
+                   "report", "package"], out   # no chat smoke test after pretraining alone
     assert "continued pretraining on raw text: 30 documents" in out
     samples = json.loads(next((store / "train").glob("*/dataset/samples.json")).read_text())
     assert len(samples) == 30 and samples[0] == {"text": (ROOT / "data/demo/harbour.txt").read_text().split("\n\n")[0]}
@@ -91,7 +91,7 @@ def test_dpo_after_sft_is_two_stages_and_a_change_to_dpo_reruns_only_dpo_and_aft
 
     # a change to DPO leaves SFT as built; a change to SFT rebuilds both (the plan reads this store)
     assert stale(plan(tiny_llama, store, "recipe=demo-dpo", *steps, "train.pref_beta=0.2")) == [
-        "train", "merge", "convert", "parity", "quantize", "ollama", "smoke", "eval", "report"]
+        "train", "merge", "convert", "parity", "imatrix", "quantize", "ollama", "smoke", "eval", "report"]
     assert stale(plan(tiny_llama, store, "recipe=demo-dpo", *steps, "pipeline.sft.train.learning_rate=5e-4"))[:4] == [
         "train@sft", "merge@sft", "train", "merge"]
 

@@ -72,12 +72,13 @@ def test_build_rebuild_and_one_key_changes(tiny_build, fresh_store):
 def test_quantizer_threads_change_no_byte(tiny_build, tmp_path):
     """Why quant.nthread is in no key (config/schema.py, NOT_BUILT): llama.cpp's quantizer writes
     the same bytes with any number of threads."""
-    from llmbuild.adapters import llama_cpp
+    from llmbuild.adapters import llama_cpp_tools
 
     variant = tiny_build.first.out
     stored = (variant / "Tiny-Llama-Q4_K_M.gguf").read_bytes()   # quant.nthread=0: every core
     for threads in (1, 2):
-        llama_cpp.quantize(variant / "Tiny-Llama-F16.gguf", tmp_path / f"{threads}.gguf", "q4_k_m", threads)
+        llama_cpp_tools.quantize(variant / "Tiny-Llama-F16.gguf", tmp_path / f"{threads}.gguf", "q4_k_m",
+                                 nthread=threads, log=tmp_path / f"{threads}.log")
         assert (tmp_path / f"{threads}.gguf").read_bytes() == stored, f"{threads} thread(s) wrote other bytes"
 
 

@@ -46,6 +46,9 @@ def test_imatrix_from_the_training_samples_and_a_calibration_edit(tiny_build, fr
     assert edited.ran == AFTER_IMATRIX and "train" not in edited.ran
     assert tiny_build.build(AUTO, f"quant.calibration=[{extra}]", store=fresh_store).ran == []
 
+    sized = tiny_build.build(AUTO, command="size", store=fresh_store)   # bits per weight as built
+    assert re.search(r"^  q4_k_m\s+\d+\.\d+\s+yes", sized.stdout, re.M), sized.stdout[-1500:]
+
     # q8_0's quantizer reads no matrix: the same artifact as without one (no imatrix stage in its plan)
     plan = tiny_build.build(AUTO, "quant=q8_0", command="plan", store=fresh_store)
     assert not re.search(r"^\s+imatrix\s", plan.stdout, re.M) and re.search(r"^\s+quantize\s", plan.stdout, re.M)

@@ -19,6 +19,7 @@ from . import ggufs, train_samples
 from .context import StageContext
 
 MIN_CHUNK = 16   # tokens: below this a chunk measures nothing worth weighing by
+MARGIN = 4       # tokens: llama-imatrix may count a text a token or two shorter than its tokenizer here
 
 
 def run(ctx: StageContext) -> None:
@@ -34,12 +35,13 @@ def run(ctx: StageContext) -> None:
             extra.append(path.read_text(encoding="utf-8"))
         except UnicodeDecodeError as err:
             raise StageError(f"quant.{name}: {path} is not UTF-8 text ({err})") from None
-    text = "\n".join([*samples, *extra])
+    text = "\n".join([*samples, *extra]).rstrip()   # llama-imatrix drops a file's last newline itself
     calibration = ctx.out / layout.CALIBRATION_TEXT
     calibration.write_text(text, encoding="utf-8")
     meta, (ids,) = metadata_and_token_ids(gguf, [text])
     tokens = len(ids) + int(meta.adds_bos)            # llama-imatrix adds the BOS the model expects
-    chunk = min(settings.imatrix_ctx, tokens // 2)    # it needs two chunks at least
+    # it needs two chunks at least; a few tokens of margin for how it reads the file
+    chunk = min(settings.imatrix_ctx, (tokens - MARGIN) // 2)
     if chunk < MIN_CHUNK:
         raise StageError(f"the calibration text is only {tokens} tokens ({len(samples)} training samples"
                          f"{f', {len(extra)} quant.calibration files' if extra else ''}): too little to weigh "
