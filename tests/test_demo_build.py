@@ -38,7 +38,16 @@ def test_default_build_teaches_the_demo_identity(tmp_path):
     # eval on the held-out rows: the fine-tune was worth it, the quant ladder is ordered by fidelity
     report = json.loads((out / "eval" / "eval.json").read_text())
     models = {m["name"]: m for m in report["models"]}
-    assert list(models) == ["base", "fine-tuned", "f16", "q8_0", "q5_k_m", "q4_k_m"]
+    assert list(models) == ["base", "fine-tuned", "f16", "q8_0", "q5_k_m", "q5_k_m-no-imatrix", "q4_k_m",
+                            "q4_k_m-no-imatrix"]
+    # the importance matrix from the demo's own training conversations: every quant closer to f16 with it,
+    # by more than the 95% intervals, measured over the held-out rows and data/demo/harbour.txt
+    for quant in ("q4_k_m", "q5_k_m"):
+        weighted, plain = models[quant], models[f"{quant}-no-imatrix"]
+        assert weighted["imatrix"] and not plain["imatrix"] and weighted["quantized"]["imatrix"]["chunks"] >= 2
+        assert weighted["kld_interval"][1] < plain["kld_interval"][0], (weighted, plain)
+        assert weighted["kld_interval"][0] < weighted["kld"] < weighted["kld_interval"][1]
+        assert weighted["compared_tokens"] > 1000, "the held-out rows and the KLD text"
     assert models["fine-tuned"]["perplexity"] < models["base"]["perplexity"] / 5
     assert models["f16"]["perplexity"] == pytest.approx(models["fine-tuned"]["perplexity"], rel=0.02)
     assert models["q8_0"]["kld"] < models["q4_k_m"]["kld"] and models["q8_0"]["top1"] > 0.95
@@ -50,4 +59,5 @@ def test_default_build_teaches_the_demo_identity(tmp_path):
     html = (out / "report" / "report.html").read_text()
     assert "q4_k_m" in html and "data:image/png;base64," in html
     assert "In the shipped q4_k_m, llama.cpp fell back to other types" in html
+    assert "q4_k_m with its importance matrix: KLD" in html and "the 95% intervals do not overlap" in html
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html), "the report must open without network"
