@@ -11,7 +11,8 @@ Two fine-tunes, each built by llmbuild first (default settings: quant.imatrix=au
 KLD is measured the way the eval stage measures it (llama.cpp's logits, evaluation/scores.py) over
 text that neither training nor calibration saw: data/demo/harbour.txt, in chunks of 512 tokens.
 
-    python bench/bench_imatrix.py demo gemma     # about 25 minutes on 2 CPU cores
+    python bench/bench_imatrix.py demo gemma     # about 35 minutes on 2 CPU cores
+    python bench/bench_imatrix.py demo --types q5_k_s,q3_k_l,iq2_xxs   # other types (default: TYPES)
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from llmbuild.facts.quant_types import IMATRIX_REQUIRED, QUANT_TYPES
+
 ROOT = Path(__file__).resolve().parent.parent
-# plain and with a matrix; the i-quants and q2_k only with one (llama.cpp refuses most of them without)
+# plain and with a matrix; the types llmbuild builds only with one (i-quants, q2_k) only with it
 TYPES = ("q6_k", "q5_k_m", "q5_0", "q4_k_m", "q4_k_s", "q4_0", "q3_k_m", "q3_k_s", "q2_k", "iq4_xs", "iq4_nl",
          "iq3_m", "iq3_xxs", "iq2_m")
 CHUNK = 512
@@ -72,7 +75,7 @@ def kld(reference: list[np.ndarray], measured: list[np.ndarray]) -> tuple[float,
     return answer.kld, answer.kld_interval, answer.compared_tokens
 
 
-def bench(name: str, work: Path) -> list[str]:
+def bench(name: str, work: Path, types: tuple[str, ...] = TYPES) -> list[str]:
     from llmbuild.adapters import llama_cpp_tools
     from llmbuild.adapters.llama_cpp_vocab import token_ids
     from llmbuild.stages.quantize import bits_per_weight
@@ -92,10 +95,10 @@ def bench(name: str, work: Path) -> list[str]:
              f"imatrix.json: {record.strip()}",
              "| type | MiB | bits/weight | KLD plain [95%] | KLD imatrix [95%] | imatrix gain |",
              "| --- | --- | --- | --- | --- | --- |"]
-    for quant in TYPES:
+    for quant in types:
         results = {}
         for weighted in (False, True):
-            if not weighted and quant.startswith("iq") or not weighted and quant == "q2_k":
+            if not weighted and QUANT_TYPES[quant].imatrix == IMATRIX_REQUIRED:
                 continue
             target = work / name / f"{quant}{'-imatrix' if weighted else ''}.gguf"
             llama_cpp_tools.quantize(f16, target, quant, imatrix=matrix if weighted else None,
@@ -116,10 +119,14 @@ def bench(name: str, work: Path) -> list[str]:
 
 
 def main() -> None:
-    names = sys.argv[1:] or ["demo", "gemma"]
+    args = sys.argv[1:]
+    types = TYPES
+    if "--types" in args:
+        at = args.index("--types")
+        types, args = tuple(args[at + 1].split(",")), args[:at] + args[at + 2:]
     with tempfile.TemporaryDirectory(prefix="bench-imatrix-") as tmp:
-        for name in names:
-            print("\n".join(bench(name, Path(tmp))), flush=True)
+        for name in args or ["demo", "gemma"]:
+            print("\n".join(bench(name, Path(tmp), types)), flush=True)
 
 
 if __name__ == "__main__":
