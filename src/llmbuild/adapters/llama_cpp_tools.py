@@ -50,9 +50,10 @@ def imatrix(gguf: Path, text: Path, out: Path, *, ctx: int, chunks: int | None, 
     that were trained) in chunks of `ctx` tokens, at most `chunks` of them."""
     # run in `out`'s folder, the text and matrix named relative to it: the matrix records its text's name
     # (and a quantized GGUF the matrix's), which must not carry the store's or a temporary folder's path
-    argv = [str(program(IMATRIX)), "-m", str(gguf.absolute()), "-f", os.path.relpath(text, out.parent), "-o", out.name,
-            "-c", str(ctx),
-            "-b", str(ctx), "-ub", str(ctx), "--parse-special", "--output-frequency", "1000000", "-lv", "3",
+    argv = [str(program(IMATRIX)), "-m", str(gguf.absolute()), "-f", os.path.relpath(text, out.parent),
+            "-o", out.name, "-c", str(ctx), "-b", str(ctx), "-ub", str(ctx), "--parse-special",
+            "--output-frequency", "1000000",   # the matrix is written once, at the end
+            "-lv", "3",                        # its informational lines: the chunk count and the ETA
             *(["--chunks", str(chunks)] if chunks else []), *(["-t", str(threads)] if threads else [])]
 
     def read(line: str) -> None:
@@ -65,7 +66,7 @@ def imatrix(gguf: Path, text: Path, out: Path, *, ctx: int, chunks: int | None, 
         short = _TOO_SHORT.search(log.read_text(encoding="utf-8", errors="replace")) if log.is_file() else None
         if short:
             raise ToolError(f"the calibration text is {short[1]} tokens; {IMATRIX} needs at least 2 chunks of "
-                            f"{ctx} tokens") from None
+                            f"{ctx} tokens: add text with quant.calibration, or lower quant.imatrix_ctx") from None
         raise err from None
     if not out.is_file():
         raise ToolError(f"{IMATRIX} wrote no {out.name}; see {log}")
