@@ -119,6 +119,9 @@ TENSOR_TYPES_NEEDING_IMATRIX = ("iq3_xxs", "iq2_s", "iq2_xs", "iq2_xxs", "iq1_m"
 IMATRIX_AUTO, IMATRIX_OFF = "auto", "none"
 
 
+OWN_IMATRIX = "quant.imatrix"   # the imatrix stage's input file, by its config key, when the setting names one
+
+
 def own_imatrix(setting: str) -> bool:
     """quant.imatrix names a file of the user's own."""
     return setting not in (IMATRIX_AUTO, IMATRIX_OFF)

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..config.derived import DERIVED
 from ..config.schema import NOT_BUILT
 from ..errors import ConfigError
-from ..facts.quant_types import own_imatrix
+from ..facts.quant_types import OWN_IMATRIX, own_imatrix
 from ..facts.secrets import is_secret
 from ..files.model_path import ACCEPTED, inspect_model_path
 from ..files.paths import project_path, resolve_model_path
@@ -101,16 +101,17 @@ def input_files(stage: str, cfg: DictConfig, root: Path) -> dict[str, Path]:
         return {"model": resolve_model_path(cfg.model.path, root)}
     if stage == "data":
         return {"dataset": project_path(cfg.dataset.path, root)}
-    if stage == "imatrix":
+    if stage == "imatrix":   # text files of the user's, named by their config key, in its order
         if own_imatrix(cfg.quant.imatrix):
-            return {"imatrix": project_path(cfg.quant.imatrix, root)}
-        return {f"calibration[{index}]": project_path(path, root) for index, path in enumerate(cfg.quant.calibration)}
+            return {OWN_IMATRIX: project_path(cfg.quant.imatrix, root)}
+        return _listed("quant.calibration", cfg.quant.calibration, root)
     if stage == "eval":
-        return {f"kld_text[{index}]": project_path(path, root) for index, path in enumerate(cfg.eval.kld_text)}
+        return _listed("eval.kld_text", cfg.eval.kld_text, root)
     return {}
 
 
-_FILE_KEYS = {"imatrix": "quant.imatrix", "calibration": "quant.calibration", "kld_text": "eval.kld_text"}
+def _listed(key: str, paths, root: Path) -> dict[str, Path]:
+    return {f"{key}[{index}]": project_path(path, root) for index, path in enumerate(paths)}
 
 
 def input_fingerprints(stage: str, cfg: DictConfig, root: Path, digests: DigestCache,
@@ -142,12 +143,11 @@ def input_fingerprints(stage: str, cfg: DictConfig, root: Path, digests: DigestC
                 f"dataset.path to a JSON/JSONL file.")
         return {"dataset": digests.digest(path)}
     out = {}
-    for name, path in files.items():   # text files of the user's (calibration, an imatrix, KLD text)
+    for key, path in files.items():   # the user's text files (calibration, an imatrix, KLD text), by config key
         if not path.is_file() and not strict:
-            out[name] = "missing"
+            out[key] = "missing"
             continue
         if not path.is_file():
-            key = _FILE_KEYS[name.split("[")[0]] + name[len(name.split("[")[0]):]
             raise ConfigError(f"{key}: no such file ({path}). Put the file there or change {key}.")
-        out[name] = digests.digest(path)
+        out[key] = digests.digest(path)
     return out

@@ -50,9 +50,8 @@ def _show(value: Any, how: str) -> str:
         return f"{value / 2**20:.1f}"
     if how == "fallback":
         return fallback_text(value)
-    if how in ("range2", "range4"):   # an interval
-        digits = int(how[-1])
-        return f"{value[0]:.{digits}f}–{value[1]:.{digits}f}"
+    if how == "range4":   # an interval
+        return f"{value[0]:.4f}–{value[1]:.4f}"
     if how in ("ci2", "ci4", "pctci"):   # (value, its 95% interval or None)
         shown, bounds = value
         cell = f"{shown:.1%}" if how == "pctci" else f"{shown:.{int(how[-1])}f}"

@@ -12,6 +12,7 @@ from typing import TextIO
 
 from omegaconf import DictConfig
 
+from ..errors import StageError
 from ..files.templates import TemplateDir
 
 
@@ -69,6 +70,16 @@ class StageContext:
     # a folder outside the artifact that outlives a killed build of this key (training checkpoints), for
     # the next build of the key to go on from; the stage makes it if it needs one and removes it when done
     resume: Path | None = None
+
+    def texts(self) -> list[str]:
+        """The outside files (`files`) read as UTF-8 text, in the order their config key lists them."""
+        found = []
+        for key, path in self.files.items():
+            try:
+                found.append(path.read_text(encoding="utf-8"))
+            except UnicodeDecodeError as err:
+                raise StageError(f"{key}: {path} is not UTF-8 text ({err})") from None
+        return found
 
     def relative(self, target: Path) -> str:
         """`target` relative to the artifact folder, valid before and after the final rename

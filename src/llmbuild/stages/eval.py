@@ -128,12 +128,7 @@ def _kld_chunks(ctx: StageContext, reference_gguf: Path, cases) -> tuple[list[li
     """Token ids of eval.kld_text, in chunks of eval.n_ctx, as many as the held-out rows need to reach
     eval.kld_tokens positions; and a line for the terminal when they fall short."""
     settings = ctx.cfg.eval
-    texts = []
-    for name, path in sorted(ctx.files.items()):
-        try:
-            texts.append(path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError as err:
-            raise StageError(f"eval.{name}: {path} is not UTF-8 text ({err})") from None
+    texts = ctx.texts()   # eval.kld_text, in its order
     _, ids = metadata_and_token_ids(reference_gguf, [case.prompt_text + case.answer_text for case in cases] + texts)
     have = sum(max(min(len(case_ids), settings.n_ctx) - 1, 0) for case_ids in ids[:len(cases)])
     chunks = []

@@ -15,6 +15,7 @@ from ..adapters import llama_cpp_tools
 from ..adapters.llama_cpp_vocab import metadata_and_token_ids
 from ..errors import StageError
 from ..facts import layout
+from ..facts.quant_types import OWN_IMATRIX
 from . import ggufs, train_samples
 from .context import StageContext
 
@@ -23,18 +24,13 @@ MARGIN = 4       # tokens: llama-imatrix may count a text a token or two shorter
 
 
 def run(ctx: StageContext) -> None:
-    if "imatrix" in ctx.files:
-        _own(ctx, ctx.files["imatrix"])
+    if OWN_IMATRIX in ctx.files:
+        _own(ctx, ctx.files[OWN_IMATRIX])
         return
     settings = ctx.cfg.quant
     gguf = ggufs.gguf(ctx.inputs["convert"])
     samples = train_samples.texts(ctx.inputs["train"] / layout.DATASET_DIR / layout.TRAIN_SAMPLES)
-    extra = []
-    for name, path in sorted(ctx.files.items()):
-        try:
-            extra.append(path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError as err:
-            raise StageError(f"quant.{name}: {path} is not UTF-8 text ({err})") from None
+    extra = ctx.texts()   # quant.calibration, in its order
     text = "\n".join([*samples, *extra]).rstrip()   # llama-imatrix drops a file's last newline itself
     calibration = ctx.out / layout.CALIBRATION_TEXT
     calibration.write_text(text, encoding="utf-8")
@@ -55,7 +51,7 @@ def run(ctx: StageContext) -> None:
                                    progress=lambda detail: progress.update(0, None, detail))
     progress.close()
     record = {"file": layout.IMATRIX_FILE, "source": "training samples", "samples": len(samples),
-              "calibration_files": sorted(path.name for path in ctx.files.values()), "tokens": tokens,
+              "calibration_files": [path.name for path in ctx.files.values()], "tokens": tokens,
               "chunk_tokens": chunk, "chunks": run_.chunks, "perplexity": run_.perplexity,
               "seconds": round(time.perf_counter() - started, 1)}
     _write(ctx, record)
@@ -79,11 +75,6 @@ def _write(ctx: StageContext, record: dict) -> None:
     (ctx.out / layout.IMATRIX_RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
 
-def matrix(artifact: Path) -> Path:
-    """The importance matrix file of an imatrix artifact."""
-    record = json.loads((artifact / layout.IMATRIX_RECORD).read_text(encoding="utf-8"))
-    return artifact / record["file"]
-
-
 def recorded(artifact: Path) -> dict:
+    """imatrix.json of an imatrix artifact: what the matrix was computed on, and its file's name."""
     return json.loads((artifact / layout.IMATRIX_RECORD).read_text(encoding="utf-8"))

@@ -27,7 +27,8 @@ def run(ctx: StageContext) -> None:
     rules = dict(cfg.quant.tensor_types or {})
     if rules:
         check_patterns(rules, list(read_gguf_header(source)[1]))
-    matrix = imatrix.matrix(ctx.inputs["imatrix"]) if "imatrix" in ctx.inputs else None
+    matrix_record = imatrix.recorded(ctx.inputs["imatrix"]) if "imatrix" in ctx.inputs else None
+    matrix = ctx.inputs["imatrix"] / matrix_record["file"] if matrix_record else None
     progress = ctx.progress(f"quantizing to {cfg.quant.type}")
     written = llama_cpp_tools.quantize(
         source, target, cfg.quant.type, nthread=cfg.quant.nthread, imatrix=matrix, tensor_types=rules,
@@ -37,7 +38,7 @@ def run(ctx: StageContext) -> None:
     ggufs.record(ctx.record, gguf=target)
     record = written.record_json(cfg.quant.type)
     record["bits_per_weight"] = bits_per_weight(target)
-    record["imatrix"] = imatrix.recorded(ctx.inputs["imatrix"]) if matrix else None
+    record["imatrix"] = matrix_record
     (ctx.out / layout.QUANTIZE_RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     ratio = target.stat().st_size / source.stat().st_size
     fell_back = (f"; {fallback_text(record, ' quantized tensors')} fell back from {cfg.quant.type}, their rows "
